@@ -1,0 +1,64 @@
+"""System checks: missing or malformed configuration is reported clearly at start-up."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def configuration_check(app_configs, **kwargs):
+    problems = []
+    redis = urlsplit(settings.REDIS_URL)
+    if redis.scheme not in ("redis", "rediss", "unix") or not (redis.hostname or redis.path):
+        problems.append(
+            Error(
+                f"REDIS_URL={settings.REDIS_URL!r} is not a Redis URL.",
+                hint="Use redis://host:6379/0.",
+                id="poolboard.E001",
+            )
+        )
+    prom = urlsplit(settings.PROMETHEUS_URL)
+    if prom.scheme not in ("http", "https") or not prom.hostname:
+        problems.append(
+            Error(
+                f"PROMETHEUS_URL={settings.PROMETHEUS_URL!r} is not an http(s) URL.",
+                hint="Use http://host:9090 (without a trailing /api/v1).",
+                id="poolboard.E002",
+            )
+        )
+    elif settings.PROMETHEUS_URL.endswith("/"):
+        problems.append(
+            Warning(
+                "PROMETHEUS_URL ends with '/'; it is stripped before use.",
+                id="poolboard.W003",
+            )
+        )
+    if settings.COLLECT_INTERVAL < 5:
+        problems.append(
+            Error(
+                f"COLLECT_INTERVAL={settings.COLLECT_INTERVAL} is below 5 seconds.",
+                hint="Prometheus rate windows need several scrapes; use 15 or more.",
+                id="poolboard.E004",
+            )
+        )
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        if "expires" not in entry.get("options", {}):
+            problems.append(
+                Error(
+                    f"Beat entry {name!r} has no options.expires.",
+                    hint="A stalled worker would pile up stale runs; set expires to the period.",
+                    id="poolboard.E005",
+                )
+            )
+    if not settings.DEBUG and settings.SECRET_KEY.startswith("poolboard-development-only"):
+        problems.append(
+            Warning(
+                "SECRET_KEY is the development default.",
+                hint="Set SECRET_KEY or SECRET_KEY_FILE before exposing poolboard to anyone.",
+                id="poolboard.W006",
+            )
+        )
+    return problems

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from poolboard.fleet.models import PrometheusSource, Service, stale_after
+from poolboard.lib.pools import STATUS_ORDER, ServiceSummary, summarize_service
+
+PAGE_SIZE = 100
+
+
+@dataclass
+class OverviewRow:
+    service: Service
+    summary: ServiceSummary
+
+
+def _sort_key(name: str):
+    """Sort keys for the overview columns; absent values sort last either way."""
+    keys = {
+        "name": lambda r: r.service.name.lower(),
+        "utilization": lambda r: r.summary.utilization,
+        "in_use": lambda r: r.summary.in_use,
+        "idle": lambda r: r.summary.idle,
+        "waiting": lambda r: r.summary.pending,
+        "timeouts": lambda r: r.summary.timeouts,
+        "last_seen": lambda r: r.summary.last_sample,
+        "status": lambda r: STATUS_ORDER.index(r.summary.status),
+    }
+    return keys.get(name)
+
+
+def sort_rows(rows: list[OverviewRow], sort: str, descending: bool) -> list[OverviewRow]:
+    key = _sort_key(sort) or _sort_key("status")
+    present = [r for r in rows if key(r) is not None]
+    absent = [r for r in rows if key(r) is None]
+    present.sort(key=lambda r: r.service.name.lower())  # stable tie-break by name
+    present.sort(key=key, reverse=descending)
+    return present + absent
+
+
+def overview_rows(now) -> list[OverviewRow]:
+    stale_s = stale_after().total_seconds()
+    rows = []
+    for service in Service.objects.for_overview():
+        pools = [(p.values(), p.sampled_at.timestamp() if p.sampled_at else None) for p in service.pools.all()]
+        rows.append(OverviewRow(service, summarize_service(pools, now.timestamp(), stale_s)))
+    return rows
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def overview(request):
+    now = timezone.now()
+    sort = request.GET.get("sort", "status")
+    if _sort_key(sort) is None:
+        sort = "status"
+    # Status sorts worst first (ascending index); numbers sort biggest first.
+    default_desc = sort not in ("name", "status")
+    descending = request.GET.get("dir", "desc" if default_desc else "asc") == "desc"
+    rows = sort_rows(overview_rows(now), sort, descending)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    sources = list(PrometheusSource.objects.all())
+    stale_sources = [(s, s.stale_since(now)) for s in sources if s.enabled and s.stale_since(now)]
+    failing_sources = [s for s in sources if s.enabled and s.last_error_at and (not s.last_success_at or s.last_error_at > s.last_success_at)]
+    counts = {status: sum(1 for r in rows if r.summary.status == status) for status in STATUS_ORDER}
+    context = {
+        "page": page,
+        "rows": page.object_list,
+        "sort": sort,
+        "dir": "desc" if descending else "asc",
+        "sources": sources,
+        "stale_sources": stale_sources,
+        "failing_sources": failing_sources,
+        "counts": counts,
+        "total": len(rows),
+        "now": now,
+    }
+    template = "dashboard/overview.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#fleet-table"
+    return render(request, template, context)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def service_detail(request, pk: int):
+    now = timezone.now()
+    service = get_object_or_404(Service.objects.for_overview(), pk=pk)
+    pools = list(service.pools.all())
+    stale_s = stale_after().total_seconds()
+    summary = summarize_service(
+        [(p.values(), p.sampled_at.timestamp() if p.sampled_at else None) for p in pools], now.timestamp(), stale_s
+    )
+    preset = service.preset_object()
+    context = {
+        "service": service,
+        "pools": [(p, p.status(now)) for p in pools],
+        "summary": summary,
+        "preset": preset,
+        "missing_fields": preset.missing_fields() if preset else [],
+        "source_stale_since": service.source.stale_since(now),
+        "now": now,
+    }
+    template = "dashboard/service.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#pool-current"
+    return render(request, template, context)

@@ -1,0 +1,166 @@
+"""One collection tick for one Prometheus source: query, map, store.
+
+Cost is fixed per preset: one instant query per canonical field the preset gives,
+whatever the number of services (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from poolboard.lib.pools import FIELDS, PoolKey
+from poolboard.lib.presets import assemble_readings
+from poolboard.sources.prometheus import PrometheusError
+
+from .models import CollectionRun, Pool, PrometheusSource, Service
+from .partitions import ensure_partitions
+
+log = logging.getLogger(__name__)
+
+COPY_SQL = "COPY fleet_poolsample (pool_id, ts, {}) FROM STDIN".format(", ".join(FIELDS))
+
+
+@dataclass
+class TickResult:
+    source: str
+    slot: int
+    status: str  # ok | failed | skipped
+    samples: int = 0
+    queries: int = 0
+    error: str = ""
+    new_services: list[str] = field(default_factory=list)
+
+
+def current_slot(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // settings.COLLECT_INTERVAL)
+
+
+def claim_slot(source: PrometheusSource, slot: int) -> CollectionRun | None:
+    """Insert the run row for (source, slot); None when another worker already has it."""
+    try:
+        with transaction.atomic():
+            return CollectionRun.objects.create(source=source, slot=slot)
+    except IntegrityError:
+        return None
+
+
+def fetch(source: PrometheusSource, at: float) -> tuple[dict[str, dict[PoolKey, dict[str, float | None]]], int]:
+    """Run every preset query for this source at instant `at`. Raises PrometheusError."""
+    by_preset: dict[str, dict[PoolKey, dict[str, float | None]]] = {}
+    queries = 0
+    with source.client() as client:
+        for preset in source.preset_objects():
+            results = {}
+            for canonical_field in preset.queries:
+                series = client.instant(preset.query(canonical_field, window=source.rate_window), at=at)
+                queries += 1
+                results[canonical_field] = [(s.labels, s.value) for s in series]
+            by_preset[preset.name] = assemble_readings(preset, results, at)
+    return by_preset, queries
+
+
+def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[str]]:
+    """Write one tick in one transaction: new services/pools, latest values, raw samples (COPY)."""
+    services = {s.name: s for s in Service.objects.filter(source=source)}
+    new_services: list[str] = []
+    rows: list[tuple[Pool, dict[str, float | None]]] = []
+    seen_services: set[str] = set()
+    for preset_name, readings in by_preset.items():
+        for key, values in readings.items():
+            service = services.get(key.service)
+            if service is None:
+                service = Service.objects.create(name=key.service, source=source, preset=preset_name)
+                services[key.service] = service
+                new_services.append(key.service)
+            elif service.preset != preset_name:
+                # The same job exporting a second dialect: keep the service's own preset.
+                continue
+            seen_services.add(key.service)
+            rows.append((key, service, values))
+
+    existing = {
+        (p.service_id, p.instance, p.name): p
+        for p in Pool.objects.filter(service__source=source)
+    }
+    pools_to_update: list[Pool] = []
+    copy_rows = []
+    for key, service, values in rows:
+        pool = existing.get((service.id, key.instance, key.pool))
+        if pool is None:
+            pool = Pool.objects.create(service=service, instance=key.instance, name=key.pool)
+        pool.sampled_at = ts
+        for f in FIELDS:
+            setattr(pool, f, values.get(f))
+        pools_to_update.append(pool)
+        copy_rows.append((pool.id, ts, *(values.get(f) for f in FIELDS)))
+
+    Pool.objects.bulk_update(pools_to_update, ["sampled_at", *FIELDS], batch_size=1000)
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(COPY_SQL) as copy:
+            for row in copy_rows:
+                copy.write_row(row)
+
+    Service.objects.filter(source=source, name__in=seen_services).update(last_seen_at=ts, stale_since=None)
+    Service.objects.filter(source=source, stale_since__isnull=True).exclude(name__in=seen_services).update(
+        stale_since=ts
+    )
+    return len(copy_rows), new_services
+
+
+def collect_source(source: PrometheusSource, slot: int) -> TickResult:
+    """Collect one source for one slot, once.
+
+    1. Claim (source, slot); if another worker has it, skip.
+    2. Query Prometheus at one instant (outside any transaction).
+    3. In one transaction: create services/pools, update latest values, COPY samples.
+    4. On a Prometheus error nothing is stored but the failed run and the error.
+    """
+    run = claim_slot(source, slot)
+    if run is None:
+        return TickResult(source.name, slot, "skipped")
+    started = time.monotonic()
+    # Evaluate at the moment of collection, not at the slot's start: a tick that runs
+    # late in its slot must still see the newest scrape. One instant for every query
+    # keeps the fields of one sample consistent with each other.
+    at = round(time.time(), 3)
+    ts = datetime.fromtimestamp(at, tz=dt_timezone.utc)
+    try:
+        by_preset, queries = fetch(source, at)
+    except PrometheusError as exc:
+        finish_failed(source, run, exc.message, started)
+        return TickResult(source.name, slot, "failed", error=exc.message)
+    try:
+        ensure_partitions(ts)
+        with transaction.atomic():
+            samples, new_services = store(source, by_preset, ts)
+            now = timezone.now()
+            run.status, run.finished, run.samples, run.queries = CollectionRun.OK, now, samples, queries
+            run.duration_s = time.monotonic() - started
+            run.save(update_fields=["status", "finished", "samples", "queries", "duration_s"])
+            PrometheusSource.objects.filter(pk=source.pk).update(last_success_at=now)
+    except Exception as exc:  # noqa: BLE001 - a storage failure must be recorded, not crash the worker
+        log.exception("storing collection of %s slot %s failed", source.name, slot)
+        finish_failed(source, run, f"storing samples failed: {exc.__class__.__name__}: {exc}", started)
+        return TickResult(source.name, slot, "failed", error=str(exc))
+    return TickResult(source.name, slot, "ok", samples=samples, queries=queries, new_services=new_services)
+
+
+def finish_failed(source: PrometheusSource, run: CollectionRun, message: str, started: float) -> None:
+    now = timezone.now()
+    CollectionRun.objects.filter(pk=run.pk).update(
+        status=CollectionRun.FAILED, finished=now, error=message, duration_s=time.monotonic() - started
+    )
+    PrometheusSource.objects.filter(pk=source.pk).update(last_error_at=now, last_error=message)
+    log.warning("collection of %s failed: %s", source.name, message)
+
+
+def collect_all(slot: int | None = None) -> list[TickResult]:
+    slot = current_slot() if slot is None else slot
+    return [collect_source(source, slot) for source in PrometheusSource.objects.filter(enabled=True)]

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from poolboard.fleet.collection import collect_all, current_slot
+
+
+class Command(BaseCommand):
+    help = "Collect pool metrics from every enabled Prometheus source (--once: one tick, synchronously)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="run one full collection and exit")
+
+    def handle(self, *args, once: bool = False, **options) -> None:
+        while True:
+            failed = self.tick()
+            if once:
+                if failed:
+                    raise SystemExit(1)
+                return
+            time.sleep(settings.COLLECT_INTERVAL - time.time() % settings.COLLECT_INTERVAL)
+
+    def tick(self) -> int:
+        failed = 0
+        results = collect_all(current_slot())
+        if not results:
+            self.stdout.write("no enabled Prometheus source: add one in the admin (Fleet › Prometheus sources)")
+        for result in results:
+            if result.status == "failed":
+                failed += 1
+                self.stderr.write(f"{result.source}: FAILED: {result.error}")
+            elif result.status == "skipped":
+                self.stdout.write(f"{result.source}: slot {result.slot} already collected")
+            else:
+                new = f", new services: {', '.join(result.new_services)}" if result.new_services else ""
+                self.stdout.write(f"{result.source}: {result.samples} pools from {result.queries} queries{new}")
+        return failed

@@ -1,0 +1,54 @@
+"""Create and drop daily partitions of fleet_poolsample (DDL glue around lib.partitions)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from psycopg import sql
+
+from poolboard.lib.partitions import expired, partitions_around
+
+RAW_TABLE = "fleet_poolsample"
+
+
+def existing_partitions(table: str = RAW_TABLE) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT child.relname FROM pg_inherits
+            JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+            JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+            WHERE parent.relname = %s
+            """,
+            [table],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def ensure_partitions(now: datetime, table: str = RAW_TABLE) -> list[str]:
+    """Create yesterday's to the day after tomorrow's partitions if missing (idempotent)."""
+    present = set(existing_partitions(table))
+    created = []
+    for part in partitions_around(table, now):
+        if part.name in present:
+            continue
+        statement = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(part.name), sql.Identifier(table), sql.Literal(part.start), sql.Literal(part.end)
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement.as_string(cursor.connection))
+        created.append(part.name)
+    return created
+
+
+def drop_expired_partitions(now: datetime, table: str = RAW_TABLE) -> list[str]:
+    """Drop whole partitions older than RAW_RETENTION_DAYS: no bulk DELETE, no VACUUM debt."""
+    cutoff = now - timedelta(days=settings.RAW_RETENTION_DAYS)
+    dropped = []
+    for name in expired(table, existing_partitions(table), cutoff):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)).as_string(cursor.connection))
+        dropped.append(name)
+    return dropped

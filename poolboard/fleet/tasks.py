@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from .collection import collect_all
+from .partitions import drop_expired_partitions, ensure_partitions
+
+
+@shared_task(name="poolboard.fleet.collect_pools")
+def collect_pools(**kwargs) -> list[dict]:
+    return [vars(result) for result in collect_all()]
+
+
+@shared_task(name="poolboard.fleet.maintain_partitions")
+def maintain_partitions(**kwargs) -> dict:
+    now = timezone.now()
+    return {"created": ensure_partitions(now), "dropped": drop_expired_partitions(now)}

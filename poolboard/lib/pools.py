@@ -1,0 +1,210 @@
+"""The canonical pool model every exporter is mapped onto (DESIGN.md §4).
+
+Pure: no Django, no I/O, no clock reads (`now` is passed in).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+# Canonical fields, in display order. Gauges: max, min, in_use, idle, pending,
+# overflow. Per-interval (increase over the source's rate window): timeouts,
+# created, closed. Seconds (averages over the rate window): acquire_s, hold_s.
+FIELDS: tuple[str, ...] = (
+    "max",
+    "min",
+    "in_use",
+    "idle",
+    "pending",
+    "overflow",
+    "timeouts",
+    "acquire_s",
+    "hold_s",
+    "created",
+    "closed",
+)
+FIELD_LABELS: Mapping[str, str] = {
+    "max": "max size",
+    "min": "min size",
+    "in_use": "in use",
+    "idle": "idle",
+    "pending": "waiting",
+    "overflow": "overflow",
+    "timeouts": "timeouts",
+    "acquire_s": "acquire time (s)",
+    "hold_s": "hold time (s)",
+    "created": "connections opened",
+    "closed": "connections closed",
+}
+
+STATUS_ORDER = ("crit", "warn", "ok", "stale", "unknown")
+
+
+@dataclass(frozen=True, order=True)
+class PoolKey:
+    """Identity of one pool: (service, instance, pool)."""
+
+    service: str
+    instance: str
+    pool: str
+
+
+@dataclass
+class PoolReading:
+    """The canonical values of one pool at one instant. Absent fields are None."""
+
+    key: PoolKey
+    ts: float
+    values: dict[str, float | None] = field(default_factory=dict)
+
+    def get(self, name: str) -> float | None:
+        return self.values.get(name)
+
+
+def parse_sample_value(raw: object) -> float | None:
+    """Parse a Prometheus sample value ("1.5", "NaN", "+Inf") into a float or None.
+
+    NaN and ±Inf count as no sample: a pool size of +Inf means nothing a human can
+    act on, and storing it would poison averages and charts.
+    """
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return value
+
+
+def effective_max(max_value: float | None) -> float | None:
+    """Go's database/sql reports max_open = 0 for "unlimited": treat as absent."""
+    if max_value is None or max_value <= 0:
+        return None
+    return max_value
+
+
+def utilization(in_use: float | None, max_value: float | None) -> float | None:
+    """in_use / max as a fraction, or None when either side is absent."""
+    limit = effective_max(max_value)
+    if in_use is None or limit is None:
+        return None
+    return in_use / limit
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    status: str  # one of STATUS_ORDER
+    reason: str
+
+
+def pool_status(
+    values: Mapping[str, float | None],
+    sampled_at: float | None,
+    now: float,
+    stale_after_s: float,
+    *,
+    warn_utilization: float = 0.9,
+) -> PoolStatus:
+    """Classify one pool's latest values.
+
+    1. No sample at all: unknown. A sample older than stale_after_s: stale.
+    2. Timeouts in the window, or every connection in use with callers waiting: crit.
+    3. Callers waiting, or utilization at or above warn_utilization: warn.
+    4. Otherwise ok.
+    """
+    if sampled_at is None:
+        return PoolStatus("unknown", "no sample yet")
+    age = now - sampled_at
+    if age > stale_after_s:
+        return PoolStatus("stale", f"no sample for {format_age(age)}")
+    in_use = values.get("in_use")
+    pending = values.get("pending") or 0.0
+    timeouts = values.get("timeouts") or 0.0
+    used = utilization(in_use, values.get("max"))
+    if timeouts > 0:
+        return PoolStatus("crit", f"{timeouts:g} acquire timeouts")
+    if used is not None and used >= 1.0 and pending > 0:
+        return PoolStatus("crit", f"exhausted: all connections in use, {pending:g} waiting")
+    if pending > 0:
+        return PoolStatus("warn", f"{pending:g} callers waiting")
+    if used is not None and used >= warn_utilization:
+        return PoolStatus("warn", f"{used:.0%} of max in use")
+    return PoolStatus("ok", "healthy")
+
+
+def worst_status(statuses: Iterable[str]) -> str:
+    ranked = sorted(statuses, key=STATUS_ORDER.index)
+    return ranked[0] if ranked else "unknown"
+
+
+def sum_present(values: Iterable[float | None]) -> float | None:
+    """Sum of the values that are present; None when none is (absent is not 0)."""
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def max_present(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def format_age(seconds: float) -> str:
+    """A short human age: 45s, 3m, 2h 5m, 4d 2h."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+@dataclass(frozen=True)
+class ServiceSummary:
+    """One overview row: a service's pools added up."""
+
+    in_use: float | None
+    max: float | None
+    idle: float | None
+    pending: float | None
+    timeouts: float | None
+    utilization: float | None
+    status: str
+    reason: str
+    last_sample: float | None  # newest sample time of any pool, epoch seconds
+    pool_count: int
+
+
+def summarize_service(
+    pools: Iterable[tuple[Mapping[str, float | None], float | None]],
+    now: float,
+    stale_after_s: float,
+) -> ServiceSummary:
+    """Add up a service's pools (values, sampled_at) into one row.
+
+    Utilization is Σin_use ÷ Σmax over the pools that report both, so one pool with
+    an unknown max does not hide the others. The status is the worst pool's.
+    """
+    pools = list(pools)
+    statuses = [pool_status(values, sampled, now, stale_after_s) for values, sampled in pools]
+    both = [(v.get("in_use"), effective_max(v.get("max"))) for v, _ in pools]
+    both = [(u, m) for u, m in both if u is not None and m is not None]
+    worst = min(statuses, key=lambda s: STATUS_ORDER.index(s.status)) if statuses else PoolStatus("unknown", "no pools")
+    return ServiceSummary(
+        in_use=sum_present(v.get("in_use") for v, _ in pools),
+        max=sum_present(effective_max(v.get("max")) for v, _ in pools),
+        idle=sum_present(v.get("idle") for v, _ in pools),
+        pending=sum_present(v.get("pending") for v, _ in pools),
+        timeouts=sum_present(v.get("timeouts") for v, _ in pools),
+        utilization=(sum(u for u, _ in both) / sum(m for _, m in both)) if both else None,
+        status=worst.status,
+        reason=worst.reason,
+        last_sample=max_present(sampled for _, sampled in pools),
+        pool_count=len(pools),
+    )

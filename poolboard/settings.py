@@ -1,0 +1,218 @@
+"""poolboard settings: one module, read from the environment.
+
+The defaults make a fresh checkout work on a machine with PostgreSQL and Redis on
+localhost (what `make demo` and `make test` expect). Anything malformed fails loudly
+at start-up with the variable's name, and `poolboard.checks` reports the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.getenv(name, default)
+    if value.lower() not in ("", "true", "false", "1", "0", "yes", "no"):
+        raise ImproperlyConfigured(f"Unexpected value {name}={value!r}: use true or false")
+    return value.lower() in ("true", "1", "yes")
+
+
+def envint(name: str, default: str) -> int:
+    value = os.getenv(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"Unexpected value {name}={value!r}: expected a whole number") from None
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """Read NAME, or the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    path = os.getenv(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+    return os.getenv(name, default)
+
+
+def parse_database_url(url: str, application_name: str) -> dict:
+    """Turn postgresql://user:pass@host:port/name?opt=v into a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must start with postgresql:// (got scheme {parts.scheme!r})"
+        )
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured("DATABASE_URL has no database name (postgresql://host:5432/NAME)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured("DATABASE_URL has a port that is not a number") from None
+    options: dict[str, object] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    options.setdefault("application_name", application_name)
+    # Bounded waits: poolboard must never hang on its own database either.
+    options.setdefault("connect_timeout", 5)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(port or ""),
+        "OPTIONS": options,
+        # One persistent connection per process thread; closed when it errors.
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": os.getenv("POOLBOARD_TEST_DB", f"test_{name}")},
+    }
+
+
+# Which kind of process this is: it names our sessions in pg_stat_activity.
+PROCESS_KIND = os.getenv("POOLBOARD_PROCESS") or ("test" if "pytest" in sys.modules else "manage")
+
+SECRET_KEY = envsecret("SECRET_KEY") or "poolboard-development-only-secret-key-change-me-in-production-0123456789"
+DEBUG = envbool("DEBUG", "false")
+ALLOWED_HOSTS = [h.strip() for h in os.getenv("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+DATABASE_URL = os.getenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
+DATABASES = {"default": parse_database_url(DATABASE_URL, f"poolboard-{PROCESS_KIND}")}
+REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+PROMETHEUS_URL = os.getenv("PROMETHEUS_URL", "http://127.0.0.1:9090")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "poolboard.fleet",
+    "poolboard.dashboard",
+    "poolboard.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "poolboard.middleware.HtmxLoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "poolboard.urls"
+WSGI_APPLICATION = "poolboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "poolboard@localhost")
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- collection ----------------------------------------------------------------
+# Seconds between collection ticks; a tick reads every enabled Prometheus source.
+COLLECT_INTERVAL = envint("COLLECT_INTERVAL", "15")
+# A service whose newest sample is older than this many ticks is shown as stale.
+STALE_AFTER_TICKS = envint("STALE_AFTER_TICKS", "3")
+# HTTP timeout (seconds) for every Prometheus call; each source may lower it.
+PROMETHEUS_TIMEOUT = envint("PROMETHEUS_TIMEOUT", "10")
+# Most series one preset query may return; above it the tick fails for that source.
+PROMETHEUS_MAX_SERIES = envint("PROMETHEUS_MAX_SERIES", "20000")
+# Raw samples are kept this many days, then their daily partitions are dropped.
+RAW_RETENTION_DAYS = envint("RAW_RETENTION", "14")
+
+# --- Celery ----------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Collection and dispatch tasks are idempotent (unique (source, slot)), so late ack
+# is safe and a killed worker's task is redelivered rather than lost.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE = {
+    "collect-pools": {
+        "task": "poolboard.fleet.collect_pools",
+        "schedule": COLLECT_INTERVAL,
+        # A stale collection is useless: never let a backlog of them pile up.
+        "options": {"expires": COLLECT_INTERVAL},
+    },
+    "maintain-partitions": {
+        "task": "poolboard.fleet.maintain_partitions",
+        "schedule": crontab(minute=7),
+        "options": {"expires": 3600},
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,159 @@
+"""Prometheus adapter: prometheus-api-client with explicit timeouts and clear errors.
+
+No Django here. Every call is bounded by an HTTP timeout; retries are limited to one
+quick retry on gateway errors (the client's default of 3 retries with backoff turns
+one slow query into ~4x its time, research/pool-metrics.md §9.3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from poolboard.lib.pools import parse_sample_value
+
+
+class PrometheusError(Exception):
+    """A Prometheus call that gave no usable answer. `kind` says which way it failed."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # unreachable | timeout | rejected | bad_answer | too_many_series
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InstantSeries:
+    labels: dict[str, str]
+    ts: float
+    value: float | None  # None for NaN/±Inf/unparsable
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    labels: dict[str, str]
+    points: list[tuple[float, float | None]]
+
+
+def _rejection_message(exc: PrometheusApiClientException) -> str:
+    """Turn the client's 'HTTP Status Code 422 (b'{...}')' into Prometheus's own words."""
+    text = str(exc)
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        try:
+            body = json.loads(text[start : end + 1].encode().decode("unicode_escape"))
+            if isinstance(body, dict) and body.get("error"):
+                return f"{body.get('errorType', 'error')}: {body['error']}"
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return text[:500]
+
+
+class PrometheusClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        max_series: int = 20000,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.max_series = max_series
+        self._connect = PrometheusConnect(
+            url=self.url,
+            headers=dict(headers or {}),
+            retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 504], allowed_methods=["GET"]),
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._connect.close()
+
+    def __enter__(self) -> PrometheusClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = fn(*args, **kwargs)
+        except PrometheusApiClientException as exc:
+            raise PrometheusError("rejected", f"Prometheus rejected the query: {_rejection_message(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise PrometheusError("timeout", f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
+        except requests.exceptions.RetryError as exc:
+            raise PrometheusError("unreachable", f"Prometheus at {self.url} kept failing: {exc.__class__.__name__}") from None
+        except requests.exceptions.ConnectionError:
+            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.url}") from None
+        except requests.exceptions.RequestException as exc:
+            raise PrometheusError("unreachable", f"request to Prometheus at {self.url} failed: {exc.__class__.__name__}") from None
+        except (ValueError, KeyError, TypeError):
+            # requests' JSONDecodeError is a ValueError; a 200 without data.result is a KeyError.
+            raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent an answer that is not a query result") from None
+        if not isinstance(result, list):
+            raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent a {type(result).__name__}, not a list of series")
+        if len(result) > self.max_series:
+            raise PrometheusError(
+                "too_many_series",
+                f"answer has more than {self.max_series} series (got {len(result)}); narrow the preset's selector",
+            )
+        return result
+
+    def instant(self, query: str, *, at: float | None = None) -> list[InstantSeries]:
+        """Evaluate an instant query. Each series' value is None for NaN/Inf."""
+        params: dict[str, Any] = {"limit": self.max_series + 1}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        raw = self._call(self._connect.custom_query, query=query, params=params)
+        series: list[InstantSeries] = []
+        for item in raw:
+            try:
+                labels = {str(k): str(v) for k, v in item["metric"].items()}
+                ts, value = item["value"]
+                series.append(InstantSeries(labels=labels, ts=float(ts), value=parse_sample_value(value)))
+            except (KeyError, TypeError, ValueError):
+                raise PrometheusError("bad_answer", "Prometheus sent a series without metric/value") from None
+        return series
+
+    def range(self, query: str, *, start: float, end: float, step: float) -> list[RangeSeries]:
+        """Evaluate a range query. Prometheus refuses more than 11 000 points per series."""
+        raw = self._call(
+            self._connect.custom_query_range,
+            query=query,
+            start_time=datetime.fromtimestamp(start, tz=timezone.utc),
+            end_time=datetime.fromtimestamp(end, tz=timezone.utc),
+            step=f"{step:g}s",
+            params={"limit": self.max_series + 1},
+        )
+        out: list[RangeSeries] = []
+        for item in raw:
+            try:
+                labels = {str(k): str(v) for k, v in item["metric"].items()}
+                points = [(float(ts), parse_sample_value(v)) for ts, v in item["values"]]
+            except (KeyError, TypeError, ValueError):
+                raise PrometheusError("bad_answer", "Prometheus sent a range series without values") from None
+            out.append(RangeSeries(labels=labels, points=points))
+        return out
+
+    def build_info(self) -> dict[str, str]:
+        """The server's version; raises PrometheusError when it is not reachable."""
+        try:
+            response = self._connect._session.get(f"{self.url}/api/v1/status/buildinfo", timeout=self.timeout)
+        except requests.exceptions.Timeout:
+            raise PrometheusError("timeout", f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
+        except requests.exceptions.RequestException:
+            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.url}") from None
+        try:
+            body = response.json()
+            return {str(k): str(v) for k, v in body["data"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise PrometheusError("bad_answer", f"{self.url} answered HTTP {response.status_code}, not Prometheus' API") from None

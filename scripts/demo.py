@@ -1,0 +1,187 @@
+"""`make demo`: poolboard, its demo fleet and a real Prometheus, supervised.
+
+1. Create and migrate poolboard's database; make sure a superuser exists.
+2. Write a Prometheus config scraping the demo fleet and start Prometheus.
+3. Start the demo fleet, one Celery worker, one beat and the web server.
+4. Print the URL and login; on Ctrl-C or SIGTERM (or when any child dies) stop every
+   child's whole process group, so no stray process keeps a port.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from poolboard.processes import PROCESS_KIND, expand  # noqa: E402
+
+PORT = os.environ.get("POOLBOARD_PORT", "8000")
+PROM_PORT = os.environ.get("PROMETHEUS_PORT", "9090")
+DEMO_BASE_PORT = os.environ.get("DEMO_BASE_PORT", "9201")
+VAR = Path(os.environ.get("POOLBOARD_VAR", ROOT / "var" / "demo"))
+SCRAPE_INTERVAL = "5s"
+
+
+def log(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    return result.stdout or ""
+
+
+def ensure_superuser(env: dict[str, str]) -> tuple[str, str | None]:
+    """Django's DJANGO_SUPERUSER_* variables win; otherwise admin with a generated password."""
+    username = env.get("DJANGO_SUPERUSER_USERNAME", "admin")
+    password = env.get("DJANGO_SUPERUSER_PASSWORD")
+    exists = manage(
+        "shell", "-c",
+        f"from django.contrib.auth import get_user_model; print(get_user_model().objects.filter(username={username!r}).exists())",
+        env=env, capture=True,
+    ).strip() == "True"
+    if exists and not password:
+        return username, None
+    password = password or secrets.token_urlsafe(12)
+    env_with = dict(env, DJANGO_SUPERUSER_USERNAME=username, DJANGO_SUPERUSER_PASSWORD=password)
+    env_with.setdefault("DJANGO_SUPERUSER_EMAIL", f"{username}@localhost")
+    if exists:
+        manage("shell", "-c", (
+            "from django.contrib.auth import get_user_model; "
+            f"u = get_user_model().objects.get(username={username!r}); u.set_password({password!r}); u.save()"
+        ), env=env)
+    else:
+        manage("createsuperuser", "--noinput", env=env_with)
+    return username, password
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        log_file = open(VAR / f"{name}.log", "ab")
+        # Each child leads its own process group, so stopping it also stops its
+        # children (gunicorn and Celery workers fork).
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children[name] = proc
+        log(f"started {name} (pid {proc.pid}), log: {VAR / (name + '.log')}")
+
+    def stop_all(self, timeout: float = 15) -> None:
+        self.stopping = True
+        for name, proc in reversed(list(self.children.items())):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in self.children.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop in {timeout:g}s; killing it")
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        log("every process stopped")
+
+    def first_dead(self) -> str | None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+
+def wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def main() -> int:
+    VAR.mkdir(parents=True, exist_ok=True)
+    prometheus_bin = shutil.which("prometheus")
+    if not prometheus_bin:
+        log("prometheus is not installed (make demo installs it with apt-get when run as root)")
+        return 1
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env.setdefault("PROMETHEUS_URL", f"http://127.0.0.1:{PROM_PORT}")
+    env.setdefault("COLLECT_INTERVAL", "10")
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    placeholders = {"POOLBOARD_BIND": f"127.0.0.1:{PORT}", "POOLBOARD_VAR": str(VAR), "DEMO_BASE_PORT": DEMO_BASE_PORT}
+
+    log("preparing the database")
+    subprocess.run([sys.executable, "-m", "poolboard.bootstrap"], env=env, cwd=ROOT, check=True)
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    username, password = ensure_superuser(env)
+    manage(
+        "ensuresource", "demo", env["PROMETHEUS_URL"], "--presets", "db_pool,hikaricp,otel", "--rate-window", "1m",
+        env=env,
+    )
+
+    config = subprocess.run(
+        [sys.executable, "-m", "poolboard.demo", "prometheus-config", "--base-port", DEMO_BASE_PORT,
+         "--scrape-interval", SCRAPE_INTERVAL],
+        env=env, cwd=ROOT, check=True, text=True, stdout=subprocess.PIPE,
+    ).stdout
+    (VAR / "prometheus.yml").write_text(config)
+
+    supervisor = Supervisor()
+
+    def on_signal(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        supervisor.start("prometheus", [
+            prometheus_bin, f"--config.file={VAR / 'prometheus.yml'}", f"--storage.tsdb.path={VAR / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{PROM_PORT}", "--storage.tsdb.retention.time=2d",
+        ], env)
+        for name in ("fleet", "worker", "beat", "web"):
+            supervisor.start(name, expand(name, placeholders), dict(env, POOLBOARD_PROCESS=PROCESS_KIND[name]))
+        if not wait_http(f"http://127.0.0.1:{PORT}/healthz", 60):
+            log(f"the web server did not answer on port {PORT}; see {VAR / 'web.log'}")
+        login = f"password {password!r}" if password else "the password set earlier (DJANGO_SUPERUSER_PASSWORD resets it)"
+        print(f"\n  poolboard is running at http://127.0.0.1:{PORT}/\n  log in as {username!r} with {login}", flush=True)
+        print(f"  Prometheus: http://127.0.0.1:{PROM_PORT}/   logs: {VAR}/\n  Ctrl-C stops everything.\n", flush=True)
+        while True:
+            dead = supervisor.first_dead()
+            if dead:
+                log(f"{dead} exited with code {supervisor.children[dead].returncode}; see {VAR / (dead + '.log')}")
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        log("stopping")
+        return 0
+    finally:
+        supervisor.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
