@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "poolboard.fleet",
     "poolboard.dashboard",
     "poolboard.api",
+    "poolboard.databases",
 ]
 
 MIDDLEWARE = [
@@ -150,6 +151,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves from STATIC_ROOT after collectstatic and from the finders before;
+# the folder must exist either way.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -179,6 +183,18 @@ PROMETHEUS_MAX_SERIES = envint("PROMETHEUS_MAX_SERIES", "20000")
 # Raw samples are kept this many days, then their daily partitions are dropped.
 RAW_RETENTION_DAYS = envint("RAW_RETENTION", "14")
 
+# --- monitored databases (pg_stat_activity snapshots) -------------------------------
+# Seconds between snapshots of each monitored database.
+DATABASE_SNAPSHOT_INTERVAL = envint("DATABASE_SNAPSHOT_INTERVAL", "30")
+# Most poolboard-monitor sessions allowed on one target; above it a snapshot is skipped.
+MAX_MONITOR_CONNECTIONS = envint("MAX_MONITOR_CONNECTIONS", "3")
+# normalize (literals and comments removed) | none (no text) | raw (shows a banner on every page).
+QUERY_TEXT_MODE = os.getenv("QUERY_TEXT_MODE", "normalize")
+if QUERY_TEXT_MODE not in ("normalize", "none", "raw"):
+    raise ImproperlyConfigured(f"Unexpected value QUERY_TEXT_MODE={QUERY_TEXT_MODE!r}: use normalize, none or raw")
+# Cancel/terminate from the sessions table: off unless set (plus a per-database admin login and a permission).
+ALLOW_BACKEND_SIGNALS = envbool("ALLOW_BACKEND_SIGNALS", "false")
+
 # --- Celery ----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
@@ -200,6 +216,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": COLLECT_INTERVAL,
         # A stale collection is useless: never let a backlog of them pile up.
         "options": {"expires": COLLECT_INTERVAL},
+    },
+    "snapshot-databases": {
+        "task": "poolboard.databases.snapshot_databases",
+        "schedule": DATABASE_SNAPSHOT_INTERVAL,
+        "options": {"expires": DATABASE_SNAPSHOT_INTERVAL},
     },
     "maintain-partitions": {
         "task": "poolboard.fleet.maintain_partitions",

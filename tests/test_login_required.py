@@ -1,0 +1,65 @@
+"""Every URL needs a login except the login page, /healthz and /metrics (R5.2)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+pytestmark = pytest.mark.django_db
+
+# The admin has its own login form; it is a login page too.
+OPEN = {"/login/", "/admin/login/", "/healthz", "/metrics"}
+
+
+def walk(patterns, prefix: str = ""):
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            yield prefix + str(entry.pattern)
+
+
+def concrete(route: str) -> str:
+    """A requestable path for a route: fill converters and regex groups with samples."""
+    route = re.sub(r"<int:\w+>", "1", route)
+    route = re.sub(r"<(str|slug|path):\w+>|<\w+>", "x", route)
+    route = re.sub(r"\(\?P<\w+>[^)]*\)", "1", route)
+    route = route.replace("^", "").replace("$", "").replace("\\Z", "")
+    return "/" + route.lstrip("/")
+
+
+ROUTES = sorted({concrete(r) for r in walk(get_resolver().url_patterns)})
+
+
+def test_the_walk_finds_the_pages() -> None:
+    assert {"/", "/api/v1/services/", "/healthz", "/metrics", "/login/"} <= set(ROUTES)
+    assert len(ROUTES) > 20  # admin's URLs are walked too
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_anonymous_requests_are_refused(client, path: str) -> None:
+    if path in OPEN:
+        pytest.skip("open by design")
+    for headers in ({}, {"HX-Request": "true"}):
+        response = client.get(path, headers=headers)
+        assert response.status_code in (301, 302, 401, 403, 404, 405), (path, response.status_code)
+        if response.status_code in (301, 302):
+            assert "/login/" in response["Location"], (path, response["Location"])
+        if response.status_code == 404:
+            # A 404 is only acceptable when it comes after the login check (e.g. the admin's
+            # catch-all); a real page must not answer 404 to an anonymous visitor first.
+            assert path.startswith("/admin/"), path
+
+
+def test_htmx_requests_are_sent_to_login_with_hx_redirect(client) -> None:
+    response = client.get("/", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response["HX-Redirect"].startswith("/login/")
+
+
+def test_open_urls_answer_without_login(client) -> None:
+    assert client.get("/login/").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/healthz").status_code in (200, 503)
