@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "poolboard.dashboard",
     "poolboard.api",
     "poolboard.databases",
+    "poolboard.history",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +183,8 @@ PROMETHEUS_TIMEOUT = envint("PROMETHEUS_TIMEOUT", "10")
 PROMETHEUS_MAX_SERIES = envint("PROMETHEUS_MAX_SERIES", "20000")
 # Raw samples are kept this many days, then their daily partitions are dropped.
 RAW_RETENTION_DAYS = envint("RAW_RETENTION", "14")
+# 5-minute and 1-hour rollups are kept this many days (capacity reports read them).
+ROLLUP_RETENTION_DAYS = envint("ROLLUP_RETENTION", "400")
 
 # --- monitored databases (pg_stat_activity snapshots) -------------------------------
 # Seconds between snapshots of each monitored database.
@@ -227,6 +230,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=7),
         "options": {"expires": 3600},
     },
+    "rollup-pools": {"task": "poolboard.history.rollup_recent", "schedule": crontab(minute="*/5"), "options": {"expires": 300}},
+    "expire-rollups": {"task": "poolboard.history.expire_rollups", "schedule": crontab(hour=3, minute=17), "options": {"expires": 3600}},
 }
 
 LOGGING = {

@@ -1,0 +1,137 @@
+"""Roll raw samples up into 5-minute and 1-hour buckets, idempotently, in SQL.
+
+One statement per resolution and time range:
+
+    INSERT INTO history_rollup_<w> (…)
+    SELECT … FROM fleet_poolsample … GROUP BY pool_id, bucket
+    ON CONFLICT (pool_id, bucket) DO UPDATE SET …
+
+so running it twice over the same range gives the same rows and values (the newest,
+still-filling bucket is simply recomputed). The definitions match
+poolboard.lib.rollups (p95 = percentile_cont; seconds saturated from sample spacing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from poolboard.lib.rollups import FIVE_MINUTES, ONE_HOUR
+
+from .models import PoolRollup1h, PoolRollup5m
+
+
+@dataclass(frozen=True)
+class Resolution:
+    name: str
+    width_s: int
+    table: str
+
+
+RES_5M = Resolution("5m", FIVE_MINUTES, PoolRollup5m._meta.db_table)
+RES_1H = Resolution("1h", ONE_HOUR, PoolRollup1h._meta.db_table)
+RESOLUTIONS = {r.name: r for r in (RES_5M, RES_1H)}
+
+VALUE_COLUMNS = [
+    "samples",
+    "in_use_min", "in_use_avg", "in_use_max", "in_use_p95",
+    "pending_min", "pending_avg", "pending_max", "pending_p95",
+    "util_min", "util_avg", "util_max", "util_p95",
+    "max_avg", "idle_avg", "acquire_s_avg", "hold_s_avg",
+    "timeouts", "timeouts_max", "saturated_s",
+]  # fmt: skip
+
+ROLLUP_SQL = """
+INSERT INTO {table} (pool_id, bucket, {columns})
+SELECT
+    pool_id,
+    date_bin(make_interval(secs => %(width)s), ts, TIMESTAMPTZ 'epoch') AS bucket,
+    count(*),
+    min(in_use), avg(in_use), max(in_use), percentile_cont(0.95) WITHIN GROUP (ORDER BY in_use),
+    min(pending), avg(pending), max(pending), percentile_cont(0.95) WITHIN GROUP (ORDER BY pending),
+    min(util), avg(util), max(util), percentile_cont(0.95) WITHIN GROUP (ORDER BY util),
+    avg(max), avg(idle), avg(acquire_s), avg(hold_s),
+    sum(timeouts), max(timeouts),
+    CASE WHEN bool_or(saturated IS NOT NULL)
+         THEN least(coalesce(sum(span) FILTER (WHERE saturated), 0), %(width)s) END
+FROM (
+    SELECT
+        pool_id, ts, in_use, pending, max, idle, acquire_s, hold_s, timeouts,
+        CASE WHEN max > 0 THEN in_use / max END AS util,
+        CASE WHEN pending > 0 THEN true
+             WHEN max > 0 AND in_use >= max THEN true
+             WHEN pending IS NULL AND (in_use IS NULL OR max IS NULL OR max <= 0) THEN NULL
+             ELSE false END AS saturated,
+        -- A sample stands for the time until the next one (the newest: the gap before
+        -- it), at most max_gap: longer gaps are missing data, not saturation.
+        least(coalesce(extract(epoch FROM lead(ts) OVER w - ts),
+                       extract(epoch FROM ts - lag(ts) OVER w),
+                       %(max_gap)s), %(max_gap)s) AS span
+    FROM fleet_poolsample
+    WHERE ts >= %(scan_start)s AND ts < %(scan_end)s
+    WINDOW w AS (PARTITION BY pool_id ORDER BY ts)
+) AS s
+WHERE ts >= %(start)s AND ts < %(end)s
+GROUP BY pool_id, bucket
+ON CONFLICT (pool_id, bucket) DO UPDATE SET {updates}
+"""
+
+
+def max_gap_s() -> float:
+    """The longest span one sample may stand for: two collection ticks."""
+    return 2.0 * settings.COLLECT_INTERVAL
+
+
+def floor_to(moment: datetime, width_s: int) -> datetime:
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % width_s, tz=moment.tzinfo)
+
+
+def rollup(resolution: Resolution, start: datetime, end: datetime) -> int:
+    """(Re)compute every bucket of `resolution` overlapping [start, end). Returns rows written."""
+    start = floor_to(start, resolution.width_s)
+    if end.timestamp() % resolution.width_s:
+        end = floor_to(end, resolution.width_s) + timedelta(seconds=resolution.width_s)
+    gap = max_gap_s()
+    statement = ROLLUP_SQL.format(
+        table=resolution.table,
+        columns=", ".join(VALUE_COLUMNS),
+        updates=", ".join(f"{c} = EXCLUDED.{c}" for c in VALUE_COLUMNS),
+    )
+    params = {
+        "width": resolution.width_s,
+        "max_gap": gap,
+        "start": start,
+        "end": end,
+        "scan_start": start - timedelta(seconds=gap),
+        "scan_end": end + timedelta(seconds=gap),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.rowcount
+
+
+def rollup_recent(now: datetime) -> dict[str, int]:
+    """What the beat task runs every few minutes.
+
+    5-minute buckets of the last 15 minutes (late samples of a closed bucket are
+    picked up on the next run) and the current and previous hour.
+    """
+    return {
+        "5m": rollup(RES_5M, now - timedelta(minutes=15), now),
+        "1h": rollup(RES_1H, floor_to(now, ONE_HOUR) - timedelta(hours=1), now),
+    }
+
+
+def expire_rollups(now: datetime) -> dict[str, int]:
+    """Delete rollups older than ROLLUP_RETENTION_DAYS (a BRIN index on bucket serves it)."""
+    cutoff = now - timedelta(days=settings.ROLLUP_RETENTION_DAYS)
+    deleted = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        for resolution in RESOLUTIONS.values():
+            cursor.execute(f"DELETE FROM {resolution.table} WHERE bucket < %s", [cutoff])
+            deleted[resolution.name] = cursor.rowcount
+    return deleted

@@ -1,0 +1,176 @@
+"""Rollup and chart maths: buckets, p95, seconds saturated, steps, downsampling. Pure.
+
+The SQL rollups in poolboard.history.rollup compute the same definitions in the
+database; the functions here are the reference the tests compare them with, and the
+helpers the views use to lay points on a fixed time grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+FIVE_MINUTES = 300
+ONE_HOUR = 3600
+
+# At most this many points per chart series (DESIGN.md §9).
+MAX_POINTS = 1000
+
+# Steps a chart may use, in seconds: round numbers people read on an axis.
+NICE_STEPS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def bucket_start(ts: float, width_s: int) -> float:
+    """Start of the bucket of width `width_s` (aligned on the Unix epoch) holding `ts`."""
+    return math.floor(ts / width_s) * width_s
+
+
+def percentile(values: Iterable[float | None], q: float) -> float | None:
+    """Continuous percentile with linear interpolation (PostgreSQL's percentile_cont).
+
+    Absent values (None) are left out; None when nothing is left.
+    """
+    ordered = sorted(v for v in values if v is not None)
+    if not ordered:
+        return None
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = q * (len(ordered) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def is_saturated(in_use: float | None, max_value: float | None, pending: float | None) -> bool | None:
+    """Waiting callers, or every connection in use (max > 0). None when it cannot be told."""
+    if pending is not None and pending > 0:
+        return True
+    if in_use is not None and max_value is not None and max_value > 0 and in_use >= max_value:
+        return True
+    if pending is None and (in_use is None or max_value is None or max_value <= 0):
+        return None
+    return False
+
+
+def sample_spans(timestamps: Sequence[float], max_gap_s: float) -> list[float]:
+    """How long each sample stands for: the time until the next sample.
+
+    The newest sample stands for the gap before it (the tick interval); a lone sample
+    for `max_gap_s`. A span longer than `max_gap_s` means samples are missing, and
+    only `max_gap_s` of it is credited: an outage is not time saturated (or not).
+    """
+    spans = []
+    n = len(timestamps)
+    for i, ts in enumerate(timestamps):
+        if i + 1 < n:
+            span = timestamps[i + 1] - ts
+        elif i > 0:
+            span = ts - timestamps[i - 1]
+        else:
+            span = max_gap_s
+        spans.append(min(span, max_gap_s))
+    return spans
+
+
+def saturated_seconds(
+    samples: Sequence[tuple[float, float | None, float | None, float | None]],
+    bucket_start_s: float,
+    width_s: int,
+    max_gap_s: float,
+) -> float | None:
+    """Seconds of one bucket the pool was saturated, estimated from sample spacing.
+
+    `samples` are one pool's (ts, in_use, max, pending) sorted by time; they may reach
+    past the bucket on both sides (neighbours set the spans at the edges). Each sample
+    inside the bucket counts for its span; the total is capped at the bucket width.
+    None when no sample in the bucket can tell.
+    """
+    timestamps = [s[0] for s in samples]
+    spans = sample_spans(timestamps, max_gap_s)
+    total = 0.0
+    known = False
+    end = bucket_start_s + width_s
+    for (ts, in_use, max_value, pending), span in zip(samples, spans):
+        if not bucket_start_s <= ts < end:
+            continue
+        flag = is_saturated(in_use, max_value, pending)
+        if flag is None:
+            continue
+        known = True
+        if flag:
+            total += span
+    if not known:
+        return None
+    return min(total, float(width_s))
+
+
+def choose_step(range_s: float, base_s: int, *, min_step_s: int = 0, max_points: int = MAX_POINTS) -> int:
+    """The smallest nice step ≥ base_s and ≥ min_step_s giving at most `max_points` points.
+
+    The step is a multiple of `base_s` (a rollup's width), so buckets are never split.
+    """
+    floor = max(base_s, min_step_s, math.ceil(range_s / max_points))
+    for step in NICE_STEPS:
+        if step >= floor and step % base_s == 0:
+            return step
+    return math.ceil(floor / base_s) * base_s
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Evenly spaced chart times: start, start + step, … (count points)."""
+
+    start: int
+    step: int
+    count: int
+
+    @property
+    def times(self) -> list[int]:
+        return [self.start + i * self.step for i in range(self.count)]
+
+    def index(self, ts: float) -> int | None:
+        i = int((ts - self.start) // self.step)
+        return i if 0 <= i < self.count else None
+
+
+def grid_for(end_s: float, range_s: int, step_s: int) -> Grid:
+    """The grid of `step_s` buckets covering (end - range, end], aligned on the epoch."""
+    last = bucket_start(end_s, step_s)
+    count = max(1, math.ceil(range_s / step_s))
+    return Grid(start=int(last - (count - 1) * step_s), step=step_s, count=count)
+
+
+def align(grid: Grid, rows: Iterable[tuple[float, float | None]]) -> list[float | None]:
+    """Place (bucket ts, value) rows on the grid; buckets without a row stay None (a gap)."""
+    out: list[float | None] = [None] * grid.count
+    for ts, value in rows:
+        i = grid.index(ts)
+        if i is not None and value is not None and math.isfinite(value):
+            out[i] = value
+    return out
+
+
+def downsample(
+    points: Sequence[tuple[float, float | None]], max_points: int = MAX_POINTS, how: str = "avg"
+) -> list[tuple[float, float | None]]:
+    """At most `max_points` points: consecutive runs averaged (or their max).
+
+    A run whose values are all None stays None (a gap), it never becomes 0. Each run
+    is stamped with the time of its first point.
+    """
+    if len(points) <= max_points:
+        return list(points)
+    size = math.ceil(len(points) / max_points)
+    out: list[tuple[float, float | None]] = []
+    for i in range(0, len(points), size):
+        run = points[i : i + size]
+        present = [v for _, v in run if v is not None]
+        if not present:
+            value = None
+        elif how == "max":
+            value = max(present)
+        else:
+            value = sum(present) / len(present)
+        out.append((run[0][0], value))
+    return out

@@ -1,0 +1,78 @@
+"""poolboard.lib.rollups: pure maths, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolboard.lib import rollups as r
+
+
+def test_bucket_start_aligns_on_the_epoch() -> None:
+    assert r.bucket_start(601, 300) == 600
+    assert r.bucket_start(600, 300) == 600
+    assert r.bucket_start(599.9, 300) == 300
+
+
+def test_percentile_interpolates_like_percentile_cont() -> None:
+    values = list(range(1, 21))  # 1..20
+    # PostgreSQL: percentile_cont(0.95) of 1..20 = 19.05
+    assert r.percentile(values, 0.95) == pytest.approx(19.05)
+    assert r.percentile([5], 0.95) == 5
+    assert r.percentile([None, 3, None, 1], 0.5) == 2
+    assert r.percentile([None], 0.95) is None
+    assert r.percentile([], 0.95) is None
+
+
+def test_saturation_needs_waiters_or_a_full_pool() -> None:
+    assert r.is_saturated(10, 10, 0) is True
+    assert r.is_saturated(3, 10, 1) is True
+    assert r.is_saturated(3, 10, 0) is False
+    # max 0 means unlimited (Go): never full.
+    assert r.is_saturated(30, 0, 0) is False
+    assert r.is_saturated(30, 0, None) is None
+    assert r.is_saturated(None, None, None) is None
+
+
+def test_saturated_seconds_follow_sample_spacing() -> None:
+    samples = [(t, 10.0 if t in (30, 45) else 5.0, 10.0, 0.0) for t in range(0, 300, 15)]
+    assert r.saturated_seconds(samples, 0, 300, max_gap_s=30) == 30
+    # The newest sample stands for the gap before it.
+    assert r.saturated_seconds([(0, 1, 10, 0), (15, 10, 10, 0)], 0, 300, 30) == 15
+    # A lone sample stands for at most max_gap.
+    assert r.saturated_seconds([(100, 1, 10, 3)], 0, 300, 30) == 30
+    # Neighbours outside the bucket set the span, but do not count themselves.
+    assert r.saturated_seconds([(290, 10, 10, 0), (305, 10, 10, 0)], 0, 300, 30) == 15
+    # Capped at the bucket width.
+    assert r.saturated_seconds([(t, 10, 10, 5) for t in range(0, 300, 15)], 0, 300, 100) == 300
+    # Unknown when nothing can tell.
+    assert r.saturated_seconds([(0, None, None, None)], 0, 300, 30) is None
+
+
+def test_choose_step_keeps_points_under_the_cap() -> None:
+    assert r.choose_step(3600, 15, min_step_s=30) == 30
+    assert r.choose_step(6 * 3600, 15, min_step_s=30) == 30
+    assert r.choose_step(24 * 3600, 15, min_step_s=30) == 120
+    assert r.choose_step(7 * 86400, 300) == 900
+    assert r.choose_step(30 * 86400, 3600) == 3600
+    for range_s, base in [(3600, 15), (86400, 15), (7 * 86400, 300), (30 * 86400, 3600), (400 * 86400, 3600)]:
+        step = r.choose_step(range_s, base)
+        assert step % base == 0 and range_s / step <= r.MAX_POINTS
+
+
+def test_align_leaves_gaps_as_none_never_zero() -> None:
+    grid = r.grid_for(end_s=1000, range_s=300, step_s=60)
+    assert grid.times == [720, 780, 840, 900, 960]
+    values = r.align(grid, [(780, 2.0), (900, 0.0), (960, float("nan")), (5000, 9.0)])
+    assert values == [None, 2.0, None, 0.0, None]
+
+
+def test_downsample_to_at_most_max_points() -> None:
+    points = [(i, float(i)) for i in range(2500)]
+    out = r.downsample(points, 1000)
+    assert len(out) <= 1000
+    assert out[0] == (0, 1.0)  # mean of 0, 1, 2
+    gaps = [(i, None if 10 <= i < 20 else 1.0) for i in range(3000)]
+    out = r.downsample(gaps, 1000)
+    assert any(v is None for _, v in out) and all(v in (None, 1.0) for _, v in out)
+    assert r.downsample([(0, 1.0), (1, 5.0), (2, 2.0)], 1, how="max") == [(0, 5.0)]
+    assert r.downsample(points[:10], 1000) == points[:10]
