@@ -9,7 +9,8 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from poolboard.fleet.models import PrometheusSource, Service, stale_after
-from poolboard.lib.pools import STATUS_ORDER, ServiceSummary, summarize_service
+from poolboard.history.queries import DEFAULT_RANGE, RANGES, SERIES_FIELDS, service_series
+from poolboard.lib.pools import FIELD_LABELS, STATUS_ORDER, ServiceSummary, summarize_service
 
 PAGE_SIZE = 100
 
@@ -87,8 +88,47 @@ def overview(request):
     return render(request, template, context)
 
 
+# The service page's charts: which canonical fields each one draws.
+CHARTS = (
+    ("connections", "Connections", "", ("in_use", "idle", "max", "pending")),
+    ("times", "Acquire and hold time", "s", ("acquire_s", "hold_s")),
+    ("timeouts", "Timeouts (per rate window)", "", ("timeouts",)),
+)
+
+
+def field_note(preset, name: str) -> str:
+    """Why a field is missing, in the preset's words when it has them."""
+    return preset.notes.get(name) or f"The {preset.name} preset gives no {FIELD_LABELS[name]}"
+
+
+def chart_context(service, pools, preset, range_key: str, now) -> dict:
+    """Everything the #pool-charts partial needs, from one SQL query."""
+    series = service_series([p.id for p in pools], range_key, now)
+    provided = set(preset.queries) if preset else set(SERIES_FIELDS)
+    charts = []
+    for chart_id, title, unit, fields in CHARTS:
+        present = [f for f in fields if f in provided]
+        charts.append(
+            {
+                "id": chart_id,
+                "title": title,
+                "unit": unit,
+                "series": [{"field": f, "label": FIELD_LABELS[f], "values": series.values[f]} for f in present],
+                "missing": [field_note(preset, f) for f in fields if f not in provided],
+            }
+        )
+    return {
+        "range": range_key,
+        "ranges": list(RANGES),
+        "series": series,
+        "charts": charts,
+        "chart_data": {"x": series.times, "step": series.step, "charts": [c for c in charts if c["series"]]},
+        "field_notes": [field_note(preset, f) for f in preset.missing_fields()] if preset else [],
+    }
+
+
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-Target")
 def service_detail(request, pk: int):
     now = timezone.now()
     service = get_object_or_404(Service.objects.for_overview(), pk=pk)
@@ -98,6 +138,9 @@ def service_detail(request, pk: int):
         [(p.values(), p.sampled_at.timestamp() if p.sampled_at else None) for p in pools], now.timestamp(), stale_s
     )
     preset = service.preset_object()
+    range_key = request.GET.get("range", DEFAULT_RANGE)
+    if range_key not in RANGES:
+        range_key = DEFAULT_RANGE
     context = {
         "service": service,
         "pools": [(p, p.status(now)) for p in pools],
@@ -106,8 +149,14 @@ def service_detail(request, pk: int):
         "missing_fields": preset.missing_fields() if preset else [],
         "source_stale_since": service.source.stale_since(now),
         "now": now,
+        "range": range_key,
     }
     template = "dashboard/service.html"
+    partial = None
     if request.htmx and not request.htmx.history_restore_request:
-        template += "#pool-current"
+        # The range buttons swap the charts; the 10 s poll swaps the current values.
+        partial = "pool-charts" if request.htmx.target == "pool-charts" else "pool-current"
+        template += f"#{partial}"
+    if partial != "pool-current":
+        context.update(chart_context(service, pools, preset, range_key, now))
     return render(request, template, context)

@@ -1,0 +1,204 @@
+"""The service page: current values, charts per range, partials, empty and missing-field states."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import time_machine
+from django.utils import timezone as dj_timezone
+
+from poolboard.fleet.models import Pool, PrometheusSource, Service
+from poolboard.history import rollup
+from poolboard.lib.rollups import MAX_POINTS
+from tests.history.conftest import write_samples
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 2, 12, 0, 7, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def source(db):
+    return PrometheusSource.objects.create(name="main", url="http://127.0.0.1:9", presets=["db_pool", "hikaricp"])
+
+
+def make_service(source, name="orders", preset="db_pool", instances=2):
+    service = Service.objects.create(name=name, source=source, preset=preset, last_seen_at=NOW)
+    for i in range(instances):
+        Pool.objects.create(
+            service=service, instance=f"10.0.0.{i}:8080", name="main", sampled_at=NOW - timedelta(seconds=5),
+            max=10, in_use=4, idle=6, pending=0, timeouts=0, acquire_s=0.002, hold_s=0.05,
+        )
+    return service
+
+
+def seed(service, seconds: int, every: int = 15, skip=lambda ts: False):
+    rows = []
+    for pool in service.pools.all():
+        t = NOW.timestamp() - seconds
+        while t <= NOW.timestamp():
+            if not skip(t):
+                rows.append((pool.id, t, {"max": 10.0, "in_use": 4.0, "idle": 6.0, "pending": 0.0, "timeouts": 0.0,
+                                          "acquire_s": 0.002, "hold_s": 0.05}))
+            t += every
+    write_samples(rows)
+
+
+def chart_data(response) -> dict:
+    match = re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', response.content.decode(), re.S)
+    assert match, "no chart data in the page"
+    return json.loads(match.group(1))
+
+
+def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, source) -> None:
+    service = make_service(source)
+    seed(service, 3 * 3600)
+    response = alice_client.get(f"/services/{service.pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="pool-current"' in html and 'id="pool-charts"' in html
+    assert "vendor/uplot/uPlot.iife.min.js" in html and "js/charts.js" in html
+    data = chart_data(response)
+    assert [c["id"] for c in data["charts"]] == ["connections", "times", "timeouts"]
+    assert len(data["x"]) <= MAX_POINTS and data["step"] == 120
+    connections = {s["field"]: s["values"] for s in data["charts"][0]["series"]}
+    assert set(connections) == {"in_use", "idle", "max", "pending"}
+    # Two pools added up; before the seeded 3 hours there is nothing: null, never 0.
+    assert connections["in_use"][-2] == 8.0 and connections["max"][-2] == 20.0
+    assert connections["in_use"][0] is None
+    assert "raw samples" in html
+
+
+@pytest.mark.parametrize(
+    ("range_key", "step", "source_label"),
+    [("1h", 30, "raw samples"), ("6h", 30, "raw samples"), ("24h", 120, "raw samples"),
+     ("7d", 900, "5-minute rollups"), ("30d", 3600, "1-hour rollups")],
+)
+def test_each_range_button_swaps_the_charts_partial(alice_client, source, range_key, step, source_label) -> None:
+    service = make_service(source)
+    seed(service, 2 * 3600)
+    rollup.rollup(rollup.RES_5M, NOW - timedelta(hours=3), NOW)
+    rollup.rollup(rollup.RES_1H, NOW - timedelta(hours=3), NOW)
+    response = alice_client.get(
+        f"/services/{service.pk}/?range={range_key}", headers={"HX-Request": "true", "HX-Target": "pool-charts"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<section id="pool-charts"') and "pool-current" not in html
+    assert "<html" not in html
+    data = chart_data(response)
+    assert data["step"] == step and len(data["x"]) <= MAX_POINTS
+    assert source_label in html
+    in_use = data["charts"][0]["series"][0]["values"]
+    assert in_use[-1] == 8.0
+    # Before the 2 seeded hours: gaps (None), never 0.
+    assert 0 not in in_use and (range_key == "1h" or in_use[0] is None)
+    assert f'href="/services/{service.pk}/?range={range_key}"' in html
+    assert 'class="on" aria-current="true">' + range_key in html
+    assert 'hx-push-url="true"' in html
+
+
+def test_the_poll_gets_only_the_current_values(alice_client, source, django_assert_max_num_queries) -> None:
+    service = make_service(source)
+    response = alice_client.get(f"/services/{service.pk}/", headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="pool-current"') and "chart-data" not in html
+    assert 'hx-trigger="every 10s' in html
+
+
+def test_missing_samples_are_gaps_not_zeros(alice_client, source) -> None:
+    service = make_service(source, instances=1)
+    # Collection down between 40 and 20 minutes ago.
+    seed(service, 3600, skip=lambda ts: NOW.timestamp() - 2400 <= ts < NOW.timestamp() - 1200)
+    data = chart_data(alice_client.get(f"/services/{service.pk}/?range=1h"))
+    in_use = data["charts"][0]["series"][0]["values"]
+    assert len(in_use) == 120
+    assert in_use.count(None) == 40 and 0 not in in_use and 0.0 not in in_use
+    first = in_use.index(None)
+    assert in_use[first : first + 40] == [None] * 40 and in_use[-1] == 4.0
+
+
+def test_it_says_which_fields_the_preset_lacks(alice_client, source) -> None:
+    service = make_service(source, name="search", preset="hikaricp")
+    seed(service, 600)
+    html = alice_client.get(f"/services/{service.pk}/").content.decode()
+    assert "HikariCP does not export closed connections" in html
+    assert "HikariCP has no overflow concept" in html
+
+
+def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client, source, monkeypatch) -> None:
+    from poolboard.lib import presets
+
+    lean = presets.Preset(name="lean", title="Lean", marker="x", queries={"in_use": "x", "max": "y"})
+    monkeypatch.setitem(presets.BUILTIN_PRESETS, "lean", lean)
+    service = make_service(source, name="lean", preset="lean")
+    seed(service, 600)
+    response = alice_client.get(f"/services/{service.pk}/?range=1h")
+    data = chart_data(response)
+    assert [s["field"] for s in data["charts"][0]["series"]] == ["in_use", "max"]
+    assert [c["id"] for c in data["charts"]] == ["connections"]
+    html = response.content.decode()
+    assert "The lean preset gives no acquire time (s)." in html and "The lean preset gives no timeouts." in html
+
+
+def test_empty_states(alice_client, source) -> None:
+    fresh = make_service(source, name="fresh")
+    html = alice_client.get(f"/services/{fresh.pk}/").content.decode()
+    assert "No samples in the last 24h" in html and "chart-data" not in html
+    bare = Service.objects.create(name="bare", source=source, preset="db_pool")
+    html = alice_client.get(f"/services/{bare.pk}/").content.decode()
+    assert "No samples yet" in html and "No pool of this service has been sampled yet" in html
+
+
+def test_an_unknown_range_falls_back_to_the_default(alice_client, source) -> None:
+    service = make_service(source)
+    response = alice_client.get(f"/services/{service.pk}/?range=5y")
+    assert response.status_code == 200
+    assert 'class="on" aria-current="true">24h' in response.content.decode()
+
+
+def test_unknown_service_is_404(alice_client) -> None:
+    assert alice_client.get("/services/999999/").status_code == 404
+
+
+def test_it_needs_a_login(client, source) -> None:
+    service = make_service(source)
+    assert client.get(f"/services/{service.pk}/").status_code == 302
+
+
+def page_queries(client, service, django_assert_num_queries, **kwargs):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(f"/services/{service.pk}/", **kwargs).status_code == 200
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}, {"HX-Request": "true", "HX-Target": "pool-charts"}])
+def test_queries_do_not_grow_with_the_fleet_or_its_pools(alice_client, source, django_assert_num_queries, headers) -> None:
+    small = make_service(source, name="svc-0", instances=1)
+    seed(small, 600)
+    for i in range(1, 10):
+        make_service(source, name=f"svc-{i}", instances=1)
+    alice_client.get(f"/services/{small.pk}/")  # warm the session
+    with django_assert_num_queries(page_queries(alice_client, small, None, headers=headers)):
+        alice_client.get(f"/services/{small.pk}/", headers=headers)
+    for i in range(10, 100):
+        make_service(source, name=f"svc-{i}", instances=1)
+    big = make_service(source, name="big", instances=25)
+    seed(big, 600)
+    expected = page_queries(alice_client, small, None, headers=headers)
+    with django_assert_num_queries(expected):
+        alice_client.get(f"/services/{small.pk}/", headers=headers)
+    with django_assert_num_queries(expected):
+        alice_client.get(f"/services/{big.pk}/", headers=headers)
