@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from poolboard.databases.models import MonitoredDatabase
+
+
+class Command(BaseCommand):
+    help = "Check a monitored database: reachability, server version, privileges, max_connections."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name", help="the monitored database's name (see the admin)")
+
+    def handle(self, *args, name: str, **options) -> None:
+        db = MonitoredDatabase.objects.filter(name=name).first()
+        if db is None:
+            known = ", ".join(MonitoredDatabase.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"no monitored database named {name!r} (known: {known})")
+        result = db.check_connection()
+        target = db.target().describe()
+        if not result.ok:
+            raise CommandError(f"{db.name} ({target}): {result.error_kind or 'error'}: {result.error}")
+        self.stdout.write(
+            f"{db.name} ({target}): OK, PostgreSQL {result.server_version},"
+            f" max_connections {result.max_connections},"
+            f" query text {'visible' if result.can_read_all_stats else 'HIDDEN'}"
+        )
+        for warning in result.warnings:
+            self.stderr.write(f"warning: {warning}")

@@ -1,0 +1,355 @@
+"""The database side: monitored PostgreSQL servers and what their snapshots showed.
+
+A snapshot keeps aggregated counts, not session rows; long-held sessions are kept
+as episodes, tracked across snapshots (poolboard.lib.episodes). Query text is
+stored normalised (poolboard.lib.querytext), never raw unless a setting says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from poolboard.fleet.models import Service
+from poolboard.lib import episodes as ep
+from poolboard.lib.attribution import Attributor, Rule
+from poolboard.lib.budget import Budget, ServerSettings, SessionCount as CountRow, compute_budget
+from poolboard.sources import pgactivity
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+def snapshot_interval() -> int:
+    return int(getattr(settings, "DATABASE_SNAPSHOT_INTERVAL", 30))
+
+
+def query_text_mode() -> str:
+    return getattr(settings, "QUERY_TEXT_MODE", "normalize")
+
+
+def backend_signals_allowed() -> bool:
+    return bool(getattr(settings, "ALLOW_BACKEND_SIGNALS", False))
+
+
+def _validate_env_name(value: str) -> None:
+    if value and not ENV_NAME.match(value):
+        raise ValidationError("Give the name of an environment variable (letters, digits, _), not the secret itself.")
+
+
+def _validate_file_path(value: str) -> None:
+    if value and not value.startswith("/"):
+        raise ValidationError("Give an absolute path to a file holding the password.")
+
+
+class SecretError(Exception):
+    pass
+
+
+def read_secret(env_name: str, file_path: str, what: str) -> str | None:
+    """The secret from an env var or a file; messages name where, never what."""
+
+    if env_name:
+        value = os.environ.get(env_name)
+        if value is None:
+            raise SecretError(f"{what}: environment variable {env_name} is not set")
+        return value
+    if file_path:
+        try:
+            return Path(file_path).read_text().strip()
+        except OSError as exc:
+            raise SecretError(f"{what}: file {file_path} cannot be read ({exc.strerror})") from None
+    return None
+
+
+class MonitoredDatabaseQuerySet(models.QuerySet):
+    def enabled(self):
+        return self.filter(enabled=True)
+
+
+class MonitoredDatabase(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=5432)
+    dbname = models.CharField("database", max_length=200, default="postgres")
+    user = models.CharField(max_length=200, default="poolboard_mon")
+    sslmode = models.CharField(max_length=20, default="prefer", choices=[(m, m) for m in SSLMODES])
+    password_env = models.CharField(
+        max_length=100, blank=True, validators=[_validate_env_name],
+        help_text="Name of an environment variable holding the password (the password itself is never stored).",
+    )
+    password_file = models.CharField(
+        max_length=500, blank=True, validators=[_validate_file_path],
+        help_text="Or: absolute path of a file holding the password.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    idle_in_transaction_s = models.PositiveIntegerField(
+        "idle in transaction threshold (s)", default=60, help_text="An idle-in-transaction episode starts after this long idle (from state_change)."
+    )
+    query_s = models.PositiveIntegerField("long query threshold (s)", default=30, help_text="From query_start, active sessions only.")
+    transaction_s = models.PositiveIntegerField("long transaction threshold (s)", default=300, help_text="From xact_start.")
+
+    # Cancel/terminate (off unless ALLOW_BACKEND_SIGNALS is set): a separate, privileged login.
+    admin_user = models.CharField(
+        max_length=200, blank=True, help_text="Role allowed to cancel/terminate backends (pg_signal_backend). Blank: disabled."
+    )
+    admin_password_env = models.CharField(max_length=100, blank=True, validators=[_validate_env_name])
+    admin_password_file = models.CharField(max_length=500, blank=True, validators=[_validate_file_path])
+
+    created = models.DateTimeField(default=timezone.now)
+    # The newest snapshot, kept on the row so pages read one row (like fleet.Pool).
+    last_snapshot_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_kind = models.CharField(max_length=30, blank=True)
+    server_version = models.CharField(max_length=100, blank=True)
+    last_sessions = models.JSONField(default=list, blank=True, editable=False)
+    last_sessions_truncated = models.BooleanField(default=False, editable=False)
+
+    objects = MonitoredDatabaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("signal_backend", "Can cancel or terminate a backend on a monitored database")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.password_env and self.password_file:
+            raise ValidationError("Give the password as an environment variable or a file, not both.")
+        if self.admin_password_env and self.admin_password_file:
+            raise ValidationError("Give the admin password as an environment variable or a file, not both.")
+
+    def target(self, user: str | None = None) -> pgactivity.Target:
+        return pgactivity.Target(
+            host=self.host, port=self.port, dbname=self.dbname, user=user or self.user, sslmode=self.sslmode, name=self.name
+        )
+
+    def password(self) -> str | None:
+        return read_secret(self.password_env, self.password_file, f"{self.name} password")
+
+    def admin_password(self) -> str | None:
+        return read_secret(self.admin_password_env, self.admin_password_file, f"{self.name} admin password")
+
+    def limits(self) -> pgactivity.Limits:
+        return pgactivity.Limits(max_monitor_connections=int(getattr(settings, "MAX_MONITOR_CONNECTIONS", 3)))
+
+    def thresholds(self) -> ep.Thresholds:
+        return ep.Thresholds(
+            idle_in_transaction_s=self.idle_in_transaction_s, query_s=self.query_s, transaction_s=self.transaction_s
+        )
+
+    def check_connection(self) -> pgactivity.CheckResult:
+        try:
+            password = self.password()
+        except SecretError as exc:
+            return pgactivity.CheckResult(ok=False, reachable=False, error=str(exc), error_kind="config")
+        return pgactivity.check_database(self.target(), password, self.limits())
+
+    def signals_enabled(self) -> bool:
+        return backend_signals_allowed() and bool(self.admin_user)
+
+    def stale_since(self, now: datetime) -> datetime | None:
+        if self.last_snapshot_at is None:
+            return None
+        if self.last_error_at and self.last_error_at > self.last_snapshot_at:
+            return self.last_snapshot_at
+        if (now - self.last_snapshot_at).total_seconds() > 3 * snapshot_interval():
+            return self.last_snapshot_at
+        return None
+
+    def latest_snapshot(self) -> Snapshot | None:
+        return self.snapshots.order_by("-slot").first()
+
+
+class AttributionRule(models.Model):
+    """Session → service, first match by position; blank fields match anything."""
+
+    position = models.PositiveIntegerField(default=100, help_text="Rules are tried in ascending order.")
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="attribution_rules")
+    database = models.ForeignKey(
+        MonitoredDatabase, null=True, blank=True, on_delete=models.CASCADE, help_text="Blank: every database."
+    )
+    application_name = models.CharField(max_length=200, blank=True, help_text="Glob pattern, e.g. billing-*")
+    usename = models.CharField("user", max_length=200, blank=True)
+    client_addr = models.CharField(max_length=100, blank=True, help_text="CIDR, e.g. 10.1.0.0/16")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        parts = [f"app~{self.application_name}" if self.application_name else "",
+                 f"user={self.usename}" if self.usename else "",
+                 f"addr in {self.client_addr}" if self.client_addr else ""]
+        return f"{' & '.join(p for p in parts if p)} → {self.service_id and self.service.name}"
+
+    def clean(self) -> None:
+        try:
+            self.to_rule("x")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def to_rule(self, service_name: str) -> Rule:
+        return Rule(service_name, self.application_name, self.usename, self.client_addr)
+
+
+def attributor_for(database: MonitoredDatabase) -> Attributor:
+    rules = (
+        AttributionRule.objects.filter(enabled=True)
+        .filter(models.Q(database=database) | models.Q(database=None))
+        .select_related("service")
+    )
+    return Attributor([r.to_rule(r.service.name) for r in rules], Service.objects.values_list("name", flat=True))
+
+
+class Snapshot(models.Model):
+    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="snapshots")
+    # Slot = server time // interval: a redelivered task cannot store the same slot twice.
+    slot = models.BigIntegerField()
+    taken_at = models.DateTimeField(help_text="The monitored server's now()")
+    created = models.DateTimeField(default=timezone.now)
+    total = models.PositiveIntegerField()
+    max_connections = models.PositiveIntegerField()
+    superuser_reserved_connections = models.PositiveIntegerField()
+    reserved_connections = models.PositiveIntegerField(null=True, blank=True)  # PostgreSQL 16+
+    elapsed_ms = models.FloatField(default=0)
+    sessions_listed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["database", "slot"], name="snapshot_database_slot")]
+        # The unique index (database, slot) also serves "newest snapshot of a database"
+        # and history ranges: slot grows with taken_at.
+
+    def server_settings(self) -> ServerSettings:
+        return ServerSettings(
+            max_connections=self.max_connections,
+            superuser_reserved_connections=self.superuser_reserved_connections,
+            reserved_connections=self.reserved_connections,
+        )
+
+    def budget(self, attribute=None) -> Budget:
+        counts = [
+            CountRow(c.application_name, c.usename, c.client_addr, c.state, c.wait_event_type, c.count)
+            for c in self.counts.all()
+        ]
+        names = {c.id: c.service.name for c in self.counts.all() if c.service_id}
+        by_key = {(c.application_name, c.usename, c.client_addr): names.get(c.id) for c in self.counts.all()}
+
+        def stored(app, user, addr):  # the attribution made when the snapshot was stored
+            return by_key.get((app, user, addr or ""))
+
+        return compute_budget(self.server_settings(), counts, attribute or stored)
+
+
+class SessionCount(models.Model):
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="counts")
+    application_name = models.CharField(max_length=200, blank=True)
+    usename = models.CharField(max_length=200, blank=True)
+    client_addr = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=50, blank=True)
+    wait_event_type = models.CharField(max_length=50, blank=True)
+    count = models.PositiveIntegerField()
+    # Attributed when stored; NULL = unattributed or poolboard's own.
+    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [
+            # The service page's database panel: this service's counts in the newest snapshots.
+            models.Index(fields=["service", "snapshot"], name="sessioncount_service"),
+        ]
+        # (snapshot) lookups for the database page use the FK index Django creates.
+
+
+class QueryFingerprint(models.Model):
+    fingerprint = models.CharField(max_length=16, unique=True)
+    text = models.TextField(help_text="Normalised text (literals and comments removed), or a placeholder.")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.fingerprint
+
+
+class EpisodeQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(ended=None)
+
+
+class Episode(models.Model):
+    KIND_CHOICES = [
+        (ep.IDLE_IN_TRANSACTION, "idle in transaction"),
+        (ep.LONG_TRANSACTION, "long transaction"),
+        (ep.LONG_QUERY, "long query"),
+    ]
+    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="episodes")
+    kind = models.CharField(max_length=30, choices=KIND_CHOICES)
+    pid = models.IntegerField()
+    backend_start = models.DateTimeField(null=True, blank=True)
+    started = models.DateTimeField(help_text="state_change, xact_start or query_start, by kind")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    ended = models.DateTimeField(null=True, blank=True, help_text="First snapshot that no longer saw it")
+    peak_age_s = models.FloatField()
+    application_name = models.CharField(max_length=200, blank=True)
+    usename = models.CharField(max_length=200, blank=True)
+    client_addr = models.CharField(max_length=100, blank=True)
+    datname = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=50, blank=True)
+    wait_event = models.CharField(max_length=100, blank=True)
+    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="db_episodes")
+    query = models.ForeignKey(QueryFingerprint, null=True, blank=True, on_delete=models.SET_NULL, related_name="episodes")
+
+    objects = EpisodeQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["database", "kind", "pid", "backend_start", "started"], name="episode_identity"
+            )
+        ]
+        indexes = [
+            # store_snapshot(): the open episodes of one database, read every snapshot.
+            models.Index(fields=["database"], condition=models.Q(ended=None), name="episode_open"),
+            # The slow-queries page and its drill-down: episodes by fingerprint, newest first.
+            models.Index(fields=["query", "-first_seen"], name="episode_query"),
+            # /api/v1/episodes/?service= and the service panel.
+            models.Index(fields=["service", "-first_seen"], name="episode_service"),
+            # /api/v1/episodes/ and the database page's recent episodes.
+            models.Index(fields=["database", "-first_seen"], name="episode_recent"),
+        ]
+
+    def key(self) -> ep.EpisodeKey:
+        return ep.EpisodeKey(self.kind, self.pid, self.backend_start, self.started)
+
+    @property
+    def duration_s(self) -> float:
+        return self.peak_age_s
+
+
+class BackendAction(models.Model):
+    """Audit entry for every cancel/terminate attempt, successful or not."""
+
+    database = models.ForeignKey(MonitoredDatabase, on_delete=models.PROTECT, related_name="actions")
+    created = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    action = models.CharField(max_length=20, choices=[("cancel", "cancel"), ("terminate", "terminate")])
+    pid = models.IntegerField()
+    backend_start = models.DateTimeField(null=True, blank=True)
+    application_name = models.CharField(max_length=200, blank=True)
+    usename = models.CharField(max_length=200, blank=True)
+    query_text = models.TextField(blank=True)
+    succeeded = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created"]

@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.core.exceptions import PermissionDenied
+from django.db.models import Aggregate, Count, FloatField, Max, Q, Sum
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
+
+from poolboard.fleet.models import Service
+from poolboard.lib.episodes import IDLE_IN_TX_STATES, LONG_QUERY
+from poolboard.sources import pgactivity
+
+from .models import (
+    BackendAction,
+    Episode,
+    MonitoredDatabase,
+    QueryFingerprint,
+    SecretError,
+    SessionCount,
+    Snapshot,
+    query_text_mode,
+)
+
+SESSION_SORTS = ("age", "pid", "application_name", "usename", "state")
+SLOW_SORTS = ("max", "p95", "count", "last_seen")
+
+
+class Percentile(Aggregate):
+    """percentile_cont(q) WITHIN GROUP (ORDER BY expr): PostgreSQL's exact percentile."""
+
+    function = "percentile_cont"
+    output_field = FloatField()
+
+    def __init__(self, expression, q: float, **extra):
+        self.q = float(q)
+        super().__init__(expression, **extra)
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        extra_sql = ""
+        if self.filter is not None:
+            fsql, fparams = compiler.compile(self.filter)
+            extra_sql = f" FILTER (WHERE {fsql})"
+            params = (*params, *fparams)
+        return f"percentile_cont({self.q}) WITHIN GROUP (ORDER BY {sql}){extra_sql}", params
+
+
+def _partial(request, template: str, name: str) -> str:
+    if request.htmx and not request.htmx.history_restore_request:
+        return f"{template}#{name}"
+    return template
+
+
+def _banner_context() -> dict:
+    return {"raw_query_text": query_text_mode() == "raw"}
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def database_list(request):
+    now = timezone.now()
+    dbs = list(MonitoredDatabase.objects.all())
+    latest = {}
+    for db in dbs:
+        latest[db.pk] = db.latest_snapshot()
+    open_counts = dict(
+        Episode.objects.open().values("database").annotate(n=Count("id")).values_list("database", "n")
+    )
+    rows = []
+    for db in dbs:
+        snap = latest[db.pk]
+        budget = snap.budget() if snap else None
+        rows.append({"db": db, "snapshot": snap, "budget": budget, "open": open_counts.get(db.pk, 0),
+                     "stale_since": db.stale_since(now)})
+    context = {"rows": rows, "now": now, **_banner_context()}
+    return render(request, _partial(request, "databases/list.html", "databases-table"), context)
+
+
+def _filter_sessions(sessions: list[dict], state: str, app: str, user: str, sort: str, descending: bool) -> list[dict]:
+    rows = [
+        s for s in sessions
+        if (not state or s["state"] == state)
+        and (not app or s["application_name"] == app)
+        and (not user or s["usename"] == user)
+    ]
+    if sort == "age":
+        key = lambda s: s.get("age_s") if s.get("age_s") is not None else -1.0  # noqa: E731
+    else:
+        key = lambda s: s.get(sort) or ""  # noqa: E731
+    rows.sort(key=key, reverse=descending)
+    return rows
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def database_detail(request, name: str):
+    now = timezone.now()
+    db = get_object_or_404(MonitoredDatabase, name=name)
+    snap = db.latest_snapshot()
+    budget = snap.budget() if snap else None
+    sessions = db.last_sessions or []
+    state = request.GET.get("state", "")
+    app = request.GET.get("app", "")
+    user = request.GET.get("user", "")
+    sort = request.GET.get("sort", "age")
+    if sort not in SESSION_SORTS:
+        sort = "age"
+    descending = request.GET.get("dir", "desc") != "asc"
+    rows = _filter_sessions(sessions, state, app, user, sort, descending)[:200]
+    for r in rows:
+        r["idle_in_tx"] = r["state"] in IDLE_IN_TX_STATES
+    open_episodes = list(
+        Episode.objects.open().filter(database=db).select_related("service", "query").order_by("started")[:50]
+    )
+    context = {
+        "db": db,
+        "snapshot": snap,
+        "budget": budget,
+        "sessions": rows,
+        "session_total": len(sessions),
+        "states": sorted({s["state"] for s in sessions}),
+        "apps": sorted({s["application_name"] for s in sessions}),
+        "users": sorted({s["usename"] for s in sessions}),
+        "f": {"state": state, "app": app, "user": user, "sort": sort, "dir": "desc" if descending else "asc"},
+        "open_episodes": open_episodes,
+        "stale_since": db.stale_since(now),
+        "signals": db.signals_enabled() and request.user.has_perm("databases.signal_backend"),
+        "now": now,
+        **_banner_context(),
+    }
+    return render(request, _partial(request, "databases/database.html", "db-live"), context)
+
+
+def slow_query_rows(database: MonitoredDatabase | None, since, sort: str = "max", service: Service | None = None):
+    episodes = Episode.objects.filter(kind=LONG_QUERY, first_seen__gte=since, query__isnull=False)
+    if database is not None:
+        episodes = episodes.filter(database=database)
+    if service is not None:
+        episodes = episodes.filter(service=service)
+    order = {"max": "-max_s", "p95": "-p95_s", "count": "-episodes", "last_seen": "-last"}[sort]
+    return (
+        episodes.values("query", "query__fingerprint", "query__text")
+        .annotate(
+            episodes=Count("id"),
+            max_s=Max("peak_age_s"),
+            p95_s=Percentile("peak_age_s", 0.95),
+            last=Max("last_seen"),
+            open=Count("id", filter=Q(ended=None)),
+            services=ArrayAgg("service__name", distinct=True, filter=Q(service__isnull=False), default=[]),
+        )
+        .order_by(order, "query")
+    )
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def slow_queries(request):
+    now = timezone.now()
+    try:
+        days = max(1, min(int(request.GET.get("days", "7")), 90))
+    except ValueError:
+        days = 7
+    db_name = request.GET.get("database", "")
+    database = MonitoredDatabase.objects.filter(name=db_name).first() if db_name else None
+    sort = request.GET.get("sort", "max")
+    if sort not in SLOW_SORTS:
+        sort = "max"
+    rows = list(slow_query_rows(database, now - timedelta(days=days), sort)[:200])
+    context = {
+        "rows": rows,
+        "days": days,
+        "database": database,
+        "databases": MonitoredDatabase.objects.all(),
+        "sort": sort,
+        "now": now,
+        **_banner_context(),
+    }
+    return render(request, _partial(request, "databases/slow_queries.html", "slow-queries-table"), context)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def query_detail(request, fingerprint: str):
+    query = get_object_or_404(QueryFingerprint, fingerprint=fingerprint)
+    kind = request.GET.get("kind", "")
+    episodes = query.episodes.select_related("database", "service").order_by("-first_seen")
+    if kind in dict(Episode.KIND_CHOICES):
+        episodes = episodes.filter(kind=kind)
+    context = {"query": query, "episodes": list(episodes[:200]), "kind": kind, "kinds": Episode.KIND_CHOICES,
+               "now": timezone.now(), **_banner_context()}
+    return render(request, _partial(request, "databases/query.html", "query-episodes"), context)
+
+
+def service_side(service: Service) -> dict:
+    """The database side of one service: its sessions in the newest snapshot of each database."""
+
+    latest = {}
+    for db in MonitoredDatabase.objects.enabled():
+        snap = db.snapshots.order_by("-slot").only("id", "taken_at", "database_id").first()
+        if snap:
+            latest[snap.id] = (db, snap)
+    rows = []
+    for snap_id, (db, snap) in latest.items():
+        by_state = dict(
+            SessionCount.objects.filter(snapshot_id=snap_id, service=service)
+            .values("state").annotate(n=Sum("count")).values_list("state", "n")
+        )
+        mine = [s for s in db.last_sessions or [] if s.get("service") == service.name]
+        oldest = max((s["age_s"] for s in mine if s.get("xact_start") and s.get("age_s") is not None), default=None)
+        total = sum(by_state.values())
+        if not total and not mine:
+            continue
+        rows.append({
+            "db": db,
+            "snapshot": snap,
+            "total": total,
+            "active": by_state.get("active", 0),
+            "idle": by_state.get("idle", 0),
+            "idle_in_tx": sum(n for st, n in by_state.items() if st in IDLE_IN_TX_STATES),
+            "other": total - by_state.get("active", 0) - by_state.get("idle", 0)
+            - sum(n for st, n in by_state.items() if st in IDLE_IN_TX_STATES),
+            "oldest_xact_s": oldest,
+        })
+    pools = list(service.pools.all())
+    in_use = [p.in_use for p in pools if p.in_use is not None]
+    maxes = [p.max for p in pools if p.max is not None]
+    return {
+        "rows": rows,
+        "pool_in_use": sum(in_use) if in_use else None,
+        "pool_max": sum(maxes) if maxes else None,
+        "open_episodes": Episode.objects.open().filter(service=service).count(),
+    }
+
+
+@require_GET
+def service_panel(request, pk: int):
+    service = get_object_or_404(Service, pk=pk)
+    context = {"service": service, "side": service_side(service), "now": timezone.now()}
+    return render(request, "databases/_service_panel.html", context)
+
+
+def _find_session(db: MonitoredDatabase, pid: int, backend_start: str) -> dict | None:
+    for s in db.last_sessions or []:
+        if s["pid"] == pid and (s.get("backend_start") or "") == backend_start:
+            return s
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+def signal_session(request, name: str, pid: int):
+    """Cancel or terminate one backend.
+
+    1. Refuse unless ALLOW_BACKEND_SIGNALS is set, the database has an admin
+       credential, and the user has databases.signal_backend.
+    2. GET shows a confirmation page for the session as last seen.
+    3. POST signals it with the separate admin credential (only if the pid
+       still has the same backend_start) and writes a BackendAction row.
+    """
+
+    db = get_object_or_404(MonitoredDatabase, name=name)
+    if not db.signals_enabled():
+        raise Http404("cancel/terminate is not enabled for this database")
+    if not request.user.has_perm("databases.signal_backend"):
+        raise PermissionDenied
+    action = request.POST.get("action") or request.GET.get("action", "cancel")
+    if action not in ("cancel", "terminate"):
+        return HttpResponse("unknown action", status=400)
+    backend_start = request.POST.get("backend_start") or request.GET.get("backend_start", "")
+    session = _find_session(db, pid, backend_start)
+    if session is None:
+        messages.error(request, f"Session {pid} is no longer in the newest snapshot; nothing was done.")
+        return redirect("databases:database", name=db.name)
+    if request.method == "GET":
+        return render(request, "databases/confirm_signal.html", {"db": db, "s": session, "action": action})
+
+    audit = BackendAction(
+        database=db, user=request.user, action=action, pid=pid, backend_start=parse_datetime(backend_start),
+        application_name=session["application_name"][:200], usename=session["usename"][:200],
+        query_text=session.get("query", ""),
+    )
+    try:
+        audit.succeeded = pgactivity.signal_backend(
+            db.target(user=db.admin_user), db.admin_password(), pid, audit.backend_start, action, db.limits()
+        )
+        if not audit.succeeded:
+            audit.error = "the backend was gone (or its pid now belongs to another session)"
+    except (pgactivity.MonitorError, SecretError) as exc:
+        audit.error = str(exc)
+    audit.save()
+    if audit.succeeded:
+        messages.success(request, f"{action.capitalize()} sent to backend {pid} ({session['application_name']}).")
+    else:
+        messages.error(request, f"{action.capitalize()} of backend {pid} failed: {audit.error}")
+    return redirect("databases:database", name=db.name)

@@ -1,0 +1,76 @@
+"""Fixtures for the database side: a throwaway target database with real sessions."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from tests.sources.test_pgactivity import HOST, PORT, SUPERUSER, Sessions, admin_conn
+
+
+@pytest.fixture(scope="session")
+def target_dbname():
+    name = f"pb_test_dbside_{os.getpid()}"
+    with admin_conn() as a:
+        a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        a.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with admin_conn() as a:
+        a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sessions(target_dbname):
+    s = Sessions(target_dbname)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fast_slots(settings):
+    # One snapshot slot per second, so a test can take several snapshots.
+    settings.DATABASE_SNAPSHOT_INTERVAL = 1
+    return settings
+
+
+@pytest.fixture
+def monitored(db, target_dbname):
+    from poolboard.databases.models import MonitoredDatabase
+
+    return MonitoredDatabase.objects.create(
+        name="orders-db", host=HOST, port=PORT, dbname=target_dbname, user=SUPERUSER,
+        idle_in_transaction_s=1, query_s=1, transaction_s=3600,
+    )
+
+
+@pytest.fixture
+def make_service(db, make_source):
+    from poolboard.fleet.models import Service
+
+    def make(name: str, **extra):
+        source = make_source(name="main") if not hasattr(make, "source") else make.source
+        make.source = source
+        return Service.objects.create(name=name, source=source, preset="db_pool", **extra)
+
+    return make
+
+
+def monitor_sessions() -> int:
+    """poolboard-monitor sessions on this run's target database (the server is shared)."""
+    import time
+
+    with admin_conn() as a:
+        for _ in range(60):  # a closed connection's backend exits a moment later
+            n = a.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'poolboard-monitor' AND datname = %s",
+                (f"pb_test_dbside_{os.getpid()}",),
+            ).fetchone()[0]
+            if n == 0:
+                break
+            time.sleep(0.05)
+        return n
+
+
+__all__ = ["HOST", "PORT", "SUPERUSER", "psycopg", "monitor_sessions"]

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from poolboard.databases.models import AttributionRule, MonitoredDatabase
+
+pytestmark = pytest.mark.django_db
+
+
+def test_checkdatabase_reports_version_privileges_and_max_connections(monitored, capsys):
+    call_command("checkdatabase", "orders-db")
+    out, err = capsys.readouterr()
+    assert "OK, PostgreSQL" in out and "max_connections" in out and "query text visible" in out
+    assert "superuser" in err  # the test role is a superuser: warn that pg_monitor is enough
+
+
+def test_checkdatabase_unknown_name_and_unreachable(db, monkeypatch):
+    with pytest.raises(CommandError, match="no monitored database named 'x'"):
+        call_command("checkdatabase", "x")
+    monkeypatch.setenv("PB_ADMIN_SECRET", "Adm1n-Secret")
+    MonitoredDatabase.objects.create(name="down", host="127.0.0.1", port=1, password_env="PB_ADMIN_SECRET")
+    with pytest.raises(CommandError) as e:
+        call_command("checkdatabase", "down")
+    assert "unreachable" in str(e.value) and "Adm1n-Secret" not in str(e.value)
+
+
+def test_admin_check_connection_action(client, bob, monitored):
+    client.force_login(bob)
+    r = client.post(
+        "/admin/databases/monitoreddatabase/",
+        {"action": "check_connection", "_selected_action": [monitored.pk]},
+        follow=True,
+    )
+    html = r.content.decode()
+    assert "reachable, PostgreSQL" in html and "max_connections" in html
+
+
+def test_admin_form_never_shows_a_password_field(client, bob, monitored):
+    client.force_login(bob)
+    html = client.get(f"/admin/databases/monitoreddatabase/{monitored.pk}/change/").content.decode()
+    assert 'type="password"' not in html
+    assert "password_env" in html and "never stored" in html
+
+
+def test_admin_rejects_a_secret_pasted_as_env_name(client, bob):
+    client.force_login(bob)
+    r = client.post("/admin/databases/monitoreddatabase/add/", {
+        "name": "x", "host": "h", "port": 5432, "dbname": "d", "user": "u", "sslmode": "prefer",
+        "password_env": "p@ss w0rd!", "idle_in_transaction_s": 60, "query_s": 30, "transaction_s": 300,
+    })
+    assert r.status_code == 200 and "not the secret itself" in r.content.decode()
+    assert not MonitoredDatabase.objects.exists()
+
+
+def test_attribution_rule_validates_cidr(make_service):
+    from django.core.exceptions import ValidationError
+
+    svc = make_service("svc")
+    rule = AttributionRule(service=svc, client_addr="10.0.0.0/99")
+    with pytest.raises(ValidationError, match="not an IP network"):
+        rule.full_clean()
+    AttributionRule(service=svc, application_name="svc-*").full_clean()
+
+
+def test_admin_rule_list(client, bob, make_service):
+    client.force_login(bob)
+    AttributionRule.objects.create(service=make_service("svc"), application_name="svc-*")
+    assert client.get("/admin/databases/attributionrule/").status_code == 200

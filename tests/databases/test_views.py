@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from poolboard.databases.models import BackendAction, Episode, MonitoredDatabase
+from poolboard.databases.snapshots import snapshot_database
+from poolboard.lib import episodes as ep
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = (
+    "SELECT pg_sleep(30), '<script>alert(1)</script>' AS \"<script>alert('x')</script>\","
+    " 1 AS \"<div hx-get='/admin/' hx-trigger='load'>x</div>\", 'card=4111111111111111'"
+)
+
+
+@pytest.fixture
+def snapped(monitored, sessions, make_service, fast_slots):
+    svc = make_service("hostile-svc")
+    sessions.active("hostile-svc", HOSTILE)
+    sessions.idle_in_transaction("idle-svc")
+    time.sleep(1.1)
+    assert snapshot_database(monitored).status == "ok"
+    monitored.refresh_from_db()
+    return monitored, svc
+
+
+def assert_hostile_escaped(html: str):
+    assert "<script>alert" not in html
+    assert "<div hx-get='/admin/'" not in html
+    assert "4111" not in html
+
+
+def test_pages_need_login(client, monitored):
+    for url in ["/databases/", "/databases/orders-db/", "/queries/slow/"]:
+        r = client.get(url)
+        assert r.status_code == 302 and "/login/" in r["Location"]
+    r = client.get("/databases/orders-db/", headers={"HX-Request": "true"})
+    assert r.status_code == 401
+
+
+def test_database_list_full_and_partial(alice_client, snapped):
+    r = alice_client.get("/databases/")
+    assert r.status_code == 200
+    assert b"<html" in r.content and b"orders-db" in r.content
+    r = alice_client.get("/databases/", headers={"HX-Request": "true"})
+    assert b"<html" not in r.content and b'id="databases-table"' in r.content
+
+
+def test_empty_list_explains_what_to_do(alice_client):
+    r = alice_client.get("/databases/")
+    assert b"No monitored database yet" in r.content
+
+
+def test_database_page_full_and_partial(alice_client, snapped):
+    r = alice_client.get("/databases/orders-db/")
+    html = r.content.decode()
+    assert r.status_code == 200 and "<html" in html
+    assert "Connection budget" in html and "80 %" in html
+    assert "hostile-svc" in html and "idle in transaction" in html
+    assert_hostile_escaped(html)
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html  # the identifier, escaped
+    assert "<tbody hx-disable>" in html
+    r = alice_client.get("/databases/orders-db/", headers={"HX-Request": "true"})
+    html = r.content.decode()
+    assert "<html" not in html and 'id="db-live"' in html
+    assert_hostile_escaped(html)
+
+
+def test_sessions_filter_and_sort(alice_client, snapped):
+    r = alice_client.get("/databases/orders-db/?state=idle+in+transaction", headers={"HX-Request": "true"})
+    html = r.content.decode()
+    assert "idle-svc" in html and "pg_sleep" not in html
+    r = alice_client.get("/databases/orders-db/?app=hostile-svc&sort=age&dir=asc")
+    assert "pg_sleep" in r.content.decode()
+    r = alice_client.get("/databases/orders-db/?user=nobody-at-all")
+    assert "matches these filters" in r.content.decode()
+    assert alice_client.get("/databases/orders-db/?sort=bogus&dir=x").status_code == 200
+
+
+def test_unknown_database_is_404(alice_client, db):
+    assert alice_client.get("/databases/nope/").status_code == 404
+
+
+def test_slow_queries_full_partial_and_drilldown(alice_client, snapped):
+    r = alice_client.get("/queries/slow/")
+    html = r.content.decode()
+    assert r.status_code == 200 and "<html" in html
+    assert "pg_sleep($1)" in html and "hostile-svc" in html
+    assert_hostile_escaped(html)
+    r = alice_client.get("/queries/slow/?days=1&sort=count&database=orders-db", headers={"HX-Request": "true"})
+    html = r.content.decode()
+    assert "<html" not in html and 'id="slow-queries-table"' in html and "pg_sleep($1)" in html
+    episode = Episode.objects.get(kind=ep.LONG_QUERY, application_name="hostile-svc")
+    url = f"/queries/{episode.query.fingerprint}/"
+    r = alice_client.get(url)
+    html = r.content.decode()
+    assert r.status_code == 200 and "<html" in html and "hostile-svc" in html
+    assert_hostile_escaped(html)
+    r = alice_client.get(url + "?kind=long_query", headers={"HX-Request": "true"})
+    assert b"<html" not in r.content and b'id="query-episodes"' in r.content
+    assert alice_client.get("/queries/slow/?days=abc&sort=zzz").status_code == 200
+
+
+def test_service_panel(alice_client, snapped):
+    _, svc = snapped
+    r = alice_client.get(f"/services/{svc.pk}/database-side/", headers={"HX-Request": "true"})
+    html = r.content.decode()
+    assert r.status_code == 200 and 'id="database-side"' in html and "<html" not in html
+    assert "orders-db" in html
+    r = alice_client.get(f"/services/{svc.pk}/")
+    assert r.status_code == 200
+
+
+def test_raw_mode_shows_a_banner(alice_client, snapped, settings):
+    settings.QUERY_TEXT_MODE = "raw"
+    assert b"Raw query text is being stored" in alice_client.get("/databases/orders-db/").content
+
+
+# --- cancel / terminate ---------------------------------------------------------------
+
+@pytest.fixture
+def signal_setup(snapped, settings, alice):
+    db, _ = snapped
+    settings.ALLOW_BACKEND_SIGNALS = True
+    db.admin_user = "root"
+    db.save()
+    alice.user_permissions.add(Permission.objects.get(codename="signal_backend"))
+    row = [s for s in db.last_sessions if s["application_name"] == "hostile-svc"][0]
+    return db, row
+
+
+def test_signals_are_off_by_default(alice_client, snapped):
+    db, _ = snapped
+    row = db.last_sessions[0]
+    url = f"/databases/orders-db/sessions/{row['pid']}/signal/?action=cancel&backend_start={row['backend_start']}"
+    assert alice_client.get(url).status_code == 404
+    assert b"terminate</a>" not in alice_client.get("/databases/orders-db/").content
+
+
+def test_signal_needs_the_permission(client, signal_setup, django_user_model):
+    db, row = signal_setup
+    carol = django_user_model.objects.create_user("carol", password="x")
+    client.force_login(carol)
+    url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
+    assert client.post(url, {"action": "cancel", "backend_start": row["backend_start"]}).status_code == 403
+    assert not BackendAction.objects.exists()
+
+
+def test_cancel_after_confirmation_leaves_an_audit_entry(alice_client, signal_setup, alice):
+    db, row = signal_setup
+    assert b"terminate</a>" in alice_client.get("/databases/orders-db/").content
+    url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
+    r = alice_client.get(url, {"action": "cancel", "backend_start": row["backend_start"]})
+    html = r.content.decode()
+    assert r.status_code == 200 and "Cancel backend" in html and 'method="post"' in html
+    assert_hostile_escaped(html)
+    assert not BackendAction.objects.exists()  # GET only confirms
+    r = alice_client.post(url, {"action": "cancel", "backend_start": row["backend_start"]})
+    assert r.status_code == 302
+    audit = BackendAction.objects.get()
+    assert audit.user == alice and audit.action == "cancel" and audit.succeeded and audit.pid == row["pid"]
+    assert "4111" not in audit.query_text
+
+
+def test_signal_for_a_session_no_longer_listed_does_nothing(alice_client, signal_setup):
+    url = "/databases/orders-db/sessions/1/signal/"
+    r = alice_client.post(url, {"action": "terminate", "backend_start": "2020-01-01T00:00:00+00:00"})
+    assert r.status_code == 302 and not BackendAction.objects.exists()
+
+
+def test_signal_rejects_csrf_less_posts(signal_setup, alice):
+    from django.test import Client
+
+    db, row = signal_setup
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(alice)
+    r = c.post(f"/databases/orders-db/sessions/{row['pid']}/signal/", {"action": "cancel", "backend_start": row["backend_start"]})
+    assert r.status_code == 403
