@@ -133,6 +133,13 @@ def main() -> int:
     env.setdefault("PROMETHEUS_URL", f"http://127.0.0.1:{PROM_PORT}")
     env.setdefault("COLLECT_INTERVAL", "10")
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    if not env.get("SECRET_KEY") and not env.get("SECRET_KEY_FILE"):
+        # A key of the demo's own, kept across runs so logins survive a restart.
+        key_file = VAR / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(50))
+            key_file.chmod(0o600)
+        env["SECRET_KEY_FILE"] = str(key_file)
     placeholders = {"POOLBOARD_BIND": f"127.0.0.1:{PORT}", "POOLBOARD_VAR": str(VAR), "DEMO_BASE_PORT": DEMO_BASE_PORT}
 
     log("preparing the database")

@@ -1,0 +1,111 @@
+"""`make demo`'s supervisor end to end: everything comes up, collects, and stops cleanly.
+
+Runs scripts/demo.py (what `make demo` runs after installing) on free ports with its own
+databases, Redis database and var/ folder, then sends SIGINT as Ctrl-C would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.prom import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.prometheus
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def get_json(url: str, headers: dict | None = None):
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_make_demo_brings_up_the_fleet_and_ctrl_c_stops_everything(tmp_path) -> None:
+    web_port, prom_port = free_port(), free_port()
+    base_port = 9600
+    db_name, demo_db = "poolboard_e2e_demo", "poolboard_e2e_demo_fleet"
+    env = dict(
+        os.environ,
+        POOLBOARD_PORT=str(web_port),
+        PROMETHEUS_PORT=str(prom_port),
+        DEMO_BASE_PORT=str(base_port),
+        POOLBOARD_VAR=str(tmp_path),
+        DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{db_name}",
+        DEMO_DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{demo_db}",
+        REDIS_URL="redis://127.0.0.1:6379/7",
+        DJANGO_SUPERUSER_USERNAME="e2e",
+        DJANGO_SUPERUSER_PASSWORD="e2e-password",
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        banner = ""
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner += line
+        assert f"poolboard is running at http://127.0.0.1:{web_port}/" in banner, banner
+        assert "log in as 'e2e' with password 'e2e-password'" in banner
+
+        # Live numbers for at least six services arrive through Prometheus → worker → API.
+        token = subprocess.run(
+            [sys.executable, "manage.py", "createapitoken", "e2e"], env=env, cwd=ROOT, capture_output=True, text=True,
+            check=True,
+        ).stdout.strip()
+        services: list = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            body = get_json(f"http://127.0.0.1:{web_port}/api/v1/services/", {"Authorization": f"Bearer {token}"})
+            services = [s for s in body["services"] if not s["stale"]]
+            if len(services) >= 6:
+                break
+            time.sleep(3)
+        names = {s["name"] for s in services}
+        assert {"checkout", "search", "billing", "notifications", "reports", "sessions"} <= names, body
+        health = get_json(f"http://127.0.0.1:{web_port}/healthz")
+        assert health["status"] == "ok", health
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 0, out
+    assert "every process stopped" in out
+    ports = [web_port, prom_port, *range(base_port, base_port + 7)]
+    deadline = time.monotonic() + 10
+    while not all(port_is_free(p) for p in ports) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [p for p in ports if not port_is_free(p)] == []
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "processes left running"
+    with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres") as conn:
+        sessions = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname IN (%s, %s)", [db_name, demo_db]
+        ).fetchone()[0]
+    assert sessions == 0
+    drop_database(db_name)
+    drop_database(demo_db)
