@@ -184,3 +184,12 @@ def test_ten_thousand_sessions_store_a_bounded_number_of_rows(monitored, make_se
     assert stored.budget().total == 10_000
     assert Episode.objects.filter(database=monitored).count() <= 2 * pgactivity.DEFAULT_SESSION_LIMIT
     assert len(MonitoredDatabase.objects.get(pk=monitored.pk).last_sessions) == pgactivity.DEFAULT_SESSION_LIMIT
+
+
+def test_collect_once_takes_a_snapshot(monitored, capsys):
+    from django.core.management import call_command
+
+    call_command("collect", "--once")
+    out = capsys.readouterr().out
+    assert "database orders-db:" in out and "connections" in out
+    assert Snapshot.objects.filter(database=monitored).count() == 1

@@ -180,3 +180,9 @@ def test_signal_rejects_csrf_less_posts(signal_setup, alice):
     c.force_login(alice)
     r = c.post(f"/databases/orders-db/sessions/{row['pid']}/signal/", {"action": "cancel", "backend_start": row["backend_start"]})
     assert r.status_code == 403
+
+
+def test_service_page_loads_the_database_side_panel(alice_client, snapped):
+    _, svc = snapped
+    html = alice_client.get(f"/services/{svc.pk}/").content.decode()
+    assert f'hx-get="/services/{svc.pk}/database-side/"' in html

@@ -37,4 +37,23 @@ class Command(BaseCommand):
             else:
                 new = f", new services: {', '.join(result.new_services)}" if result.new_services else ""
                 self.stdout.write(f"{result.source}: {result.samples} pools from {result.queries} queries{new}")
+        failed += self.snapshot_databases()
+        return failed
+
+    def snapshot_databases(self) -> int:
+        """The database side (issue 4): one pg_stat_activity snapshot per monitored database."""
+        from poolboard.databases.snapshots import snapshot_all
+
+        failed = 0
+        for result in snapshot_all():
+            if result.status == "failed":
+                failed += 1
+                self.stderr.write(f"database {result.database}: FAILED: {result.error}")
+            elif result.status == "skipped":
+                self.stdout.write(f"database {result.database}: this slot was already stored")
+            else:
+                self.stdout.write(
+                    f"database {result.database}: {result.total} connections; episodes"
+                    f" {result.opened} new, {result.updated} ongoing, {result.closed} ended"
+                )
         return failed
