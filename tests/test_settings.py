@@ -78,3 +78,7 @@ def test_celery_is_configured_for_idempotent_late_ack(settings) -> None:
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     assert settings.CELERY_TASK_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] >= 2 * settings.CELERY_TASK_TIME_LIMIT
+
+
+def test_every_poolboard_connection_is_named(settings) -> None:
+    assert settings.DATABASES["default"]["OPTIONS"]["application_name"].startswith("poolboard-")

@@ -1,0 +1,42 @@
+"""`python manage.py collect --once` runs one full collection synchronously."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from poolboard.fleet.models import Pool
+from tests.conftest import exposition
+from tests.prom import free_port
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus]
+
+
+def test_collect_once_reports_what_it_stored(prometheus_with, make_source) -> None:
+    prom = prometheus_with({"orders": exposition("db_pool")})
+    prom.wait_for("db_pool_in_use_connections")
+    make_source(url=prom.url, presets=["db_pool"], rate_window="10s")
+    out = StringIO()
+
+    call_command("collect", "--once", stdout=out)
+
+    assert "main: 1 pools from 9 queries, new services: orders" in out.getvalue()
+    assert Pool.objects.get().in_use == 9
+
+
+def test_collect_once_exits_non_zero_with_the_reason_when_prometheus_is_down(make_source) -> None:
+    source = make_source(url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    err = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("collect", "--once", stdout=StringIO(), stderr=err)
+    assert exit_info.value.code == 1
+    assert "main: FAILED: " in err.getvalue()
+    assert f"cannot connect to Prometheus at {source.url}" in err.getvalue()
+
+
+def test_collect_once_without_sources_says_what_to_do(db) -> None:
+    out = StringIO()
+    call_command("collect", "--once", stdout=out)
+    assert "no enabled Prometheus source: add one in the admin" in out.getvalue()
