@@ -113,7 +113,7 @@ def chart_context(service, pools, preset, range_key: str, now) -> dict:
                 "id": chart_id,
                 "title": title,
                 "unit": unit,
-                "series": [{"field": f, "label": FIELD_LABELS[f], "values": series.values[f]} for f in present],
+                "series": [{"field": f, "label": FIELD_LABELS[f].removesuffix(" (s)"), "values": series.values[f]} for f in present],
                 "missing": [field_note(preset, f) for f in fields if f not in provided],
             }
         )

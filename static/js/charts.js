@@ -12,7 +12,8 @@
   function formatValue(unit) {
     return function (u, v) {
       if (v == null) return "—";
-      if (unit === "s") return v < 1 ? (v * 1000).toFixed(v < 0.01 ? 2 : 0) + " ms" : v.toFixed(2) + " s";
+      if (v === 0) return "0";
+      if (unit === "s") return v < 1 ? +(v * 1000).toFixed(v < 0.01 ? 2 : 0) + " ms" : v.toFixed(2) + " s";
       return Math.abs(v) >= 100 || v === Math.round(v) ? String(Math.round(v)) : v.toFixed(2);
     };
   }
@@ -40,7 +41,7 @@
       var opts = {
         width: Math.max(box.clientWidth, 300), height: 220, series: series,
         scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
-        axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return fmt(u, t); }); }, size: 60 }],
+        axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return fmt(u, t); }); }, size: 64 }],
         legend: { live: true }, cursor: { drag: { x: false, y: false } }
       };
       var columns = [data.x].concat(chart.series.map(function (s) { return s.values; }));
