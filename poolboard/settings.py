@@ -77,8 +77,23 @@ def parse_database_url(url: str, application_name: str) -> dict:
     }
 
 
-# Which kind of process this is: it names our sessions in pg_stat_activity.
-PROCESS_KIND = os.getenv("POOLBOARD_PROCESS") or ("test" if "pytest" in sys.modules else "manage")
+
+
+def guess_process_kind(argv: list[str]) -> str:
+    """web, worker, beat, test or manage: from the command line when not given."""
+    words = " ".join(argv)
+    if "pytest" in sys.modules:
+        return "test"
+    if "celery" in words:
+        return "beat" if " beat" in words else "worker"
+    if "gunicorn" in words or "runserver" in words:
+        return "web"
+    return "manage"
+
+
+# Which kind of process this is: it names our sessions in pg_stat_activity
+# (poolboard-web, poolboard-worker, ...) so the database side can leave them out.
+PROCESS_KIND = os.getenv("POOLBOARD_PROCESS") or guess_process_kind(sys.argv)
 
 SECRET_KEY = envsecret("SECRET_KEY") or "poolboard-development-only-secret-key-change-me-in-production-0123456789"
 DEBUG = envbool("DEBUG", "false")
@@ -225,6 +240,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": DATABASE_SNAPSHOT_INTERVAL,
         "options": {"expires": DATABASE_SNAPSHOT_INTERVAL},
     },
+    "discover-services": {"task": "poolboard.fleet.discover_services", "schedule": 300, "options": {"expires": 300}},
     "maintain-partitions": {
         "task": "poolboard.fleet.maintain_partitions",
         "schedule": crontab(minute=7),

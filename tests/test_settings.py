@@ -82,3 +82,20 @@ def test_celery_is_configured_for_idempotent_late_ack(settings) -> None:
 
 def test_every_poolboard_connection_is_named(settings) -> None:
     assert settings.DATABASES["default"]["OPTIONS"]["application_name"].startswith("poolboard-")
+
+
+def test_the_process_kind_is_guessed_from_the_command_line(monkeypatch) -> None:
+    import sys
+
+    from poolboard import settings as module
+
+    monkeypatch.delitem(sys.modules, "pytest")
+    try:
+        assert module.guess_process_kind(["/venv/bin/celery", "-A", "poolboard", "beat"]) == "beat"
+        assert module.guess_process_kind(["/venv/bin/celery", "-A", "poolboard", "worker"]) == "worker"
+        assert module.guess_process_kind(["/venv/bin/gunicorn", "poolboard.wsgi:application"]) == "web"
+        assert module.guess_process_kind(["manage.py", "migrate"]) == "manage"
+    finally:
+        import pytest as real_pytest
+
+        sys.modules["pytest"] = real_pytest
