@@ -2,16 +2,26 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from poolboard.lib.pools import FIELDS as CANONICAL_FIELDS
+
 from .collection import collect_source, current_slot
-from .models import CollectionRun, Pool, PrometheusSource, Service
+from .discovery import discover_source
+from .models import CollectionRun, CustomPreset, Pool, PrometheusSource, Service
 
 
 @admin.register(PrometheusSource)
 class PrometheusSourceAdmin(admin.ModelAdmin):
-    list_display = ["name", "url", "enabled", "presets", "last_success_at", "last_error_at"]
+    list_display = ["name", "url", "enabled", "presets", "discovered_presets", "last_success_at", "last_error_at"]
     list_filter = ["enabled"]
-    readonly_fields = ["created", "last_success_at", "last_error_at", "last_error"]
-    actions = ["collect_now"]
+    readonly_fields = ["created", "last_success_at", "last_error_at", "last_error", "discovered_presets", "discovered_at"]
+    actions = ["collect_now", "discover_now"]
+
+    @admin.action(description="Discover services and pools")
+    def discover_now(self, request, queryset) -> None:
+        for source in queryset:
+            result = discover_source(source)
+            level = messages.ERROR if result.status == "failed" else messages.INFO
+            self.message_user(request, result.summary(), level)
 
     @admin.action(description="Collect now (one tick)")
     def collect_now(self, request, queryset) -> None:
@@ -20,7 +30,7 @@ class PrometheusSourceAdmin(admin.ModelAdmin):
             if result.status == "failed":
                 self.message_user(request, f"{source.name}: {result.error}", messages.ERROR)
             elif result.status == "skipped":
-                self.message_user(request, f"{source.name}: this slot was already collected; try again in a few seconds.")
+                self.message_user(request, f"{source.name}: {result.error}; try again in a few seconds.")
             else:
                 self.message_user(request, f"{source.name}: {result.samples} pools from {result.queries} queries.")
 
@@ -50,3 +60,24 @@ class CollectionRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(CustomPreset)
+class CustomPresetAdmin(admin.ModelAdmin):
+    """Saving runs every template against the chosen source; Prometheus' error lands on the field."""
+
+    list_display = ["name", "title", "source", "marker", "service_label", "pool_label"]
+    search_fields = ["name", "title", "marker"]
+    fieldsets = [
+        (None, {"fields": ["name", "title", "source", "marker", "notes"]}),
+        ("Identity labels", {"fields": ["service_label", "instance_label", "pool_label"]}),
+        (
+            "PromQL templates",
+            {
+                "description": "One template per field the exporter can give; leave the others empty (absent, never 0). "
+                "Placeholders: $by (identity labels: write sum by ($by) (...)), $sel (extra matchers, "
+                "e.g. my_metric{state=\"used\",$sel}), $w (the source's rate window).",
+                "fields": [f"{f}_query" for f in CANONICAL_FIELDS],
+            },
+        ),
+    ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
+from typing import Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -25,6 +27,10 @@ from .partitions import ensure_partitions
 log = logging.getLogger(__name__)
 
 COPY_SQL = "COPY fleet_poolsample (pool_id, ts, {}) FROM STDIN".format(", ".join(FIELDS))
+
+
+# pg_advisory_lock key space: (LOCK_CLASS, source id). "pool" in ASCII.
+LOCK_CLASS = 0x706F6F6C
 
 
 @dataclass
@@ -52,28 +58,63 @@ def claim_slot(source: PrometheusSource, slot: int) -> CollectionRun | None:
 
 
 def fetch(source: PrometheusSource, at: float) -> tuple[dict[str, dict[PoolKey, dict[str, float | None]]], int]:
-    """Run every preset query for this source at instant `at`. Raises PrometheusError."""
+    """Run every preset query for this source at instant `at`. Raises PrometheusError.
+
+    One instant query per canonical field per preset, whatever the number of services.
+    The first failing query stops the tick: a tick is stored whole or not at all.
+    """
     by_preset: dict[str, dict[PoolKey, dict[str, float | None]]] = {}
     queries = 0
     with source.client() as client:
         for preset in source.preset_objects():
             results = {}
             for canonical_field in preset.queries:
-                series = client.instant(preset.query(canonical_field, window=source.rate_window), at=at)
+                try:
+                    series = client.instant(preset.query(canonical_field, window=source.rate_window), at=at)
+                except PrometheusError as exc:
+                    # Name the query when the query is the problem: with a dozen presets
+                    # "Prometheus rejected the query" alone is useless.
+                    if exc.kind in ("rejected", "too_many_series"):
+                        raise PrometheusError(exc.kind, f"{preset.name} {canonical_field}: {exc.message}") from None
+                    raise
                 queries += 1
                 results[canonical_field] = [(s.labels, s.value) for s in series]
             by_preset[preset.name] = assemble_readings(preset, results, at)
     return by_preset, queries
 
 
+@contextmanager
+def source_lock(source: PrometheusSource) -> Iterator[bool]:
+    """A session-level advisory lock on this source: True when we hold it.
+
+    Two ticks of one source never overlap (a slow tick running into the next slot, two
+    workers with different clocks). A session lock, not an xact lock, because the
+    Prometheus queries run outside any transaction: a transaction held open across
+    HTTP calls would be the very idle-in-transaction session poolboard hunts.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, source.pk])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, source.pk])
+
+
 def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[str]]:
     """Write one tick in one transaction: new services/pools, latest values, raw samples (COPY)."""
     services = {s.name: s for s in Service.objects.filter(source=source)}
+    # Service names are unique across sources: a name another source owns is left alone.
+    taken = set(Service.objects.exclude(source=source).values_list("name", flat=True))
     new_services: list[str] = []
-    rows: list[tuple[Pool, dict[str, float | None]]] = []
+    rows: list[tuple[PoolKey, Service, dict[str, float | None]]] = []
     seen_services: set[str] = set()
     for preset_name, readings in by_preset.items():
         for key, values in readings.items():
+            if key.service in taken:
+                continue
             service = services.get(key.service)
             if service is None:
                 service = Service.objects.create(name=key.service, source=source, preset=preset_name)
@@ -89,12 +130,18 @@ def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[
         (p.service_id, p.instance, p.name): p
         for p in Pool.objects.filter(service__source=source)
     }
+    missing = {
+        (service.id, key.instance, key.pool): Pool(service=service, instance=key.instance, name=key.pool, first_seen_at=ts)
+        for key, service, _ in rows
+        if (service.id, key.instance, key.pool) not in existing
+    }
+    # One INSERT for all new pools (PostgreSQL returns their ids), not one per pool.
+    for pool in Pool.objects.bulk_create(list(missing.values()), batch_size=1000):
+        existing[(pool.service_id, pool.instance, pool.name)] = pool
     pools_to_update: list[Pool] = []
     copy_rows = []
     for key, service, values in rows:
-        pool = existing.get((service.id, key.instance, key.pool))
-        if pool is None:
-            pool = Pool.objects.create(service=service, instance=key.instance, name=key.pool)
+        pool = existing[(service.id, key.instance, key.pool)]
         pool.sampled_at = ts
         for f in FIELDS:
             setattr(pool, f, values.get(f))
@@ -117,14 +164,28 @@ def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[
 def collect_source(source: PrometheusSource, slot: int) -> TickResult:
     """Collect one source for one slot, once.
 
-    1. Claim (source, slot); if another worker has it, skip.
-    2. Query Prometheus at one instant (outside any transaction).
-    3. In one transaction: create services/pools, update latest values, COPY samples.
-    4. On a Prometheus error nothing is stored but the failed run and the error.
+    1. Take the source's advisory lock; if another tick of it runs, skip.
+    2. Claim (source, slot); if another worker has it, skip.
+    3. Query Prometheus at one instant (outside any transaction).
+    4. In one transaction: create services/pools, update latest values, COPY samples.
+    5. On a Prometheus error nothing is stored but the failed run and the error.
     """
+    with source_lock(source) as held:
+        if not held:
+            return TickResult(source.name, slot, "skipped", error="another collection of this source is running")
+        return _collect_locked(source, slot)
+
+
+def _collect_locked(source: PrometheusSource, slot: int) -> TickResult:
     run = claim_slot(source, slot)
     if run is None:
-        return TickResult(source.name, slot, "skipped")
+        return TickResult(source.name, slot, "skipped", error="this slot was already collected")
+    if not source.preset_names() and source.discovered_at is None:
+        # Nothing configured and never discovered: discover first (one marker query).
+        from .discovery import discover_source
+
+        discover_source(source)
+        source.refresh_from_db()
     started = time.monotonic()
     # Evaluate at the moment of collection, not at the slot's start: a tick that runs
     # late in its slot must still see the newest scrape. One instant for every query

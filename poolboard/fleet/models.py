@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -12,8 +13,8 @@ from django.utils import timezone
 
 from poolboard.lib import pools as poolmath
 from poolboard.lib import promql
-from poolboard.lib.presets import BUILTIN_PRESETS, Preset
-from poolboard.sources.prometheus import PrometheusClient
+from poolboard.lib.presets import BUILTIN_PRESETS, NAME_REGEX_RE, Preset
+from poolboard.sources.prometheus import PrometheusClient, PrometheusError
 
 # The canonical fields as float columns, shared by Pool (latest values) and PoolSample.
 CANONICAL_FIELDS = poolmath.FIELDS
@@ -24,6 +25,14 @@ def _validate_window(value: str) -> None:
         promql.check_duration(value)
     except promql.PromQLError as exc:
         raise ValidationError(str(exc)) from None
+
+
+def _validate_label_name(value: str) -> None:
+    if value:
+        try:
+            promql.check_label_name(value)
+        except promql.PromQLError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 def _validate_env_name(value: str) -> None:
@@ -51,8 +60,17 @@ class PrometheusSource(models.Model):
     presets = models.JSONField(
         default=list,
         blank=True,
-        help_text="Preset names to read from this source. Services are created from the series they return.",
+        help_text="Preset names to read from this source. Leave empty to read the presets discovery found.",
     )
+    service_label = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[_validate_label_name],
+        help_text="Label that names the service for every preset of this source (default: each preset's, usually job).",
+    )
+    # Written by discovery (fleet.discovery), read by collection when `presets` is empty.
+    discovered_presets = models.JSONField(default=list, blank=True)
+    discovered_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
@@ -65,9 +83,12 @@ class PrometheusSource(models.Model):
         return self.name
 
     def clean(self) -> None:
-        unknown = [name for name in self.presets or [] if name not in BUILTIN_PRESETS]
+        if not isinstance(self.presets, list) or not all(isinstance(n, str) for n in self.presets):
+            raise ValidationError({"presets": "Give a list of preset names."})
+        known = known_preset_names()
+        unknown = [name for name in self.presets if name not in known]
         if unknown:
-            raise ValidationError({"presets": f"Unknown preset(s): {', '.join(unknown)}. Known: {', '.join(BUILTIN_PRESETS)}."})
+            raise ValidationError({"presets": f"Unknown preset(s): {', '.join(unknown)}. Known: {', '.join(known)}."})
 
     def client(self) -> PrometheusClient:
         headers = {}
@@ -82,8 +103,13 @@ class PrometheusSource(models.Model):
             max_series=settings.PROMETHEUS_MAX_SERIES,
         )
 
+    def preset_names(self) -> list[str]:
+        """The configured presets, else the ones discovery found."""
+        return list(self.presets or self.discovered_presets or [])
+
     def preset_objects(self) -> list[Preset]:
-        return [BUILTIN_PRESETS[name] for name in self.presets or [] if name in BUILTIN_PRESETS]
+        """This source's presets, built-in then custom (one query), with its service label."""
+        return [p.with_service_label(self.service_label) for p in resolve_presets(self.preset_names())]
 
     def stale_since(self, now: datetime) -> datetime | None:
         """When the data from this source stopped being fresh, or None while it is fresh."""
@@ -94,6 +120,147 @@ class PrometheusSource(models.Model):
         if now - self.last_success_at > stale_after():
             return self.last_success_at
         return None
+
+
+def known_preset_names() -> list[str]:
+    return [*BUILTIN_PRESETS, *CustomPreset.objects.order_by("name").values_list("name", flat=True)]
+
+
+def get_preset(name: str) -> Preset | None:
+    """A preset by name: built-in first, then custom (admin-edited)."""
+    if name in BUILTIN_PRESETS:
+        return BUILTIN_PRESETS[name]
+    custom = CustomPreset.objects.filter(name=name).first()
+    return custom.to_preset() if custom else None
+
+
+def resolve_presets(names: list[str]) -> list[Preset]:
+    """Presets for `names` in order, unknown names skipped; one query for all the custom ones."""
+    customs = {c.name: c for c in CustomPreset.objects.filter(name__in=[n for n in names if n not in BUILTIN_PRESETS])}
+    out: list[Preset] = []
+    for name in names:
+        if name in BUILTIN_PRESETS:
+            out.append(BUILTIN_PRESETS[name])
+        elif name in customs:
+            out.append(customs[name].to_preset())
+    return out
+
+
+def all_presets() -> dict[str, Preset]:
+    """Every preset discovery may look for: built-in, then custom by name."""
+    presets = dict(BUILTIN_PRESETS)
+    for custom in CustomPreset.objects.order_by("name"):
+        presets[custom.name] = custom.to_preset()
+    return presets
+
+
+class CustomPreset(models.Model):
+    """A preset edited in the admin: one PromQL template per canonical field it gives.
+
+    Saving validates every template against `source`: it is rendered (placeholders,
+    label names) and run as an instant query; Prometheus' syntax (400) or execution
+    (422) error blocks saving and is shown on that field.
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200, blank=True)
+    source = models.ForeignKey(
+        PrometheusSource,
+        on_delete=models.PROTECT,
+        related_name="custom_presets",
+        help_text="The Prometheus the templates are checked against when saved.",
+    )
+    marker = models.CharField(
+        max_length=300, help_text="Metric name (or name regex) whose presence means a service exports this dialect."
+    )
+    service_label = models.CharField(max_length=100, default="job", validators=[_validate_label_name])
+    instance_label = models.CharField(max_length=100, default="instance", validators=[_validate_label_name])
+    pool_label = models.CharField(max_length=100, blank=True, validators=[_validate_label_name])
+    notes = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    # One template per canonical field; blank = the preset cannot give it (absent, never 0).
+    max_query = models.TextField("max", blank=True)
+    min_query = models.TextField("min", blank=True)
+    in_use_query = models.TextField("in use", blank=True)
+    idle_query = models.TextField("idle", blank=True)
+    pending_query = models.TextField("pending", blank=True)
+    overflow_query = models.TextField("overflow", blank=True)
+    timeouts_query = models.TextField("timeouts", blank=True)
+    acquire_s_query = models.TextField("acquire (s)", blank=True)
+    hold_s_query = models.TextField("hold (s)", blank=True)
+    created_query = models.TextField("created", blank=True)
+    closed_query = models.TextField("closed", blank=True)
+
+    # Set False to skip the round trip to Prometheus (inventory import of a whole file).
+    check_against_source = True
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def queries(self) -> dict[str, str]:
+        return {f: getattr(self, f"{f}_query").strip() for f in CANONICAL_FIELDS if getattr(self, f"{f}_query").strip()}
+
+    def to_preset(self) -> Preset:
+        return Preset(
+            name=self.name,
+            title=self.title or self.name,
+            marker=self.marker,
+            queries=self.queries(),
+            pool_label=self.pool_label or None,
+            service_label=self.service_label or "job",
+            instance_label=self.instance_label or "instance",
+            notes={"preset": self.notes} if self.notes else {},
+            builtin=False,
+        )
+
+    def clean(self) -> None:
+        """1. Local checks: name, marker, labels, every template renders. 2. Run each against the source."""
+        errors: dict[str, str] = {}
+        if self.name in BUILTIN_PRESETS:
+            errors["name"] = f"{self.name} is a built-in preset; choose another name."
+        if not NAME_REGEX_RE.match(self.marker or ""):
+            errors["marker"] = "Give a metric name or a regex of metric names (letters, digits, _ : | ( ) ? * + . [ ])."
+        else:
+            try:
+                re.compile(self.marker)
+            except re.error as exc:
+                errors["marker"] = f"Not a valid regex: {exc}."
+        queries = self.queries()
+        if not queries:
+            errors["in_use_query"] = "Give at least one template (in use, usually)."
+        identity = [x for x in (self.service_label or "job", self.instance_label or "instance", self.pool_label) if x]
+        rendered: dict[str, str] = {}
+        window = self.source.rate_window if self.source_id else "5m"
+        for canonical_field, template in queries.items():
+            try:
+                rendered[canonical_field] = promql.render(template, by=identity, window=window)
+            except promql.PromQLError as exc:
+                errors[f"{canonical_field}_query"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+        if self.check_against_source and self.source_id:
+            self.check_templates(rendered)
+
+    def check_templates(self, rendered: dict[str, str]) -> None:
+        """Run each rendered template as an instant query; Prometheus' refusal goes on its field."""
+        errors: dict[str, str] = {}
+        with self.source.client() as client:
+            for canonical_field, query in rendered.items():
+                try:
+                    client.instant(query)
+                except PrometheusError as exc:
+                    if exc.kind == "rejected":
+                        errors[f"{canonical_field}_query"] = exc.message
+                    else:
+                        raise ValidationError(
+                            f"Cannot check the templates against {self.source.name}: {exc.message}"
+                        ) from None
+        if errors:
+            raise ValidationError(errors)
 
 
 def stale_after() -> timedelta:
@@ -129,7 +296,8 @@ class Service(models.Model):
         return self.name
 
     def preset_object(self) -> Preset | None:
-        return BUILTIN_PRESETS.get(self.preset)
+        preset = get_preset(self.preset)
+        return preset.with_service_label(self.source.service_label) if preset else None
 
 
 class Pool(models.Model):

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from .collection import collect_all
+from .discovery import discover_all
 from .partitions import drop_expired_partitions, ensure_partitions
 
 
@@ -16,3 +17,8 @@ def collect_pools(**kwargs) -> list[dict]:
 def maintain_partitions(**kwargs) -> dict:
     now = timezone.now()
     return {"created": ensure_partitions(now), "dropped": drop_expired_partitions(now)}
+
+
+@shared_task(name="poolboard.fleet.discover_services")
+def discover_services(**kwargs) -> list[dict]:
+    return [vars(result) for result in discover_all()]

@@ -56,6 +56,21 @@ def _rejection_message(exc: PrometheusApiClientException) -> str:
 
 
 class PrometheusClient:
+    """One Prometheus, one requests.Session (prometheus-api-client underneath).
+
+    Failure handling, each with its own message (`PrometheusError.kind`):
+    - refused / DNS: `unreachable` after one quick connect retry;
+    - no answer within `timeout` seconds: `timeout`; a read timeout is never retried
+      (the client's default would turn one hang into 4x the wait);
+    - 502/504 from a proxy: retried once, then `unreachable` (urllib3's RetryError,
+      which is *not* a PrometheusApiClientException);
+    - 400/422/503 from Prometheus: `rejected`, with Prometheus' own message;
+    - HTTP 200 that is not JSON, or JSON without `data.result`, or `status: error`:
+      `bad_answer`;
+    - more than `max_series` series: `too_many_series`. Prometheus < 3.2 ignores the
+      `limit` parameter, so the bound is checked here, before anything is stored.
+    """
+
     def __init__(
         self,
         url: str,
@@ -67,12 +82,27 @@ class PrometheusClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.max_series = max_series
+        self._last_response: requests.Response | None = None
         self._connect = PrometheusConnect(
             url=self.url,
             headers=dict(headers or {}),
-            retry=Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 504], allowed_methods=["GET"]),
+            retry=Retry(
+                total=1,
+                connect=1,
+                read=False,
+                status=1,
+                backoff_factor=0.2,
+                status_forcelist=[502, 504],
+                allowed_methods=["GET"],
+            ),
             timeout=timeout,
         )
+        # prometheus-api-client keeps only data.result; remember the response so a
+        # malformed answer can be described (status: error with HTTP 200, HTML, ...).
+        self._connect._session.hooks["response"].append(self._remember)
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last_response = response
 
     def close(self) -> None:
         self._connect.close()
@@ -83,22 +113,51 @@ class PrometheusClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _describe_bad_answer(self) -> str:
+        response = self._last_response
+        if response is None:
+            return f"Prometheus at {self.url} sent an answer that is not a query result"
+        try:
+            body = response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type")
+            return f"Prometheus at {self.url} sent an answer that is not JSON (HTTP {response.status_code}, {kind})"
+        if isinstance(body, dict) and body.get("status") == "error":
+            return f"Prometheus at {self.url} answered with an error: {body.get('errorType', 'error')}: {body.get('error', '')}"
+        return f"Prometheus at {self.url} sent JSON that is not a query result (no data.result)"
+
+    def _rejection(self, exc: PrometheusApiClientException) -> str:
+        """Prometheus' own errorType and message, from the response body when we have it."""
+        response = self._last_response
+        if response is not None:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and body.get("error"):
+                return f"{body.get('errorType', 'error')}: {body['error']}"
+            return f"HTTP {response.status_code}: {response.text[:300]}"
+        return _rejection_message(exc)
+
     def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
+        self._last_response = None
         try:
             result = fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
-            raise PrometheusError("rejected", f"Prometheus rejected the query: {_rejection_message(exc)}") from None
+            raise PrometheusError("rejected", f"Prometheus rejected the query: {self._rejection(exc)}") from None
         except requests.exceptions.Timeout:
             raise PrometheusError("timeout", f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
-        except requests.exceptions.RetryError as exc:
-            raise PrometheusError("unreachable", f"Prometheus at {self.url} kept failing: {exc.__class__.__name__}") from None
+        except requests.exceptions.RetryError:
+            raise PrometheusError(
+                "unreachable", f"Prometheus at {self.url} kept answering with a gateway error (502/504), tried twice"
+            ) from None
         except requests.exceptions.ConnectionError:
             raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.url}") from None
         except requests.exceptions.RequestException as exc:
             raise PrometheusError("unreachable", f"request to Prometheus at {self.url} failed: {exc.__class__.__name__}") from None
         except (ValueError, KeyError, TypeError):
             # requests' JSONDecodeError is a ValueError; a 200 without data.result is a KeyError.
-            raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent an answer that is not a query result") from None
+            raise PrometheusError("bad_answer", self._describe_bad_answer()) from None
         if not isinstance(result, list):
             raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent a {type(result).__name__}, not a list of series")
         if len(result) > self.max_series:
@@ -110,7 +169,8 @@ class PrometheusClient:
 
     def instant(self, query: str, *, at: float | None = None) -> list[InstantSeries]:
         """Evaluate an instant query. Each series' value is None for NaN/Inf."""
-        params: dict[str, Any] = {"limit": self.max_series + 1}
+        # `timeout` makes Prometheus itself give up, not just us.
+        params: dict[str, Any] = {"limit": self.max_series + 1, "timeout": f"{self.timeout:g}s"}
         if at is not None:
             params["time"] = f"{at:.3f}"
         raw = self._call(self._connect.custom_query, query=query, params=params)
@@ -121,7 +181,7 @@ class PrometheusClient:
                 ts, value = item["value"]
                 series.append(InstantSeries(labels=labels, ts=float(ts), value=parse_sample_value(value)))
             except (KeyError, TypeError, ValueError):
-                raise PrometheusError("bad_answer", "Prometheus sent a series without metric/value") from None
+                raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent a series without metric/value") from None
         return series
 
     def range(self, query: str, *, start: float, end: float, step: float) -> list[RangeSeries]:
@@ -132,7 +192,7 @@ class PrometheusClient:
             start_time=datetime.fromtimestamp(start, tz=timezone.utc),
             end_time=datetime.fromtimestamp(end, tz=timezone.utc),
             step=f"{step:g}s",
-            params={"limit": self.max_series + 1},
+            params={"limit": self.max_series + 1, "timeout": f"{self.timeout:g}s"},
         )
         out: list[RangeSeries] = []
         for item in raw:
