@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from poolboard.fleet.models import Service
@@ -127,9 +127,15 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
 
 
 def _track(db, sessions, snap, attribute, services) -> ep.Changes:
-    open_rows = {e.key(): e for e in Episode.objects.open().filter(database=db)}
+    # Plain tuples, not model instances: a busy server has hundreds of open episodes.
+    open_rows = {
+        ep.EpisodeKey(kind, pid, backend_start, started): (pk, peak)
+        for pk, kind, pid, backend_start, started, peak in Episode.objects.open()
+        .filter(database=db)
+        .values_list("pk", "kind", "pid", "backend_start", "started", "peak_age_s")
+    }
     changes = ep.track(
-        [ep.OpenEpisode(k, e.peak_age_s) for k, e in open_rows.items()],
+        [ep.OpenEpisode(k, peak) for k, (_, peak) in open_rows.items()],
         sessions,
         db.thresholds(),
         snap.taken_at,
@@ -154,24 +160,42 @@ def _track(db, sessions, snap, attribute, services) -> ep.Changes:
         )
     Episode.objects.bulk_create(new)
 
-    touched = []
-    for o in changes.updated:
-        e = open_rows[o.key]
-        e.last_seen = now
-        e.peak_age_s = o.peak_age_s
-        e.state = o.session.state[:50]
-        e.wait_event = o.session.wait_event[:100]
-        if o.key.kind == ep.IDLE_IN_TRANSACTION:
-            pass  # an idle session's query is the one it ran before going idle; keep the first
-        elif o.session.fingerprint in fingerprints and e.query_id is None:
-            e.query_id = fingerprints[o.session.fingerprint]
-        touched.append(e)
-    Episode.objects.bulk_update(touched, ["last_seen", "peak_age_s", "state", "wait_event", "query"], batch_size=500)
+    _update_seen(now, changes.updated, open_rows, fingerprints)
 
-    ended = [open_rows[c.key].pk for c in changes.closed]
+    ended = [open_rows[c.key][0] for c in changes.closed]
     if ended:
         Episode.objects.filter(pk__in=ended).update(ended=now)
     return changes
+
+
+def _update_seen(now, updated, open_rows, fingerprints) -> None:
+    """Move last_seen/peak of every ongoing episode in one UPDATE ... FROM unnest().
+
+    (bulk_update builds a CASE per row and field: 20x slower for a few hundred rows.)
+    An idle-in-transaction episode keeps its first query: an idle session's query is
+    the one it ran before going idle, which is the interesting one.
+    """
+
+    if not updated:
+        return
+    ids, peaks, states, waits, qids = [], [], [], [], []
+    for o in updated:
+        ids.append(open_rows[o.key][0])
+        peaks.append(o.peak_age_s)
+        states.append(o.session.state[:50])
+        waits.append(o.session.wait_event[:100])
+        qids.append(None if o.key.kind == ep.IDLE_IN_TRANSACTION else fingerprints.get(o.session.fingerprint))
+    table = connection.ops.quote_name(Episode._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""UPDATE {table} AS e
+                SET last_seen = %s, peak_age_s = v.peak, state = v.state, wait_event = v.wait,
+                    query_id = COALESCE(e.query_id, v.qid)
+                FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[], %s::bigint[])
+                     AS v(id, peak, state, wait, qid)
+                WHERE e.id = v.id""",
+            [now, ids, peaks, states, waits, qids],
+        )
 
 
 def _fingerprints(sessions, now) -> dict[str, int]:

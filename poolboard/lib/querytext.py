@@ -12,6 +12,7 @@ a quoted identifier survives normalisation unchanged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -113,6 +114,22 @@ def clean(
     mode: str = "normalize",
     track_size: int = DEFAULT_TRACK_SIZE,
 ) -> QueryText:
+    """Like _clean, memoised: a snapshot repeats the same few query texts many times.
+
+    Bounded: at most 4096 entries of at most 1024-character keys (the source cuts
+    query text in SQL); longer input is not memoised.
+    """
+
+    if isinstance(query, str) and len(query) <= 2048:
+        return _clean_cached(query, mode, track_size)
+    return _clean(query, mode, track_size)
+
+
+def _clean(
+    query: str | bytes | None,
+    mode: str = "normalize",
+    track_size: int = DEFAULT_TRACK_SIZE,
+) -> QueryText:
     """Turn pg_stat_activity.query into something safe to store.
 
     1. Decode (invalid UTF-8 replaced), strip NUL bytes, bound to MAX_INPUT_CHARS.
@@ -156,3 +173,6 @@ def clean(
     if len(normalized) > MAX_OUTPUT_CHARS:
         normalized = normalized[: MAX_OUTPUT_CHARS - 1] + "…"
     return QueryText(text=normalized, fingerprint=fingerprint, truncated=truncated)
+
+
+_clean_cached = functools.lru_cache(maxsize=4096)(_clean)
