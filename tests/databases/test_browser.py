@@ -1,0 +1,88 @@
+"""The database pages in real Chromium: hostile query text stays text (no request, no dialog)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from poolboard.databases.snapshots import snapshot_database
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+HOSTILE_RAW = (
+    "SELECT pg_sleep(60), '<img src=x onerror=alert(1)>' AS a,"
+    " '<div hx-get=\"/boom-literal\" hx-trigger=\"load\">x</div>' AS b,"
+    " 1 AS \"<div hx-get='/boom-ident' hx-trigger='load'>y</div>\","
+    " 2 AS \"<script>alert('ident')</script>\", '{{7*7}}' AS c"
+)
+
+
+def login(page, live_server) -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "alice-password")
+    page.click("button[type=submit]")
+
+
+@pytest.fixture
+def fleet_db(monitored, sessions, make_service, fast_slots):
+    for name in ("billing", "reports", "search", "hostile"):
+        make_service(name)
+    for _ in range(4):
+        sessions.idle("billing")
+    sessions.idle_in_transaction("billing", "UPDATE pg_class SET relname = relname WHERE false")
+    sessions.idle("search")
+    sessions.active("reports", "SELECT pg_sleep(60), count(*) FROM pg_class WHERE relname = 'secret-literal'")
+    return monitored, sessions
+
+
+def take_two_snapshots(db):
+    time.sleep(1.1)
+    assert snapshot_database(db).status == "ok"
+    time.sleep(1.05)
+    assert snapshot_database(db).status == "ok"
+
+
+def test_hostile_query_text_is_inert(fleet_db, settings, alice, live_server, browser_page):
+    db, sessions = fleet_db
+    settings.QUERY_TEXT_MODE = "raw"  # the worst case: literals kept as sent
+    sessions.active("hostile", HOSTILE_RAW)
+    take_two_snapshots(db)
+
+    page = browser_page
+    requests, dialogs = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    login(page, live_server)
+    for url in ["/databases/orders-db/", "/queries/slow/"]:
+        page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        text = page.inner_text("main")
+        assert "<img src=x onerror=alert(1)>" in text  # shown as text
+        assert "<script>alert('ident')</script>" in text
+        assert page.locator("main img").count() == 0
+        assert page.locator("main script").count() == 0
+    # A filter change swaps the live region through htmx: still inert afterwards.
+    page.goto(live_server.url + "/databases/orders-db/")
+    page.select_option("select[name=app]", "hostile")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)
+    assert "<img src=x onerror=alert(1)>" in page.inner_text("#db-live")
+    assert not [u for u in requests if "boom" in u or "/x" == u[-2:]], requests
+    assert dialogs == []
+    assert page.locator("text=Raw query text is being stored").count() == 1
+
+
+def test_screenshots_of_the_database_and_slow_queries_pages(fleet_db, alice, live_server, browser_page, screenshot_dir):
+    db, sessions = fleet_db
+    take_two_snapshots(db)
+    page = browser_page
+    login(page, live_server)
+    page.goto(live_server.url + "/databases/orders-db/")
+    assert page.locator(".budget .seg").count() >= 3
+    assert page.locator(".budget .warn-line").count() == 1
+    page.screenshot(path=str(screenshot_dir / "database-page.png"), full_page=True)
+    page.goto(live_server.url + "/queries/slow/")
+    assert "pg_sleep($1)" in page.inner_text("main") and "reports" in page.inner_text("main")
+    page.screenshot(path=str(screenshot_dir / "slow-queries-page.png"), full_page=True)
