@@ -145,6 +145,9 @@ class PrometheusClient:
             result = fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
             raise PrometheusError("rejected", f"Prometheus rejected the query: {self._rejection(exc)}") from None
+        except requests.exceptions.JSONDecodeError:
+            # A RequestException too, so it must be caught before the generic one.
+            raise PrometheusError("bad_answer", self._describe_bad_answer()) from None
         except requests.exceptions.Timeout:
             raise PrometheusError("timeout", f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
         except requests.exceptions.RetryError:
