@@ -35,6 +35,9 @@ RES_5M = Resolution("5m", FIVE_MINUTES, PoolRollup5m._meta.db_table)
 RES_1H = Resolution("1h", ONE_HOUR, PoolRollup1h._meta.db_table)
 RESOLUTIONS = {r.name: r for r in (RES_5M, RES_1H)}
 
+# pg_advisory_xact_lock key space for rollups: "roll" in ASCII.
+LOCK_CLASS = 0x726F6C6C
+
 VALUE_COLUMNS = [
     "samples",
     "in_use_min", "in_use_avg", "in_use_max", "in_use_p95",
@@ -120,10 +123,17 @@ def rollup_recent(now: datetime) -> dict[str, int]:
     5-minute buckets of the last 15 minutes (late samples of a closed bucket are
     picked up on the next run) and the current and previous hour.
     """
-    return {
-        "5m": rollup(RES_5M, now - timedelta(minutes=15), now),
-        "1h": rollup(RES_1H, floor_to(now, ONE_HOUR) - timedelta(hours=1), now),
-    }
+    with transaction.atomic():
+        # Two overlapping runs would only redo the same work, and concurrent upserts of
+        # the same keys in different orders can deadlock: the second run skips.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, 1)", [LOCK_CLASS])
+            if not cursor.fetchone()[0]:
+                return {"skipped": 1}
+        return {
+            "5m": rollup(RES_5M, now - timedelta(minutes=15), now),
+            "1h": rollup(RES_1H, floor_to(now, ONE_HOUR) - timedelta(hours=1), now),
+        }
 
 
 def expire_rollups(now: datetime) -> dict[str, int]:

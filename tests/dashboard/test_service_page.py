@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
-from django.utils import timezone as dj_timezone
 
 from poolboard.fleet.models import Pool, PrometheusSource, Service
 from poolboard.history import rollup
@@ -107,7 +106,7 @@ def test_each_range_button_swaps_the_charts_partial(alice_client, source, range_
     assert 'hx-push-url="true"' in html
 
 
-def test_the_poll_gets_only_the_current_values(alice_client, source, django_assert_max_num_queries) -> None:
+def test_the_poll_gets_only_the_current_values(alice_client, source) -> None:
     service = make_service(source)
     response = alice_client.get(f"/services/{service.pk}/", headers={"HX-Request": "true"})
     html = response.content.decode()
@@ -175,7 +174,7 @@ def test_it_needs_a_login(client, source) -> None:
     assert client.get(f"/services/{service.pk}/").status_code == 302
 
 
-def page_queries(client, service, django_assert_num_queries, **kwargs):
+def page_queries(client, service, **kwargs) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -191,13 +190,13 @@ def test_queries_do_not_grow_with_the_fleet_or_its_pools(alice_client, source, d
     for i in range(1, 10):
         make_service(source, name=f"svc-{i}", instances=1)
     alice_client.get(f"/services/{small.pk}/")  # warm the session
-    with django_assert_num_queries(page_queries(alice_client, small, None, headers=headers)):
+    with django_assert_num_queries(page_queries(alice_client, small, headers=headers)):
         alice_client.get(f"/services/{small.pk}/", headers=headers)
     for i in range(10, 100):
         make_service(source, name=f"svc-{i}", instances=1)
     big = make_service(source, name="big", instances=25)
     seed(big, 600)
-    expected = page_queries(alice_client, small, None, headers=headers)
+    expected = page_queries(alice_client, small, headers=headers)
     with django_assert_num_queries(expected):
         alice_client.get(f"/services/{small.pk}/", headers=headers)
     with django_assert_num_queries(expected):

@@ -134,3 +134,33 @@ def test_rollups_older_than_the_retention_are_deleted(make_service, settings) ->
         assert expire_rollups.run() == {"5m": 1, "1h": 1}
     assert [r.bucket for r in PoolRollup1h.objects.all()] == [now - timedelta(days=399)]
     assert PoolRollup5m.objects.count() == 1
+
+
+def test_a_second_rollup_run_at_the_same_time_skips(make_service) -> None:
+    import threading
+
+    from django.db import connections
+
+    pool = make_service().pools.get()
+    write_samples([(pool.id, T0 + 15 * i, {"in_use": 1.0}) for i in range(20)])
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        other = connections.create_connection("default")
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [rollup.LOCK_CLASS])
+            held.set()
+            release.wait(10)
+            cursor.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    try:
+        assert held.wait(10)
+        assert rollup.rollup_recent(datetime.fromtimestamp(T0 + 300, tz=timezone.utc)) == {"skipped": 1}
+    finally:
+        release.set()
+        thread.join()
+    assert rollup.rollup_recent(datetime.fromtimestamp(T0 + 300, tz=timezone.utc))["5m"] == 1
