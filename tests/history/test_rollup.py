@@ -164,3 +164,20 @@ def test_a_second_rollup_run_at_the_same_time_skips(make_service) -> None:
         release.set()
         thread.join()
     assert rollup.rollup_recent(datetime.fromtimestamp(T0 + 300, tz=timezone.utc))["5m"] == 1
+
+
+def test_the_rollup_command_fills_in_history(make_service) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    pool = make_service().pools.get()
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+    write_samples([(pool.id, now.timestamp() - 86400 * 3 + 600 * i, {"in_use": 2.0}) for i in range(3 * 144)])
+    out = StringIO()
+    with time_machine.travel(now, tick=False):
+        call_command("rollup", "--days", "4", stdout=out)
+        call_command("rollup", "--days", "4", stdout=StringIO())
+    assert PoolRollup5m.objects.count() == 3 * 144
+    assert PoolRollup1h.objects.count() == 3 * 24
+    assert "432 5-minute rows, 72 1-hour rows" in out.getvalue()
