@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -35,6 +36,17 @@ def _validate_label_name(value: str) -> None:
             raise ValidationError(str(exc)) from None
 
 
+def _validate_base_url(value: str) -> None:
+    """http(s)://host[:port][/prefix]; single-label hosts (http://prometheus:9090) are fine."""
+    parts = urlsplit(value or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValidationError("Enter a base URL such as http://prometheus:9090 (http or https, no query).")
+    try:
+        parts.port
+    except ValueError:
+        raise ValidationError("The port must be a number from 1 to 65535.") from None
+
+
 def _validate_env_name(value: str) -> None:
     if value and not value.replace("_", "").isalnum():
         raise ValidationError("Give the name of an environment variable (letters, digits, _), not the secret itself.")
@@ -42,7 +54,9 @@ def _validate_env_name(value: str) -> None:
 
 class PrometheusSource(models.Model):
     name = models.SlugField(max_length=100, unique=True)
-    url = models.URLField(help_text="Base URL, e.g. http://prometheus:9090 (no /api/v1).")
+    url = models.CharField(
+        max_length=200, validators=[_validate_base_url], help_text="Base URL, e.g. http://prometheus:9090 (no /api/v1)."
+    )
     enabled = models.BooleanField(default=True)
     timeout_s = models.FloatField(default=10.0, help_text="HTTP timeout for every query, in seconds.")
     rate_window = models.CharField(
