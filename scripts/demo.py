@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -51,26 +52,8 @@ def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
 
 def ensure_superuser(env: dict[str, str]) -> tuple[str, str | None]:
     """Django's DJANGO_SUPERUSER_* variables win; otherwise admin with a generated password."""
-    username = env.get("DJANGO_SUPERUSER_USERNAME", "admin")
-    password = env.get("DJANGO_SUPERUSER_PASSWORD")
-    exists = manage(
-        "shell", "-c",
-        f"from django.contrib.auth import get_user_model; print(get_user_model().objects.filter(username={username!r}).exists())",
-        env=env, capture=True,
-    ).strip() == "True"
-    if exists and not password:
-        return username, None
-    password = password or secrets.token_urlsafe(12)
-    env_with = dict(env, DJANGO_SUPERUSER_USERNAME=username, DJANGO_SUPERUSER_PASSWORD=password)
-    env_with.setdefault("DJANGO_SUPERUSER_EMAIL", f"{username}@localhost")
-    if exists:
-        manage("shell", "-c", (
-            "from django.contrib.auth import get_user_model; "
-            f"u = get_user_model().objects.get(username={username!r}); u.set_password({password!r}); u.save()"
-        ), env=env)
-    else:
-        manage("createsuperuser", "--noinput", env=env_with)
-    return username, password
+    result = json.loads(manage("ensuresuperuser", env=env, capture=True).strip().splitlines()[-1])
+    return result["username"], result["password"]
 
 
 class Supervisor:
