@@ -42,7 +42,8 @@ RANGES: dict[str, Range] = {
         Range("30d", 30 * 86400, "1h"),
     )
 }
-DEFAULT_RANGE = "24h"
+# The last hour is what an on-call engineer looks at first; longer ranges are one click away.
+DEFAULT_RANGE = "1h"
 
 SOURCE_LABELS = {"raw": "raw samples", "5m": "5-minute rollups", "1h": "1-hour rollups"}
 

@@ -75,7 +75,7 @@ def test_it_draws_the_charts_and_switches_range(browser_page, live_server, alice
     assert "HikariCP does not export closed connections" in page.inner_text("#pool-charts")
     legend = page.inner_text("[data-chart=connections]").lower()
     assert "in use" in legend and "waiting" in legend
-    page.screenshot(path=str(screenshot_dir / "service-24h.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "service-1h.png"), full_page=True)
 
     page.click("nav.ranges >> text=7d")
     page.wait_for_url("**/?range=7d")
@@ -88,7 +88,7 @@ def test_it_draws_the_charts_and_switches_range(browser_page, live_server, alice
 
     page.go_back()
     page.wait_for_url(f"**/services/{busy_service.pk}/")
-    page.wait_for_selector("#pool-charts .ranges a.on >> text=24h")
+    page.wait_for_selector("#pool-charts .ranges a.on >> text=1h")
     page.wait_for_selector("[data-chart=connections] .chart-canvas canvas")
     assert page.locator(".chart-canvas canvas").count() == 3
     assert errors == []

@@ -60,7 +60,7 @@ def chart_data(response) -> dict:
 
 def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, source) -> None:
     service = make_service(source)
-    seed(service, 3 * 3600)
+    seed(service, 1800)
     response = alice_client.get(f"/services/{service.pk}/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -68,10 +68,10 @@ def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, 
     assert "vendor/uplot/uPlot.iife.min.js" in html and "js/charts.js" in html
     data = chart_data(response)
     assert [c["id"] for c in data["charts"]] == ["connections", "times", "timeouts"]
-    assert len(data["x"]) <= MAX_POINTS and data["step"] == 120
+    assert len(data["x"]) <= MAX_POINTS and data["step"] == 30
     connections = {s["field"]: s["values"] for s in data["charts"][0]["series"]}
     assert set(connections) == {"in_use", "idle", "max", "pending"}
-    # Two pools added up; before the seeded 3 hours there is nothing: null, never 0.
+    # Two pools added up; before the seeded half hour there is nothing: null, never 0.
     assert connections["in_use"][-2] == 8.0 and connections["max"][-2] == 20.0
     assert connections["in_use"][0] is None
     assert "raw samples" in html
@@ -152,7 +152,7 @@ def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client,
 def test_empty_states(alice_client, source) -> None:
     fresh = make_service(source, name="fresh")
     html = alice_client.get(f"/services/{fresh.pk}/").content.decode()
-    assert "No samples in the last 24h" in html and "chart-data" not in html
+    assert "No samples in the last 1h" in html and "chart-data" not in html
     bare = Service.objects.create(name="bare", source=source, preset="db_pool")
     html = alice_client.get(f"/services/{bare.pk}/").content.decode()
     assert "No samples yet" in html and "No pool of this service has been sampled yet" in html
@@ -162,7 +162,7 @@ def test_an_unknown_range_falls_back_to_the_default(alice_client, source) -> Non
     service = make_service(source)
     response = alice_client.get(f"/services/{service.pk}/?range=5y")
     assert response.status_code == 200
-    assert 'class="on" aria-current="true">24h' in response.content.decode()
+    assert 'class="on" aria-current="true">1h' in response.content.decode()
 
 
 def test_unknown_service_is_404(alice_client) -> None:
