@@ -44,7 +44,8 @@ def pct_width(value) -> str:
 def seconds(value) -> str:
     if value is None:
         return "—"
-    value = float(value)
+    # Ages computed from two clocks can come out a hair below zero: show 0, not "-0 ms".
+    value = max(0.0, float(value))
     if value < 1:
         return f"{value * 1000:.0f} ms"
     return f"{value:.2f} s" if value < 60 else format_age(value)
