@@ -27,6 +27,10 @@ from .partitions import ensure_partitions
 log = logging.getLogger(__name__)
 
 COPY_SQL = "COPY fleet_poolsample (pool_id, ts, {}) FROM STDIN".format(", ".join(FIELDS))
+LATEST_FROM_SAMPLES_SQL = (
+    "UPDATE fleet_pool AS p SET sampled_at = s.ts, {} FROM fleet_poolsample AS s "
+    "WHERE s.ts = %s AND s.pool_id = p.id"
+).format(", ".join(f"{f} = s.{f}" for f in FIELDS))
 
 
 # pg_advisory_lock key space: (LOCK_CLASS, source id). "pool" in ASCII.
@@ -138,21 +142,18 @@ def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[
     # One INSERT for all new pools (PostgreSQL returns their ids), not one per pool.
     for pool in Pool.objects.bulk_create(list(missing.values()), batch_size=1000):
         existing[(pool.service_id, pool.instance, pool.name)] = pool
-    pools_to_update: list[Pool] = []
-    copy_rows = []
-    for key, service, values in rows:
-        pool = existing[(service.id, key.instance, key.pool)]
-        pool.sampled_at = ts
-        for f in FIELDS:
-            setattr(pool, f, values.get(f))
-        pools_to_update.append(pool)
-        copy_rows.append((pool.id, ts, *(values.get(f) for f in FIELDS)))
-
-    Pool.objects.bulk_update(pools_to_update, ["sampled_at", *FIELDS], batch_size=1000)
+    copy_rows = [
+        (existing[(service.id, key.instance, key.pool)].id, ts, *(values.get(f) for f in FIELDS))
+        for key, service, values in rows
+    ]
     with connection.cursor() as cursor:
         with cursor.cursor.copy(COPY_SQL) as copy:
             for row in copy_rows:
                 copy.write_row(row)
+        # The newest values go onto the pool rows straight from the samples just copied:
+        # one statement joined on the primary key (pool_id, ts), instead of an ORM
+        # bulk_update whose CASE expressions cost ~10x the whole tick at 2 000 pools.
+        cursor.execute(LATEST_FROM_SAMPLES_SQL, [ts])
 
     Service.objects.filter(source=source, name__in=seen_services).update(last_seen_at=ts, stale_since=None)
     Service.objects.filter(source=source, stale_since__isnull=True).exclude(name__in=seen_services).update(
