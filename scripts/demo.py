@@ -138,14 +138,14 @@ def main() -> int:
     # Watch the demo fleet's own database from the database side too (trust auth on
     # loopback in the demo, so no password reference is needed).
     demo_db = urlsplit(env.get("DEMO_DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard_demo"))
-    inventory = VAR / "databases.yaml"
+    inventory = VAR / "inventory.yaml"
     inventory.write_text(
         "databases:\n"
         f"  - name: demo\n    host: {demo_db.hostname or '127.0.0.1'}\n    port: {demo_db.port or 5432}\n"
         f"    dbname: {demo_db.path.lstrip('/') or 'poolboard_demo'}\n    user: {demo_db.username or 'root'}\n"
         "    sslmode: disable\n"
     )
-    manage("importdatabases", str(inventory), env=env)
+    manage("importinventory", str(inventory), env=env)
 
     config = subprocess.run(
         [sys.executable, "-m", "poolboard.demo", "prometheus-config", "--base-port", DEMO_BASE_PORT,

@@ -213,7 +213,8 @@ def attributor_for(database: MonitoredDatabase) -> Attributor:
 
 
 class Snapshot(models.Model):
-    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="snapshots")
+    # No single-column index: the unique (database, slot) index leads with database.
+    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
     # Slot = server time // interval: a redelivered task cannot store the same slot twice.
     slot = models.BigIntegerField()
     taken_at = models.DateTimeField(help_text="The monitored server's now()")
@@ -260,7 +261,9 @@ class SessionCount(models.Model):
     wait_event_type = models.CharField(max_length=50, blank=True)
     count = models.PositiveIntegerField()
     # Attributed when stored; NULL = unattributed or poolboard's own.
-    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )  # indexed by sessioncount_service, which leads with it
 
     class Meta:
         indexes = [
@@ -291,7 +294,10 @@ class Episode(models.Model):
         (ep.LONG_TRANSACTION, "long transaction"),
         (ep.LONG_QUERY, "long query"),
     ]
-    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="episodes")
+    # The foreign keys have no single-column indexes of their own: the composite
+    # indexes below lead with each of them, and every index is rewritten by each
+    # non-HOT update of the open episodes (every snapshot).
+    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="episodes", db_index=False)
     kind = models.CharField(max_length=30, choices=KIND_CHOICES)
     pid = models.IntegerField()
     backend_start = models.DateTimeField(null=True, blank=True)
@@ -306,8 +312,12 @@ class Episode(models.Model):
     datname = models.CharField(max_length=200, blank=True)
     state = models.CharField(max_length=50, blank=True)
     wait_event = models.CharField(max_length=100, blank=True)
-    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="db_episodes")
-    query = models.ForeignKey(QueryFingerprint, null=True, blank=True, on_delete=models.SET_NULL, related_name="episodes")
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="db_episodes", db_index=False
+    )
+    query = models.ForeignKey(
+        QueryFingerprint, null=True, blank=True, on_delete=models.SET_NULL, related_name="episodes", db_index=False
+    )
 
     objects = EpisodeQuerySet.as_manager()
 

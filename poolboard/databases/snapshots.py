@@ -7,25 +7,27 @@ so a redelivered task stores nothing twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from poolboard.fleet.models import Service
 from poolboard.lib import episodes as ep
-from poolboard.lib.attribution import Attributor, is_own
+from poolboard.lib.attribution import Attributor, Rule, is_own
 from poolboard.sources import pgactivity
 
 from .models import (
+    AttributionRule,
     Episode,
     MonitoredDatabase,
     QueryFingerprint,
     SecretError,
     SessionCount,
     Snapshot,
-    attributor_for,
     query_text_mode,
     snapshot_interval,
 )
@@ -66,109 +68,171 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
     """Store counts, track episodes and keep the live session list, in one transaction.
 
     1. Insert the Snapshot row for (database, slot); if it exists, another
-       worker stored this slot: do nothing.
-    2. Bulk-insert the aggregated counts, each attributed to a service.
-    3. Compare the session rows with the database's open episodes (lib.episodes)
-       and open, update and close episodes; poolboard's own sessions are left out.
-    4. Keep the newest session rows (already normalised) on the database row.
+       worker stored this slot: do nothing. Read the services, the attribution
+       rules and the database's open episodes.
+    2. Compare the session rows with the open episodes (lib.episodes);
+       poolboard's own sessions are left out.
+    3. Write the rest: upsert the query fingerprints, insert the aggregated
+       counts (each attributed to a service), open, update and close episodes,
+       and keep the newest session rows (already normalised) on the database row.
+
+    Each statement handles all its rows at once (arrays and unnest()), and the
+    statements of step 1 and of step 3 each go in one pipeline: a snapshot
+    costs three round trips to poolboard's database, commit included. They run
+    on a server-side-binding cursor of Django's connection, inside Django's
+    transaction, so parameters (arrays included) and the open episodes travel
+    in binary: Django's client-side binding quotes every array element and
+    parses every timestamp in Python, which cost more than the SQL itself.
     """
 
-    attribute = attribute or attributor_for(db)
-    services = dict(Service.objects.values_list("name", "id"))
     slot = int(snap.taken_at.timestamp() // snapshot_interval())
+    now = snap.taken_at
+    sessions = [s for s in snap.sessions if not is_own(s.application_name)]
     try:
-        with transaction.atomic():
-            row = Snapshot.objects.create(
-                database=db,
-                slot=slot,
-                taken_at=snap.taken_at,
-                total=snap.total,
-                max_connections=snap.settings.max_connections,
-                superuser_reserved_connections=snap.settings.superuser_reserved_connections,
-                reserved_connections=snap.settings.reserved_connections,
-                elapsed_ms=snap.elapsed_ms,
-                sessions_listed=len(snap.sessions),
-            )
-            SessionCount.objects.bulk_create(
-                [
-                    SessionCount(
-                        snapshot=row,
-                        application_name=c.application_name[:200],
-                        usename=c.usename[:200],
-                        client_addr=c.client_addr[:100],
-                        state=c.state[:50],
-                        wait_event_type=c.wait_event_type[:50],
-                        count=c.count,
-                        service_id=services.get(attribute(c.application_name, c.usename, c.client_addr or None)),
+        with transaction.atomic(), connection.wrap_database_errors:
+            conn = connection.connection
+            # One cursor per result of the first pipeline.
+            cur, services_cur, rules_cur, open_cur = (psycopg.Cursor(conn) for _ in range(4))
+            with cur, services_cur, rules_cur, open_cur:
+                with conn.pipeline():
+                    services_cur.execute(f"SELECT name, id FROM {_table(Service)}")
+                    if attribute is None:
+                        rules_cur.execute(_RULES_SQL, [db.pk])
+                    open_cur.execute(
+                        f"""SELECT id, kind, pid, backend_start, started, peak_age_s FROM {_table(Episode)}
+                            WHERE database_id = %s AND ended IS NULL""",
+                        [db.pk],
+                        binary=True,  # timestamps parsed in C, not by Django's text loader
                     )
-                    for c in snap.counts
-                ]
-            )
-            sessions = [s for s in snap.sessions if not is_own(s.application_name)]
-            changes = _track(db, sessions, snap, attribute, services)
-            db.last_snapshot_at = snap.taken_at
-            db.server_version = _version(snap.settings.server_version_num)
-            db.last_sessions = [_session_json(s, snap.taken_at, attribute) for s in sessions]
-            db.last_sessions_truncated = snap.sessions_truncated_after is not None
-            db.last_error_kind = ""
-            MonitoredDatabase.objects.filter(pk=db.pk).update(
-                last_snapshot_at=db.last_snapshot_at,
-                server_version=db.server_version,
-                last_sessions=db.last_sessions,
-                last_sessions_truncated=db.last_sessions_truncated,
-                last_error_kind="",
-            )
+                    _insert_snapshot(cur, db, slot, snap)
+                services = dict(services_cur.fetchall())
+                row = cur.fetchone()
+                if row is None:  # another worker stored this slot
+                    return SnapshotResult(db.name, "skipped", total=snap.total)
+                snapshot_id = row[0]
+                if attribute is None:
+                    attribute = Attributor([Rule(*r) for r in rules_cur.fetchall()], services)
+                # Plain tuples, not model instances: a busy server has hundreds of open episodes.
+                open_rows = {
+                    ep.EpisodeKey(kind, pid, backend_start, started): (pk, peak)
+                    for pk, kind, pid, backend_start, started, peak in open_cur.fetchall()
+                }
+                changes = ep.track(
+                    [ep.OpenEpisode(k, peak) for k, (_, peak) in open_rows.items()],
+                    sessions, db.thresholds(), now, snap.sessions_truncated_after,
+                )
+                live = [_session_json(s, now, attribute) for s in sessions]
+                version = _version(snap.settings.server_version_num)
+                truncated = snap.sessions_truncated_after is not None
+                with conn.pipeline():
+                    _upsert_fingerprints(cur, [o.session for o in changes.opened + changes.updated], now)
+                    _insert_counts(cur, snapshot_id, snap.counts, attribute, services)
+                    _insert_episodes(cur, db, now, changes.opened, attribute, services)
+                    _update_seen(cur, now, changes.updated, open_rows)
+                    if changes.closed:
+                        cur.execute(
+                            f"UPDATE {_table(Episode)} SET ended = %s WHERE id = ANY(%b::bigint[])",
+                            [now, [open_rows[c.key][0] for c in changes.closed]],
+                        )
+                    cur.execute(
+                        f"""UPDATE {_table(MonitoredDatabase)}
+                            SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::jsonb,
+                                last_sessions_truncated = %s, last_error_kind = ''
+                            WHERE id = %s""",
+                        [now, version, json.dumps(live, separators=(",", ":")), truncated, db.pk],
+                    )
     except IntegrityError:
         return SnapshotResult(db.name, "skipped", total=snap.total)
+    db.last_snapshot_at = now
+    db.server_version = version
+    db.last_sessions = live
+    db.last_sessions_truncated = truncated
+    db.last_error_kind = ""
     return SnapshotResult(
         db.name, "ok", total=snap.total, opened=len(changes.opened), updated=len(changes.updated),
         closed=len(changes.closed), elapsed_ms=snap.elapsed_ms,
     )
 
 
-def _track(db, sessions, snap, attribute, services) -> ep.Changes:
-    # Plain tuples, not model instances: a busy server has hundreds of open episodes.
-    open_rows = {
-        ep.EpisodeKey(kind, pid, backend_start, started): (pk, peak)
-        for pk, kind, pid, backend_start, started, peak in Episode.objects.open()
-        .filter(database=db)
-        .values_list("pk", "kind", "pid", "backend_start", "started", "peak_age_s")
-    }
-    changes = ep.track(
-        [ep.OpenEpisode(k, peak) for k, (_, peak) in open_rows.items()],
-        sessions,
-        db.thresholds(),
-        snap.taken_at,
-        snap.sessions_truncated_after,
+# The rules of models.attributor_for() (enabled; this database's or every
+# database's; by position), as plain rows for the pipeline.
+_RULES_SQL = f"""
+    SELECT s.name, r.application_name, r.usename, r.client_addr
+    FROM {AttributionRule._meta.db_table} AS r JOIN {Service._meta.db_table} AS s ON s.id = r.service_id
+    WHERE r.enabled AND (r.database_id = %s OR r.database_id IS NULL)
+    ORDER BY r.position, r.id"""
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _insert_snapshot(cur: psycopg.Cursor, db, slot: int, snap: pgactivity.Snapshot) -> None:
+    s = snap.settings
+    cur.execute(
+        f"""INSERT INTO {_table(Snapshot)}
+                (database_id, slot, taken_at, created, total, max_connections, superuser_reserved_connections,
+                 reserved_connections, elapsed_ms, sessions_listed)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (database_id, slot) DO NOTHING
+            RETURNING id""",
+        [db.pk, slot, snap.taken_at, timezone.now(), snap.total, s.max_connections, s.superuser_reserved_connections,
+         s.reserved_connections, snap.elapsed_ms, len(snap.sessions)],
     )
-    now = snap.taken_at
-    fingerprints = _fingerprints([o.session for o in changes.opened + changes.updated], now)
 
-    new = []
-    for o in changes.opened:
+
+def _insert_counts(cur, snapshot_id, counts, attribute, services) -> None:
+    if not counts:
+        return
+    apps, users, addrs, states, waits, ns, sids = [], [], [], [], [], [], []
+    for c in counts:
+        apps.append(c.application_name[:200])
+        users.append(c.usename[:200])
+        addrs.append(c.client_addr[:100])
+        states.append(c.state[:50])
+        waits.append(c.wait_event_type[:50])
+        ns.append(c.count)
+        sids.append(services.get(attribute(c.application_name, c.usename, c.client_addr or None)))
+    cur.execute(
+        f"""INSERT INTO {_table(SessionCount)}
+                (snapshot_id, application_name, usename, client_addr, state, wait_event_type, count, service_id)
+            SELECT %s, * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                     %b::int[], %b::bigint[])""",
+        [snapshot_id, apps, users, addrs, states, waits, ns, sids],
+    )
+
+
+def _insert_episodes(cur, db, now, opened, attribute, services) -> None:
+    """Insert new episodes; the query id is looked up by fingerprint (upserted just before)."""
+
+    if not opened:
+        return
+    cols: list[list] = [[] for _ in range(13)]
+    for o in opened:
         s = o.session
-        new.append(
-            Episode(
-                database=db, kind=o.key.kind, pid=o.key.pid, backend_start=o.key.backend_start,
-                started=o.key.started, first_seen=now, last_seen=now, peak_age_s=o.peak_age_s,
-                application_name=s.application_name[:200], usename=s.usename[:200],
-                client_addr=s.client_addr[:100], datname=s.datname[:200], state=s.state[:50],
-                wait_event=s.wait_event[:100],
-                service_id=services.get(attribute(s.application_name, s.usename, s.client_addr or None)),
-                query_id=fingerprints.get(s.fingerprint),
-            )
-        )
-    Episode.objects.bulk_create(new)
+        for col, value in zip(cols, (
+            o.key.kind, o.key.pid, o.key.backend_start, o.key.started, float(o.peak_age_s),
+            s.application_name[:200], s.usename[:200], s.client_addr[:100], s.datname[:200], s.state[:50],
+            s.wait_event[:100], services.get(attribute(s.application_name, s.usename, s.client_addr or None)),
+            s.fingerprint or None,
+        )):
+            col.append(value)
+    cur.execute(
+        f"""INSERT INTO {_table(Episode)}
+                (database_id, first_seen, last_seen, kind, pid, backend_start, started, peak_age_s,
+                 application_name, usename, client_addr, datname, state, wait_event, service_id, query_id)
+            SELECT %s, %s, %s, v.kind, v.pid, v.backend_start, v.started, v.peak, v.app, v.usename, v.addr,
+                   v.datname, v.state, v.wait, v.service_id, q.id
+            FROM unnest(%b::text[], %b::int[], %b::timestamptz[], %b::timestamptz[], %b::float8[], %b::text[],
+                        %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[])
+                 AS v(kind, pid, backend_start, started, peak, app, usename, addr, datname, state, wait,
+                      service_id, fingerprint)
+            LEFT JOIN {_table(QueryFingerprint)} AS q ON q.fingerprint = v.fingerprint""",
+        [db.pk, now, now, *cols],
+    )
 
-    _update_seen(now, changes.updated, open_rows, fingerprints)
 
-    ended = [open_rows[c.key][0] for c in changes.closed]
-    if ended:
-        Episode.objects.filter(pk__in=ended).update(ended=now)
-    return changes
-
-
-def _update_seen(now, updated, open_rows, fingerprints) -> None:
+def _update_seen(cur, now, updated, open_rows) -> None:
     """Move last_seen/peak of every ongoing episode in one UPDATE ... FROM unnest().
 
     (bulk_update builds a CASE per row and field: 20x slower for a few hundred rows.)
@@ -178,50 +242,53 @@ def _update_seen(now, updated, open_rows, fingerprints) -> None:
 
     if not updated:
         return
-    ids, peaks, states, waits, qids = [], [], [], [], []
+    ids, peaks, states, waits, fps = [], [], [], [], []
     for o in updated:
         ids.append(open_rows[o.key][0])
-        peaks.append(o.peak_age_s)
+        peaks.append(float(o.peak_age_s))
         states.append(o.session.state[:50])
         waits.append(o.session.wait_event[:100])
-        qids.append(None if o.key.kind == ep.IDLE_IN_TRANSACTION else fingerprints.get(o.session.fingerprint))
-    table = connection.ops.quote_name(Episode._meta.db_table)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"""UPDATE {table} AS e
-                SET last_seen = %s, peak_age_s = v.peak, state = v.state, wait_event = v.wait,
-                    query_id = COALESCE(e.query_id, v.qid)
-                FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[], %s::bigint[])
-                     AS v(id, peak, state, wait, qid)
-                WHERE e.id = v.id""",
-            [now, ids, peaks, states, waits, qids],
-        )
+        fps.append(None if o.key.kind == ep.IDLE_IN_TRANSACTION else o.session.fingerprint or None)
+    cur.execute(
+        f"""UPDATE {_table(Episode)} AS e
+            SET last_seen = %s, peak_age_s = v.peak, state = v.state, wait_event = v.wait,
+                query_id = COALESCE(e.query_id, v.qid)
+            FROM (SELECT v.*, q.id AS qid
+                  FROM unnest(%b::bigint[], %b::float8[], %b::text[], %b::text[], %b::text[])
+                       AS v(id, peak, state, wait, fingerprint)
+                  LEFT JOIN {_table(QueryFingerprint)} AS q ON q.fingerprint = v.fingerprint) AS v
+            WHERE e.id = v.id""",
+        [now, ids, peaks, states, waits, fps],
+    )
 
 
-def _fingerprints(sessions, now) -> dict[str, int]:
-    """Upsert the fingerprints of these sessions; return fingerprint -> id."""
+def _upsert_fingerprints(cur, sessions, now) -> None:
+    """Upsert the fingerprints of these sessions in one statement.
+
+    A known fingerprint keeps its text and first_seen; last_seen only moves
+    forward. Sorted, so concurrent workers lock the same fingerprints in the
+    same order.
+    """
 
     texts = {s.fingerprint: s.query for s in sessions if s.fingerprint}
     if not texts:
-        return {}
-    QueryFingerprint.objects.bulk_create(
-        [QueryFingerprint(fingerprint=f, text=t, first_seen=now, last_seen=now) for f, t in texts.items()],
-        ignore_conflicts=True,
+        return
+    keys = sorted(texts)
+    cur.execute(
+        f"""INSERT INTO {_table(QueryFingerprint)} AS q (fingerprint, text, first_seen, last_seen)
+            SELECT f, t, %s, %s FROM unnest(%b::text[], %b::text[]) AS v(f, t)
+            ON CONFLICT (fingerprint) DO UPDATE SET last_seen = GREATEST(q.last_seen, EXCLUDED.last_seen)""",
+        [now, now, keys, [texts[k] for k in keys]],
     )
-    QueryFingerprint.objects.filter(fingerprint__in=texts, last_seen__lt=now).update(last_seen=now)
-    return dict(QueryFingerprint.objects.filter(fingerprint__in=texts).values_list("fingerprint", "id"))
 
 
 def _session_json(s: ep.Session, now, attribute) -> dict:
-    def iso(d):
-        return d.isoformat() if d else None
-
     return {
         "pid": s.pid,
-        "backend_start": iso(s.backend_start),
-        "xact_start": iso(s.xact_start),
-        "query_start": iso(s.query_start),
-        "state_change": iso(s.state_change),
+        "backend_start": s.backend_start.isoformat() if s.backend_start else None,
+        "xact_start": s.xact_start.isoformat() if s.xact_start else None,
+        "query_start": s.query_start.isoformat() if s.query_start else None,
+        "state_change": s.state_change.isoformat() if s.state_change else None,
         "age_s": s.age_s(now),
         "state": s.state,
         "wait_event_type": s.wait_event_type,

@@ -279,6 +279,7 @@ def import_services(doc: Document, state: dict) -> Writer:
             bad = True
         if not bad:
             rows.append(values)
+    state["services"] = {values["name"] for values in rows}
 
     def write() -> dict[str, int]:
         by_name = {s.name: s for s in PrometheusSource.objects.all()}

@@ -130,7 +130,7 @@ def parse(text: str, known_sections: Iterable[str]) -> Document:
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # str | int | float | bool | str_list | str_map
+    kind: str  # str | int | float | bool | str_list | str_map | map_list
     required: bool = False
     default: Any = None
     choices: tuple[str, ...] = ()
@@ -153,6 +153,9 @@ def _type_error(f: Field, value: Any) -> str | None:
     if f.kind == "str_map":
         ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
         return None if ok else "must map names to text"
+    if f.kind == "map_list":
+        ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        return None if ok else "must be a list of mappings (- key: value)"
     raise ValueError(f.kind)
 
 

@@ -1,45 +1,89 @@
+"""Monitored databases in the inventory file (exportinventory / importinventory)."""
+
 from __future__ import annotations
+
+from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from poolboard.databases.inventory import InventoryError, apply_databases
 from poolboard.databases.models import AttributionRule, MonitoredDatabase
+from poolboard.fleet.models import PrometheusSource, Service
 
 pytestmark = pytest.mark.django_db
 
+FILE = """\
+version: 1
+sources:
+- name: prod
+  url: http://prometheus:9090
+services:
+- name: billing
+  source: prod
+  preset: hikaricp
+databases:
+- name: orders-db
+  host: db.internal
+  dbname: orders
+  sslmode: require
+  password_env: ORDERS_PW
+  idle_in_transaction_s: 120
+  attribution:
+  - {service: billing, application_name: 'billing-*'}
+  - {service: billing, usename: billing_batch}
+"""
 
-def test_inventory_creates_then_updates(make_service, tmp_path, capsys):
-    make_service("billing")
-    path = tmp_path / "inv.yml"
-    path.write_text(
-        "databases:\n"
-        "  - name: orders-db\n    host: db.internal\n    dbname: orders\n    password_env: ORDERS_PW\n"
-        "    idle_in_transaction_s: 120\n"
-        "    attribution:\n      - {service: billing, application_name: 'billing-*'}\n"
-    )
-    call_command("importdatabases", str(path))
-    assert "orders-db: created" in capsys.readouterr().out
+
+def export() -> str:
+    out = StringIO()
+    call_command("exportinventory", stdout=out)
+    return out.getvalue()
+
+
+def import_text(tmp_path, text: str) -> str:
+    path = tmp_path / "inventory.yml"
+    path.write_text(text)
+    out = StringIO()
+    call_command("importinventory", str(path), stdout=out)
+    return out.getvalue()
+
+
+def test_it_imports_databases_with_their_attribution_rules(tmp_path) -> None:
+    import_text(tmp_path, FILE)
     db = MonitoredDatabase.objects.get(name="orders-db")
-    assert db.idle_in_transaction_s == 120 and db.password_env == "ORDERS_PW"
-    assert AttributionRule.objects.get(database=db).application_name == "billing-*"
-    call_command("importdatabases", str(path))
-    assert "orders-db: updated" in capsys.readouterr().out
-    assert AttributionRule.objects.count() == 1
+    assert (db.host, db.dbname, db.sslmode, db.password_env, db.idle_in_transaction_s) == (
+        "db.internal", "orders", "require", "ORDERS_PW", 120
+    )
+    rules = list(AttributionRule.objects.filter(database=db).values_list("position", "application_name", "usename"))
+    assert rules == [(0, "billing-*", ""), (1, "", "billing_batch")]
+    # Importing again updates in place, it does not pile up rules.
+    import_text(tmp_path, FILE)
+    assert AttributionRule.objects.filter(database=db).count() == 2
 
 
-def test_inventory_refuses_literal_passwords_and_bad_fields(db):
-    with pytest.raises(InventoryError, match="never the password itself"):
-        apply_databases([{"name": "x", "host": "h", "password": "hunter2"}])
-    with pytest.raises(InventoryError, match="unknown field"):
-        apply_databases([{"name": "x", "host": "h", "colour": "red"}])
-    with pytest.raises(InventoryError, match="password_env"):
-        apply_databases([{"name": "x", "host": "h", "password_env": "not a name!"}])
-    assert not MonitoredDatabase.objects.exists()
+def test_export_wipe_import_export_is_byte_identical(tmp_path) -> None:
+    import_text(tmp_path, FILE)
+    first = export()
+    assert "databases:" in first and "password_env: ORDERS_PW" in first
+    MonitoredDatabase.objects.all().delete()
+    Service.objects.all().delete()
+    PrometheusSource.objects.all().delete()
+    import_text(tmp_path, first)
+    assert export() == first
 
 
-def test_importdatabases_reports_bad_yaml(tmp_path, db):
-    path = tmp_path / "bad.yml"
-    path.write_text("databases: [\n")
-    with pytest.raises(CommandError, match="not valid YAML"):
-        call_command("importdatabases", str(path))
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("  password: hunter2\n", "line 12: databases[0].password: give password_env or password_file, never the password itself"),
+        ("  sslmode: sometimes\n", "line 12: databases[0].sslmode: must be one of disable, allow, prefer, require, verify-ca, verify-full, not 'sometimes'"),
+        ("  attribution:\n  - {service: nobody}\n", "databases[0].attribution[0].service: no service named 'nobody'"),
+        ("  attribution:\n  - {service: billing, client_addr: not-a-cidr}\n", "databases[0].attribution[0]"),
+    ],
+)
+def test_bad_entries_name_the_line_and_field_and_change_nothing(tmp_path, entry: str, message: str) -> None:
+    text = FILE.split("databases:")[0] + "databases:\n- name: bad-db\n  host: h\n" + entry
+    with pytest.raises(CommandError) as info:
+        import_text(tmp_path, text)
+    assert message in str(info.value)
+    assert not MonitoredDatabase.objects.exists() and not Service.objects.exists()

@@ -55,7 +55,7 @@ def test_export_wipe_import_export_is_byte_identical(fleet, tmp_path) -> None:
     out = StringIO()
     call_command("importinventory", str(path), stdout=out)
 
-    assert out.getvalue() == "sources: 2 created, 0 updated\npresets: 1 created, 0 updated\nservices: 2 created, 0 updated\n"
+    assert out.getvalue() == "sources: 2 created, 0 updated\npresets: 1 created, 0 updated\nservices: 2 created, 0 updated\ndatabases: 0 created, 0 updated\n"
     assert export() == first
     assert "sources:\n- name: edge\n" in first and "workers_per_instance: 4" in first
     assert CustomPreset.objects.get().queries()["max"] == 'sum by ($by) (acme_pool_limit{kind="hard",$sel})'
@@ -69,7 +69,7 @@ def test_export_to_a_file(fleet, tmp_path) -> None:
 
 def test_import_updates_by_name_and_deletes_nothing(fleet) -> None:
     text = "services:\n- name: checkout\n  source: edge\n  preset: hikaricp\n  workers_per_instance: 8\n"
-    assert import_inventory(text) == {"sources": {"created": 0, "updated": 0}, "presets": {"created": 0, "updated": 0}, "services": {"created": 0, "updated": 1}}
+    assert import_inventory(text) == {"sources": {"created": 0, "updated": 0}, "presets": {"created": 0, "updated": 0}, "services": {"created": 0, "updated": 1}, "databases": {"created": 0, "updated": 0}}
     checkout = Service.objects.get(name="checkout")
     assert (checkout.source.name, checkout.workers_per_instance) == ("edge", 8)
     assert Service.objects.count() == 2 and Pool.objects.count() == 1
