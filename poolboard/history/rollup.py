@@ -8,7 +8,8 @@ One statement per resolution and time range:
 
 so running it twice over the same range gives the same rows and values (the newest,
 still-filling bucket is simply recomputed). The definitions match
-poolboard.lib.rollups (p95 = percentile_cont; seconds saturated from sample spacing).
+poolboard.lib.rollups (p95 = percentile_cont; seconds saturated from sample spacing;
+timeouts from each sample's increase-over-the-rate-window spread over its span).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
+from poolboard.fleet.models import PrometheusSource
+from poolboard.lib import promql
 from poolboard.lib.rollups import FIVE_MINUTES, ONE_HOUR
 
 from .models import PoolRollup1h, PoolRollup5m
@@ -57,30 +60,45 @@ SELECT
     min(pending), avg(pending), max(pending), percentile_cont(0.95) WITHIN GROUP (ORDER BY pending),
     min(util), avg(util), max(util), percentile_cont(0.95) WITHIN GROUP (ORDER BY util),
     avg(max), avg(idle), avg(acquire_s), avg(hold_s),
-    sum(timeouts), max(timeouts),
+    sum(timeouts * span / coalesce(window_s, span)), max(timeouts),
     CASE WHEN bool_or(saturated IS NOT NULL)
          THEN least(coalesce(sum(span) FILTER (WHERE saturated), 0), %(width)s) END
 FROM (
     SELECT
-        pool_id, ts, in_use, pending, max, idle, acquire_s, hold_s, timeouts,
-        CASE WHEN max > 0 THEN in_use / max END AS util,
-        CASE WHEN pending > 0 THEN true
-             WHEN max > 0 AND in_use >= max THEN true
-             WHEN pending IS NULL AND (in_use IS NULL OR max IS NULL OR max <= 0) THEN NULL
+        ps.pool_id, ps.ts, ps.in_use, ps.pending, ps.max, ps.idle, ps.acquire_s, ps.hold_s, ps.timeouts,
+        w.window_s,
+        CASE WHEN ps.max > 0 THEN ps.in_use / ps.max END AS util,
+        CASE WHEN ps.pending > 0 THEN true
+             WHEN ps.max > 0 AND ps.in_use >= ps.max THEN true
+             WHEN ps.pending IS NULL AND (ps.in_use IS NULL OR ps.max IS NULL OR ps.max <= 0) THEN NULL
              ELSE false END AS saturated,
         -- A sample stands for the time until the next one (the newest: the gap before
         -- it), at most max_gap: longer gaps are missing data, not saturation.
-        least(coalesce(extract(epoch FROM lead(ts) OVER w - ts),
-                       extract(epoch FROM ts - lag(ts) OVER w),
+        least(coalesce(extract(epoch FROM lead(ps.ts) OVER w - ps.ts),
+                       extract(epoch FROM ps.ts - lag(ps.ts) OVER w),
                        %(max_gap)s), %(max_gap)s) AS span
-    FROM fleet_poolsample
-    WHERE ts >= %(scan_start)s AND ts < %(scan_end)s
-    WINDOW w AS (PARTITION BY pool_id ORDER BY ts)
+    FROM fleet_poolsample AS ps
+    JOIN fleet_pool AS p ON p.id = ps.pool_id
+    JOIN fleet_service AS sv ON sv.id = p.service_id
+    -- Each source's rate window in seconds: a sample's `timeouts` is the increase over
+    -- that window, so it stands for timeouts × span ÷ window within its own span.
+    LEFT JOIN unnest(%(source_ids)s::bigint[], %(window_s)s::float8[]) AS w(source_id, window_s)
+        ON w.source_id = sv.source_id
+    WHERE ps.ts >= %(scan_start)s AND ps.ts < %(scan_end)s
+    WINDOW w AS (PARTITION BY ps.pool_id ORDER BY ps.ts)
 ) AS s
 WHERE ts >= %(start)s AND ts < %(end)s
 GROUP BY pool_id, bucket
 ON CONFLICT (pool_id, bucket) DO UPDATE SET {updates}
 """
+
+
+def source_windows() -> dict[int, float]:
+    """Each Prometheus source's rate window, in seconds."""
+    return {
+        pk: promql.duration_seconds(window)
+        for pk, window in PrometheusSource.objects.values_list("pk", "rate_window")
+    }
 
 
 def max_gap_s() -> float:
@@ -104,7 +122,10 @@ def rollup(resolution: Resolution, start: datetime, end: datetime) -> int:
         columns=", ".join(VALUE_COLUMNS),
         updates=", ".join(f"{c} = EXCLUDED.{c}" for c in VALUE_COLUMNS),
     )
+    windows = source_windows()
     params = {
+        "source_ids": list(windows),
+        "window_s": list(windows.values()),
         "width": resolution.width_s,
         "max_gap": gap,
         "start": start,

@@ -59,6 +59,16 @@ def check_duration(window: str) -> str:
     return window
 
 
+DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+DURATION_PART_RE = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+
+
+def duration_seconds(window: str) -> float:
+    """A PromQL duration in seconds: '1h30m' -> 5400.0."""
+    check_duration(window)
+    return float(sum(int(n) * DURATION_UNITS_S[unit] for n, unit in DURATION_PART_RE.findall(window)))
+
+
 def regex_escape(value: str) -> str:
     """Escape a literal for use inside a PromQL (RE2) regex, before quoting."""
     return re.sub(r"([.+*?()|\[\]{}^$\\])", r"\\\1", value)

@@ -11,6 +11,7 @@ from poolboard.fleet.models import Pool
 from poolboard.history import rollup
 from poolboard.history.models import PoolRollup1h, PoolRollup5m
 from poolboard.history.tasks import expire_rollups, rollup_recent
+from poolboard.lib import promql
 from poolboard.lib import rollups as lib
 
 from .conftest import write_samples
@@ -69,7 +70,11 @@ def test_it_computes_min_avg_max_p95_and_saturated_seconds_like_lib(two_pools) -
     assert row.in_use_avg == pytest.approx(sum(in_use) / 20)
     assert row.in_use_p95 == pytest.approx(lib.percentile(in_use, 0.95))
     assert row.util_p95 == pytest.approx(lib.percentile([u / 10 for u in in_use], 0.95))
-    assert row.timeouts == sum(v["timeouts"] for _, v in inside)
+    # Each sample's timeouts is an increase over the source's rate window (see the
+    # conftest's source): spread over the 15 s each sample stands for.
+    window_s = promql.duration_seconds(a.service.source.rate_window)
+    assert row.timeouts == pytest.approx(lib.timeouts_in_spans([(15.0, v["timeouts"]) for _, v in inside], window_s))
+    assert row.timeouts == pytest.approx(sum(v["timeouts"] for _, v in inside) * 15 / window_s)
     expected = lib.saturated_seconds(around, bucket, 300, rollup.max_gap_s())
     # in_use reaches max (10) once per 12-sample cycle, and 11 → 10 with a waiter.
     assert expected == 15 * sum(1 for _, v in inside if v["in_use"] >= 10 or v["pending"] > 0) > 0

@@ -76,3 +76,18 @@ def test_downsample_to_at_most_max_points() -> None:
     assert any(v is None for _, v in out) and all(v in (None, 1.0) for _, v in out)
     assert r.downsample([(0, 1.0), (1, 5.0), (2, 2.0)], 1, how="max") == [(0, 5.0)]
     assert r.downsample(points[:10], 1000) == points[:10]
+
+
+def test_timeouts_are_spread_over_the_span_each_sample_stands_for() -> None:
+    from poolboard.lib.rollups import timeouts_in_spans
+
+    # A counter that rose by 6 once: every 15 s sample for the next minute reports
+    # increase[1m] = 6; the four overlapping samples add up to the 6 that happened.
+    assert timeouts_in_spans([(15, 6.0)] * 4, 60) == 6.0
+    assert timeouts_in_spans([(15, None)], 60) is None
+
+
+def test_promql_durations_in_seconds() -> None:
+    from poolboard.lib.promql import duration_seconds
+
+    assert duration_seconds("1h30m") == 5400 and duration_seconds("500ms") == 0.5 and duration_seconds("5m") == 300
