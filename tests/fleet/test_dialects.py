@@ -270,3 +270,27 @@ def test_a_service_that_vanishes_is_marked_stale_and_kept(fleet) -> None:
     found = discover_source(source)
     assert "notify" not in found.stale_services
     assert Service.objects.get(name="notify").stale_since is None
+
+
+def test_every_dialect_shows_the_same_numbers_on_the_overview_service_page_and_api(fleet, client, django_user_model) -> None:
+    from poolboard.dashboard.templatetags.pool_extras import num
+
+    source = PrometheusSource.objects.create(name="fleet", url=fleet.url, presets=[], rate_window=f"{WINDOW_S}s")
+    assert discover_source(source).status == "ok"
+    assert collect_source(source, current_slot()).status == "ok"
+    client.force_login(django_user_model.objects.create_user("viewer", password="x"))
+
+    overview = client.get("/?sort=name&dir=asc").content.decode()
+    pools = {(p.service.name, p.name): p for p in Pool.objects.select_related("service")}
+    for (service_name, pool_name), pool in pools.items():
+        assert f">{service_name}<" in overview
+        api = client.get(f"/api/v1/services/{service_name}/").json()
+        [api_pool] = [p for p in api["pools"] if p["pool"] == pool_name]
+        for canonical_field in FIELDS:
+            assert api_pool[canonical_field] == getattr(pool, canonical_field), (service_name, canonical_field)
+        page = client.get(f"/services/{pool.service.pk}/").content.decode()
+        assert f"<td>{pool_name}</td>" in page.replace("&#x27;", "'")
+        if pool.in_use is not None:
+            assert f'<td class="num">{num(pool.in_use)}</td>' in page
+    orders = pools[("orders", "orders-main")]
+    assert f"{num(orders.in_use)} / {num(orders.max)}" in overview
