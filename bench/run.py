@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+
+# Benchmarks run poolboard code with throwaway databases; a key of their own keeps the
+# development-key warning out of the figures.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 HERE = Path(__file__).resolve().parent
 
