@@ -69,6 +69,23 @@ def read_secret(env_name: str, file_path: str, what: str) -> str | None:
     return None
 
 
+class JSONTextField(models.JSONField):
+    """A JSONField stored as PostgreSQL json (the text, checked on write), not jsonb.
+
+    For a value only ever written and read whole, like the live session list
+    that every snapshot rewrites: the server skips decomposing ~100 kB into
+    jsonb each time. No jsonb operators or indexes on it.
+    """
+
+    def db_type(self, connection) -> str:
+        return "json"
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or not isinstance(value, str):  # psycopg decodes json itself
+            return value
+        return super().from_db_value(value, expression, connection)
+
+
 class MonitoredDatabaseQuerySet(models.QuerySet):
     def enabled(self):
         return self.filter(enabled=True)
@@ -111,7 +128,7 @@ class MonitoredDatabase(models.Model):
     last_error = models.TextField(blank=True)
     last_error_kind = models.CharField(max_length=30, blank=True)
     server_version = models.CharField(max_length=100, blank=True)
-    last_sessions = models.JSONField(default=list, blank=True, editable=False)
+    last_sessions = JSONTextField(default=list, blank=True, editable=False)
     last_sessions_truncated = models.BooleanField(default=False, editable=False)
 
     objects = MonitoredDatabaseQuerySet.as_manager()

@@ -76,13 +76,15 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
        counts (each attributed to a service), open, update and close episodes,
        and keep the newest session rows (already normalised) on the database row.
 
-    Each statement handles all its rows at once (arrays and unnest()), and the
-    statements of step 1 and of step 3 each go in one pipeline: a snapshot
-    costs three round trips to poolboard's database, commit included. They run
-    on a server-side-binding cursor of Django's connection, inside Django's
-    transaction, so parameters (arrays included) and the open episodes travel
-    in binary: Django's client-side binding quotes every array element and
-    parses every timestamp in Python, which cost more than the SQL itself.
+    Three round trips to poolboard's database: the statements of step 1, those
+    of step 3 (each batch sent as one pipeline, psycopg), and the COMMIT; each
+    statement handles all its rows at once (arrays and unnest()). Python
+    work that needs no answer is done while the server runs the statements
+    already sent. The statements run on a server-side-binding cursor of Django's
+    connection, inside Django's transaction, so parameters (arrays included)
+    and the open episodes travel in binary: Django's client-side binding quotes
+    every array element and parses every timestamp in Python, which cost more
+    than the SQL itself.
     """
 
     slot = int(snap.taken_at.timestamp() // snapshot_interval())
@@ -91,55 +93,60 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
     try:
         with transaction.atomic(), connection.wrap_database_errors:
             conn = connection.connection
-            # One cursor per result of the first pipeline.
+            # One cursor per result of step 1.
             cur, services_cur, rules_cur, open_cur = (psycopg.Cursor(conn) for _ in range(4))
-            with cur, services_cur, rules_cur, open_cur:
-                with conn.pipeline():
-                    services_cur.execute(f"SELECT name, id FROM {_table(Service)}")
-                    if attribute is None:
-                        rules_cur.execute(_RULES_SQL, [db.pk])
-                    open_cur.execute(
-                        f"""SELECT id, kind, pid, backend_start, started, peak_age_s FROM {_table(Episode)}
-                            WHERE database_id = %s AND ended IS NULL""",
-                        [db.pk],
-                        binary=True,  # timestamps parsed in C, not by Django's text loader
-                    )
-                    _insert_snapshot(cur, db, slot, snap)
-                services = dict(services_cur.fetchall())
+            with cur, services_cur, rules_cur, open_cur, conn.pipeline() as pipeline:
+                services_cur.execute(f"SELECT name, id FROM {_table(Service)}")
+                if attribute is None:
+                    rules_cur.execute(_RULES_SQL, [db.pk])
+                open_cur.execute(
+                    f"""SELECT id, kind, pid, backend_start, started, peak_age_s, state, wait_event,
+                               query_id IS NULL
+                        FROM {_table(Episode)} WHERE database_id = %s AND ended IS NULL""",
+                    [db.pk],
+                    binary=True,  # timestamps parsed in C, not by Django's text loader
+                )
+                _insert_snapshot(cur, db, slot, snap)
+                live = [_session_json(s, now) for s in sessions]  # attributed below
+                pipeline.sync()
+
                 row = cur.fetchone()
                 if row is None:  # another worker stored this slot
                     return SnapshotResult(db.name, "skipped", total=snap.total)
                 snapshot_id = row[0]
+                services = dict(services_cur.fetchall())
                 if attribute is None:
                     attribute = Attributor([Rule(*r) for r in rules_cur.fetchall()], services)
-                # Plain tuples, not model instances: a busy server has hundreds of open episodes.
-                open_rows = {
-                    ep.EpisodeKey(kind, pid, backend_start, started): (pk, peak)
-                    for pk, kind, pid, backend_start, started, peak in open_cur.fetchall()
-                }
-                changes = ep.track(
-                    [ep.OpenEpisode(k, peak) for k, (_, peak) in open_rows.items()],
-                    sessions, db.thresholds(), now, snap.sessions_truncated_after,
-                )
-                live = [_session_json(s, now, attribute) for s in sessions]
+
+                # What needs no episode tracking first: the server works on it while Python tracks.
+                for item, s in zip(live, sessions):
+                    item["service"] = attribute(s.application_name, s.usename, s.client_addr or None)
                 version = _version(snap.settings.server_version_num)
                 truncated = snap.sessions_truncated_after is not None
-                with conn.pipeline():
-                    _upsert_fingerprints(cur, [o.session for o in changes.opened + changes.updated], now)
-                    _insert_counts(cur, snapshot_id, snap.counts, attribute, services)
-                    _insert_episodes(cur, db, now, changes.opened, attribute, services)
-                    _update_seen(cur, now, changes.updated, open_rows)
-                    if changes.closed:
-                        cur.execute(
-                            f"UPDATE {_table(Episode)} SET ended = %s WHERE id = ANY(%b::bigint[])",
-                            [now, [open_rows[c.key][0] for c in changes.closed]],
-                        )
+                cur.execute(
+                    f"""UPDATE {_table(MonitoredDatabase)}
+                        SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::json,
+                            last_sessions_truncated = %s, last_error_kind = ''
+                        WHERE id = %s""",
+                    [now, version, json.dumps(live, separators=(",", ":")), truncated, db.pk],
+                )
+                _insert_counts(cur, snapshot_id, snap.counts, attribute, services)
+
+                # Plain tuples, not model instances: a busy server has hundreds of open episodes.
+                open_rows: dict[ep.EpisodeKey, tuple] = {}
+                previous = []
+                for row in open_cur.fetchall():
+                    key = ep.EpisodeKey(row[1], row[2], row[3], row[4])
+                    open_rows[key] = row
+                    previous.append(ep.OpenEpisode(key, row[5]))
+                changes = ep.track(previous, sessions, db.thresholds(), now, snap.sessions_truncated_after)
+                _upsert_fingerprints(cur, [o.session for o in changes.opened + changes.updated], now)
+                _insert_episodes(cur, db, now, changes.opened, attribute, services)
+                _update_seen(cur, now, changes.updated, open_rows)
+                if changes.closed:
                     cur.execute(
-                        f"""UPDATE {_table(MonitoredDatabase)}
-                            SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::jsonb,
-                                last_sessions_truncated = %s, last_error_kind = ''
-                            WHERE id = %s""",
-                        [now, version, json.dumps(live, separators=(",", ":")), truncated, db.pk],
+                        f"UPDATE {_table(Episode)} SET ended = %s WHERE id = ANY(%b::bigint[])",
+                        [now, [open_rows[c.key][0] for c in changes.closed]],
                     )
     except IntegrityError:
         return SnapshotResult(db.name, "skipped", total=snap.total)
@@ -236,29 +243,39 @@ def _update_seen(cur, now, updated, open_rows) -> None:
     """Move last_seen/peak of every ongoing episode in one UPDATE ... FROM unnest().
 
     (bulk_update builds a CASE per row and field: 20x slower for a few hundred rows.)
-    An idle-in-transaction episode keeps its first query: an idle session's query is
-    the one it ran before going idle, which is the interesting one.
+    State, wait event and query travel only for the episodes where they change
+    (`open_rows` holds the stored values). An idle-in-transaction episode keeps
+    its first query: an idle session's query is the one it ran before going
+    idle, which is the interesting one.
     """
 
     if not updated:
         return
-    ids, peaks, states, waits, fps = [], [], [], [], []
+    ids, peaks = [], []
+    changed_ids, states, waits, fps = [], [], [], []
     for o in updated:
-        ids.append(open_rows[o.key][0])
+        pk, kind, *_, state, wait, no_query = open_rows[o.key]
+        ids.append(pk)
         peaks.append(float(o.peak_age_s))
-        states.append(o.session.state[:50])
-        waits.append(o.session.wait_event[:100])
-        fps.append(None if o.key.kind == ep.IDLE_IN_TRANSACTION else o.session.fingerprint or None)
+        s = o.session
+        fp = s.fingerprint if no_query and kind != ep.IDLE_IN_TRANSACTION else ""
+        if fp or s.state[:50] != state or s.wait_event[:100] != wait:
+            changed_ids.append(pk)
+            states.append(s.state[:50])
+            waits.append(s.wait_event[:100])
+            fps.append(fp or None)
     cur.execute(
         f"""UPDATE {_table(Episode)} AS e
-            SET last_seen = %s, peak_age_s = v.peak, state = v.state, wait_event = v.wait,
-                query_id = COALESCE(e.query_id, v.qid)
-            FROM (SELECT v.*, q.id AS qid
-                  FROM unnest(%b::bigint[], %b::float8[], %b::text[], %b::text[], %b::text[])
-                       AS v(id, peak, state, wait, fingerprint)
-                  LEFT JOIN {_table(QueryFingerprint)} AS q ON q.fingerprint = v.fingerprint) AS v
+            SET last_seen = %s, peak_age_s = v.peak, state = COALESCE(c.state, e.state),
+                wait_event = COALESCE(c.wait, e.wait_event), query_id = COALESCE(e.query_id, c.qid)
+            FROM unnest(%b::bigint[], %b::float8[]) AS v(id, peak)
+            LEFT JOIN (SELECT c.*, q.id AS qid
+                       FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[])
+                            AS c(id, state, wait, fingerprint)
+                       LEFT JOIN {_table(QueryFingerprint)} AS q ON q.fingerprint = c.fingerprint) AS c
+                   ON c.id = v.id
             WHERE e.id = v.id""",
-        [now, ids, peaks, states, waits, fps],
+        [now, ids, peaks, changed_ids, states, waits, fps],
     )
 
 
@@ -282,7 +299,9 @@ def _upsert_fingerprints(cur, sessions, now) -> None:
     )
 
 
-def _session_json(s: ep.Session, now, attribute) -> dict:
+def _session_json(s: ep.Session, now) -> dict:
+    """One live session for the database page; the caller adds "service"."""
+
     return {
         "pid": s.pid,
         "backend_start": s.backend_start.isoformat() if s.backend_start else None,
@@ -299,7 +318,6 @@ def _session_json(s: ep.Session, now, attribute) -> dict:
         "datname": s.datname,
         "query": s.query,
         "fingerprint": s.fingerprint,
-        "service": attribute(s.application_name, s.usename, s.client_addr or None),
     }
 
 
