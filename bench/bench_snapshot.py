@@ -5,13 +5,15 @@
 2. Open 1 000 real connections in mixed states: idle, idle in transaction, active
    (pg_sleep sent without waiting for it), several application names.
 3. snapshot_ratio = median(snapshot + store) / median(bare fetch), medians of
-   BENCH_ROUNDS rounds (default 15), where the bare fetch is: connect,
+   BENCH_ROUNDS rounds (default 31), where the bare fetch is: connect,
    SELECT * FROM pg_stat_activity, fetch every row, close. Every round starts
    in a new 1 s slot (so every store really stores) and times both; which one
    goes first alternates, because whichever runs right after the other is
-   measurably slower or faster on the same server. Every round counts, the
-   first one too (it opens the episodes the later ones update).
-   snapshot_take_ms and snapshot_save_ms split the median round.
+   measurably slower or faster on the same server. Both are warmed up twice
+   first (nothing stored); then every round counts, the first one too (it
+   opens the episodes the later ones update).
+   snapshot_take_ms (pgactivity.snapshot) and snapshot_save_ms (store_snapshot)
+   are the medians of the two parts over the same rounds.
 4. snapshot_rows_stored_10000: rows written for a synthetic 10 000-session snapshot
    (counts capped at MAX_COUNT_GROUPS groups by SQL, session rows at the LIMIT).
 
@@ -41,7 +43,7 @@ import psycopg  # noqa: E402
 
 PG_BIN = Path(os.getenv("PG_BIN", "/usr/lib/postgresql/15/bin"))
 CONNECTIONS = int(os.getenv("BENCH_CONNECTIONS", "1000"))
-ROUNDS = int(os.getenv("BENCH_ROUNDS", "15"))
+ROUNDS = int(os.getenv("BENCH_ROUNDS", "31"))
 
 
 def free_port() -> int:
@@ -139,14 +141,16 @@ def main() -> None:
     db = None
     try:
         conns = open_sessions(cluster)
+        vacuum_tables()
         time.sleep(1.2)  # past the bench database's 1 s thresholds: episodes open and update
         db = MonitoredDatabase.objects.create(
             name=f"bench-{os.getpid()}", host="127.0.0.1", port=cluster.port, user="bench", dbname="postgres",
             idle_in_transaction_s=1, query_s=1, transaction_s=1,
         )
         target = db.target()
-        for _ in range(2):  # warm up the connection path
+        for _ in range(2):  # warm up both paths alike (connections, query-text cache); nothing stored
             bare_fetch(cluster)
+            pgactivity.snapshot(target, None, db.limits())
         bare, full, take, save = [], [], [], []
 
         def snapshot_and_store() -> None:
@@ -214,6 +218,20 @@ def main() -> None:
         if db is not None:
             db.delete()
         cluster.stop()
+
+
+def vacuum_tables() -> None:
+    """Start from tables without the dead rows of earlier runs, as autovacuum would
+    leave them (the development server runs with autovacuum off, and every run
+    deletes what it stored)."""
+
+    from django.db import connection
+
+    from poolboard.databases.models import Episode, MonitoredDatabase, QueryFingerprint, SessionCount, Snapshot
+
+    with connection.cursor() as cur:
+        for model in (Episode, SessionCount, Snapshot, MonitoredDatabase, QueryFingerprint):
+            cur.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(model._meta.db_table)}")
 
 
 def _row_counts(db) -> dict[str, int]:

@@ -268,14 +268,17 @@ def _update_seen(cur, now, updated, open_rows) -> None:
         f"""UPDATE {_table(Episode)} AS e
             SET last_seen = %s, peak_age_s = v.peak, state = COALESCE(c.state, e.state),
                 wait_event = COALESCE(c.wait, e.wait_event), query_id = COALESCE(e.query_id, c.qid)
-            FROM unnest(%b::bigint[], %b::float8[]) AS v(id, peak)
+            FROM unnest(%s::bigint[], %s::float8[]) AS v(id, peak)
             LEFT JOIN (SELECT c.*, q.id AS qid
                        FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[])
                             AS c(id, state, wait, fingerprint)
                        LEFT JOIN {_table(QueryFingerprint)} AS q ON q.fingerprint = c.fingerprint) AS c
                    ON c.id = v.id
             WHERE e.id = v.id""",
-        [now, ids, peaks, changed_ids, states, waits, fps],
+        # The two arrays every ongoing episode is in, as array literals: str() and
+        # repr() (exact for floats) run in C, psycopg's list dumpers in Python.
+        [now, "{%s}" % ",".join(map(str, ids)), "{%s}" % ",".join(map(repr, peaks)),
+         changed_ids, states, waits, fps],
     )
 
 
