@@ -96,6 +96,11 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
             # One cursor per result of step 1.
             cur, services_cur, rules_cur, open_cur = (psycopg.Cursor(conn) for _ in range(4))
             with cur, services_cur, rules_cur, open_cur, conn.pipeline() as pipeline:
+                # A snapshot is a sample retaken every few seconds: if poolboard's own
+                # server crashed in the next ~0.6 s, losing this commit costs one sample
+                # (episodes resume from the next snapshot), never consistency. Not
+                # waiting for the WAL flush saves ~5 ms of a ~17 ms store.
+                cur.execute("SET LOCAL synchronous_commit = off")
                 services_cur.execute(f"SELECT name, id FROM {_table(Service)}")
                 if attribute is None:
                     rules_cur.execute(_RULES_SQL, [db.pk])

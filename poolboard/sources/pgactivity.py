@@ -246,14 +246,6 @@ def _settings(cur: psycopg.Cursor) -> ServerSettings:
     )
 
 
-def _count_monitors(cur: psycopg.Cursor) -> int:
-    return _execute(
-        cur,
-        "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name = %s",
-        (MONITOR_APP,),
-    ).fetchone()[0]
-
-
 def snapshot(
     target: Target,
     password: str | None = None,
@@ -280,7 +272,10 @@ def snapshot(
             # reads pg_stat_activity once per transaction, so counts, rows and
             # now() describe the same instant.
             with conn.cursor() as cur:
-                monitors = _count_monitors(cur)
+                # Every read of pg_stat_activity builds a row per backend (1 000 here
+                # and there), so the monitor cap is counted by the counts query itself
+                # rather than by a scan of its own, and checked before anything else.
+                counts, total, monitors = _counts(cur, activity_view)
                 if monitors > limits.max_monitor_connections:
                     raise MonitorError(
                         "too_many_monitors",
@@ -290,7 +285,6 @@ def snapshot(
                 taken_at, own_pid = _execute(cur, "SELECT now(), pg_backend_pid()").fetchone()
                 settings = _settings(cur)
                 sessions, truncated_after = _sessions(cur, activity_view, limits.session_limit, settings, query_mode)
-                counts, total = _counts(cur, activity_view)
             conn.rollback()
             return Snapshot(
                 taken_at=taken_at,
@@ -312,13 +306,15 @@ def snapshot(
         slot.release()
 
 
-def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int]:
+def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, int]:
+    """Aggregated counts, their exact total, and how many poolboard-monitor sessions there are."""
     rows = _execute(
         cur,
         f"""SELECT coalesce(application_name, ''), coalesce(usename::text, ''),
                    coalesce(host(client_addr), ''), coalesce(state, ''),
                    coalesce(wait_event_type, ''), count(*) AS n,
-                   sum(count(*)) OVER () AS total
+                   sum(count(*)) OVER () AS total,
+                   sum(count(*) FILTER (WHERE application_name = %s)) OVER () AS monitors
             FROM {view}
             -- Without pg_read_all_stats other roles' rows show no backend_type,
             -- state or application_name; count them (as state "") rather than
@@ -327,14 +323,15 @@ def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int]:
             GROUP BY 1, 2, 3, 4, 5
             ORDER BY n DESC, 1, 2, 3, 4, 5
             LIMIT %s""",
-        (MAX_COUNT_GROUPS,),
+        (MONITOR_APP, MAX_COUNT_GROUPS),
     ).fetchall()
     counts = [SessionCount(*r[:5], count=int(r[5])) for r in rows]
     total = int(rows[0][6]) if rows else 0
+    monitors = int(rows[0][7]) if rows else 0
     listed = sum(c.count for c in counts)
     if listed < total:  # more groups than MAX_COUNT_GROUPS: keep totals exact
         counts.append(SessionCount("(other)", "", "", "", "", total - listed))
-    return counts, total
+    return counts, total, monitors
 
 
 def _sessions(
