@@ -221,29 +221,31 @@ def _execute(cur: psycopg.Cursor, sql: str, params: tuple | dict | None = None):
     return cur
 
 
-def _settings(cur: psycopg.Cursor) -> ServerSettings:
-    rows = dict(
-        _execute(
-            cur,
-            "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)",
-            (
-                [
-                    "max_connections",
-                    "superuser_reserved_connections",
-                    "reserved_connections",
-                    "track_activity_query_size",
-                    "server_version_num",
-                ],
-            ),
-        ).fetchall()
+def _server_state(cur: psycopg.Cursor) -> tuple[datetime, int, ServerSettings]:
+    """The server's clock, our own pid and the settings the budget needs, in one query.
+
+    current_setting() reads single settings; the pg_settings view would build a row for
+    every one of the server's ~350 settings. reserved_connections exists from PG 16 on
+    (missing_ok → NULL before).
+    """
+    row = _execute(
+        cur,
+        """SELECT now(), pg_backend_pid(),
+                  current_setting('max_connections')::int,
+                  current_setting('superuser_reserved_connections')::int,
+                  current_setting('reserved_connections', true)::int,
+                  pg_size_bytes(current_setting('track_activity_query_size')),
+                  current_setting('server_version_num')::int""",
+    ).fetchone()
+    taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num = row
+    settings = ServerSettings(
+        max_connections=max_conn,
+        superuser_reserved_connections=superuser_reserved,
+        reserved_connections=reserved,
+        track_activity_query_size=int(query_size),
+        server_version_num=version_num,
     )
-    return ServerSettings(
-        max_connections=int(rows.get("max_connections", 100)),
-        superuser_reserved_connections=int(rows.get("superuser_reserved_connections", 0)),
-        reserved_connections=int(rows["reserved_connections"]) if "reserved_connections" in rows else None,
-        track_activity_query_size=int(rows.get("track_activity_query_size", 1024)),
-        server_version_num=int(rows.get("server_version_num", 0)),
-    )
+    return taken_at, own_pid, settings
 
 
 def snapshot(
@@ -282,8 +284,7 @@ def snapshot(
                         f"{target.describe()}: {monitors} poolboard-monitor sessions on the target"
                         f" (cap {limits.max_monitor_connections}); skipping this snapshot",
                     )
-                taken_at, own_pid = _execute(cur, "SELECT now(), pg_backend_pid()").fetchone()
-                settings = _settings(cur)
+                taken_at, own_pid, settings = _server_state(cur)
                 sessions, truncated_after = _sessions(cur, activity_view, limits.session_limit, settings, query_mode)
             conn.rollback()
             return Snapshot(
