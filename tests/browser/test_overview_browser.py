@@ -61,3 +61,35 @@ def test_the_empty_state_tells_a_new_user_what_to_do(browser_page, live_server, 
     page.screenshot(path=str(screenshot_dir / "overview-empty.png"))
     page.click("text=Admin › Fleet › Prometheus sources")
     assert "/admin/fleet/prometheussource/add/" in page.url
+
+
+def test_a_large_fleet_with_a_failing_source_pages_and_says_data_is_stale(
+    browser_page, live_server, alice, screenshot_dir
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    src = factories.source(
+        name="prod",
+        last_success_at=timezone.now() - timedelta(minutes=7),
+        last_error_at=timezone.now() - timedelta(seconds=20),
+        last_error="Prometheus at http://prometheus:9090 did not answer within 10s",
+    )
+    for i in range(150):
+        factories.service_with_pool(src, f"svc-{i:03d}", age_s=420, max=20, in_use=i % 21, idle=20 - i % 21, pending=0)
+    page = browser_page
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "alice-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#fleet-table")
+
+    banner = page.inner_text(".banner.stale")
+    assert "Data stale since" in banner and "did not answer within 10s" in banner
+    assert page.locator("table.fleet tbody tr").count() == 100
+    assert "page 1 of 2" in page.inner_text(".pager")
+    page.screenshot(path=str(screenshot_dir / "overview-large-stale.png"))
+    page.click(".pager >> text=next →")
+    page.wait_for_selector(".pager >> text=page 2 of 2")
+    assert page.locator("table.fleet tbody tr").count() == 50
