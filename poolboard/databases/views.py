@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.exceptions import PermissionDenied
-from django.db.models import Aggregate, Count, FloatField, Max, Q, Sum
+from django.db.models import Aggregate, Count, FloatField, Max, Prefetch, Q, Sum
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -67,15 +67,20 @@ def _banner_context() -> dict:
 def database_list(request):
     now = timezone.now()
     dbs = list(MonitoredDatabase.objects.all())
-    latest = {}
-    for db in dbs:
-        latest[db.pk] = db.latest_snapshot()
+    # Each database's newest snapshot in one query (DISTINCT ON), whatever the number of databases.
+    latest = {
+        snap.database_id: snap
+        for snap in Snapshot.objects.filter(database__in=dbs)
+        .order_by("database_id", "-slot")
+        .distinct("database_id")
+        .prefetch_related(Prefetch("counts", queryset=SessionCount.objects.select_related("service")))
+    }
     open_counts = dict(
         Episode.objects.open().values("database").annotate(n=Count("id")).values_list("database", "n")
     )
     rows = []
     for db in dbs:
-        snap = latest[db.pk]
+        snap = latest.get(db.pk)
         budget = snap.budget() if snap else None
         rows.append({"db": db, "snapshot": snap, "budget": budget, "open": open_counts.get(db.pk, 0),
                      "stale_since": db.stale_since(now)})

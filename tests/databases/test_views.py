@@ -186,3 +186,26 @@ def test_service_page_loads_the_database_side_panel(alice_client, snapped):
     _, svc = snapped
     html = alice_client.get(f"/services/{svc.pk}/").content.decode()
     assert f'hx-get="/services/{svc.pk}/database-side/"' in html
+
+
+def test_database_list_query_count_does_not_grow_with_the_databases(alice_client, snapped, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monitored, _ = snapped
+    alice_client.get("/databases/")  # warm the session
+    with CaptureQueriesContext(connection) as one:
+        alice_client.get("/databases/")
+    # Two more databases with a copy of the same snapshot each.
+    for name in ("second-db", "third-db"):
+        other = MonitoredDatabase.objects.create(name=name, host="127.0.0.1", dbname="postgres", user="root")
+        snap = monitored.snapshots.order_by("-slot").first()
+        counts = list(snap.counts.all())
+        snap.pk, snap.database = None, other
+        snap.save()
+        for count in counts:
+            count.pk, count.snapshot = None, snap
+            count.save()
+    with django_assert_num_queries(len(one.captured_queries)):
+        html = alice_client.get("/databases/").content.decode()
+    assert "second-db" in html and "third-db" in html
