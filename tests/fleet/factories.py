@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from poolboard.fleet.models import Pool, PrometheusSource, Service
@@ -22,3 +23,9 @@ def service_with_pool(src: PrometheusSource, name: str, *, age_s: float = 5, ins
         service=svc, instance=instance, name=f"{name}-pool", sampled_at=timezone.now() - timedelta(seconds=age_s), **values
     )
     return svc
+
+
+def raw_sample_count() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM fleet_poolsample")
+        return cursor.fetchone()[0]

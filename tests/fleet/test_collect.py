@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.models import CollectionRun, Pool, PrometheusSource, Service
+from tests.fleet.factories import raw_sample_count
 from tests.conftest import exposition
 from tests.prom import free_port
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus]
-
-
-def raw_sample_count() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM fleet_poolsample")
-        return cursor.fetchone()[0]
-
-
-@pytest.fixture(autouse=True)
-def empty_raw_samples():
-    # The partitioned table is unmanaged, so Django's flush between transactional
-    # tests does not empty it.
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE fleet_poolsample")
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus, pytest.mark.usefixtures("empty_raw_samples")]
 
 
 @pytest.fixture

@@ -8,21 +8,10 @@ from django.db import connection
 
 from poolboard.fleet.collection import LOCK_CLASS, collect_source, current_slot
 from poolboard.fleet.models import CollectionRun, Pool, PrometheusSource, Service
+from tests.fleet.factories import raw_sample_count
 from tests.sources.fakes import FakePrometheus, HangingServer, json_answer, vector
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def raw_sample_count() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM fleet_poolsample")
-        return cursor.fetchone()[0]
-
-
-@pytest.fixture(autouse=True)
-def empty_raw_samples():
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE fleet_poolsample")
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_raw_samples")]
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.db import connection
 
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.discovery import discover_source
@@ -23,7 +22,7 @@ from poolboard.lib.presets import BUILTIN_PRESETS
 from tests.fleet.exposition import RatedExposition, dialect
 from tests.prom import PrometheusServer
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus, pytest.mark.usefixtures("empty_raw_samples")]
 
 WINDOW_S = 10
 
@@ -164,12 +163,6 @@ def fleet():
         prom.close()
         for server in servers.values():
             server.close()
-
-
-@pytest.fixture(autouse=True)
-def empty_raw_samples():
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE fleet_poolsample")
 
 
 def test_every_dialect_is_discovered_and_collected_with_canonical_numbers(fleet) -> None:
