@@ -9,8 +9,7 @@ from django.utils import timezone
 from poolboard.api.auth import api_view, json_response
 from poolboard.fleet.models import Service
 
-from .models import Episode, MonitoredDatabase, SessionCount
-from .views import slow_query_rows
+from .models import Episode, MonitoredDatabase, SessionCount, Snapshot
 
 
 def _iso(value):
@@ -36,8 +35,11 @@ def _budget_json(budget) -> dict | None:
 def databases(request):
     now = timezone.now()
     data = []
-    for db in MonitoredDatabase.objects.all():
-        snap = db.latest_snapshot()
+    dbs = list(MonitoredDatabase.objects.all())
+    newest = Snapshot.objects.newest_per_database(dbs)
+    open_counts = Episode.objects.open_counts_by_database()
+    for db in dbs:
+        snap = newest.get(db.pk)
         stale = db.stale_since(now)
         data.append({
             "name": db.name,
@@ -54,7 +56,7 @@ def databases(request):
             "thresholds": {"idle_in_transaction_s": db.idle_in_transaction_s, "query_s": db.query_s,
                            "transaction_s": db.transaction_s},
             "budget": _budget_json(snap.budget() if snap else None),
-            "open_episodes": db.episodes.filter(ended=None).count(),
+            "open_episodes": open_counts.get(db.pk, 0),
         })
     return json_response({"databases": data, "generated_at": now.isoformat()})
 
@@ -145,7 +147,7 @@ def slow_queries(request):
         service = Service.objects.filter(name=request.GET["service"]).first()
         if service is None:
             return _not_found("service", request.GET["service"])
-    rows = slow_query_rows(database, timezone.now() - timedelta(days=days), "max", service)[:200]
+    rows = Episode.objects.slow_queries(timezone.now() - timedelta(days=days), "max", database=database, service=service)[:200]
     return json_response({
         "days": days,
         "queries": [

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -229,6 +230,22 @@ def attributor_for(database: MonitoredDatabase) -> Attributor:
     return Attributor([r.to_rule(r.service.name) for r in rules], Service.objects.values_list("name", flat=True))
 
 
+class SnapshotQuerySet(models.QuerySet):
+    def newest_per_database(self, databases) -> dict[int, Snapshot]:
+        """Each database's newest snapshot, its counts (with their services) prefetched.
+
+        Two queries whatever the number of databases: DISTINCT ON (database_id), which
+        the unique (database, slot) index serves, and one for all their counts.
+        """
+        newest = (
+            self.filter(database__in=databases)
+            .order_by("database_id", "-slot")
+            .distinct("database_id")
+            .prefetch_related(models.Prefetch("counts", queryset=SessionCount.objects.select_related("service")))
+        )
+        return {snap.database_id: snap for snap in newest}
+
+
 class Snapshot(models.Model):
     # No single-column index: the unique (database, slot) index leads with database.
     database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
@@ -242,6 +259,8 @@ class Snapshot(models.Model):
     reserved_connections = models.PositiveIntegerField(null=True, blank=True)  # PostgreSQL 16+
     elapsed_ms = models.FloatField(default=0)
     sessions_listed = models.PositiveIntegerField(default=0)
+
+    objects = SnapshotQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["database", "slot"], name="snapshot_database_slot")]
@@ -300,9 +319,55 @@ class QueryFingerprint(models.Model):
         return self.fingerprint
 
 
+class Percentile(models.Aggregate):
+    """percentile_cont(q) WITHIN GROUP (ORDER BY expr): PostgreSQL's exact percentile."""
+
+    function = "percentile_cont"
+    output_field = models.FloatField()
+
+    def __init__(self, expression, q: float, **extra):
+        self.q = float(q)
+        super().__init__(expression, **extra)
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        extra_sql = ""
+        if self.filter is not None:
+            fsql, fparams = compiler.compile(self.filter)
+            extra_sql = f" FILTER (WHERE {fsql})"
+            params = (*params, *fparams)
+        return f"percentile_cont({self.q}) WITHIN GROUP (ORDER BY {sql}){extra_sql}", params
+
+
+SLOW_QUERY_ORDER = {"max": "-max_s", "p95": "-p95_s", "count": "-episodes", "last_seen": "-last"}
+
+
 class EpisodeQuerySet(models.QuerySet):
     def open(self):
         return self.filter(ended=None)
+
+    def open_counts_by_database(self) -> dict[int, int]:
+        return dict(self.open().values("database").annotate(n=models.Count("id")).values_list("database", "n"))
+
+    def slow_queries(self, since: datetime, sort: str = "max", database=None, service=None):
+        """Long-query episodes since `since`, one row per query fingerprint, sorted by `sort`."""
+        episodes = self.filter(kind=ep.LONG_QUERY, first_seen__gte=since, query__isnull=False)
+        if database is not None:
+            episodes = episodes.filter(database=database)
+        if service is not None:
+            episodes = episodes.filter(service=service)
+        return (
+            episodes.values("query", "query__fingerprint", "query__text")
+            .annotate(
+                episodes=models.Count("id"),
+                max_s=models.Max("peak_age_s"),
+                p95_s=Percentile("peak_age_s", 0.95),
+                last=models.Max("last_seen"),
+                open=models.Count("id", filter=models.Q(ended=None)),
+                services=ArrayAgg("service__name", distinct=True, filter=models.Q(service__isnull=False), default=[]),
+            )
+            .order_by(SLOW_QUERY_ORDER[sort], "query")
+        )
 
 
 class Episode(models.Model):

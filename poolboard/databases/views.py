@@ -3,9 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
-from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.exceptions import PermissionDenied
-from django.db.models import Aggregate, Count, FloatField, Max, Prefetch, Q, Sum
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -14,7 +12,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from poolboard.fleet.models import Service
-from poolboard.lib.episodes import IDLE_IN_TX_STATES, LONG_QUERY
+from poolboard.lib.budget import state_breakdown
+from poolboard.lib.episodes import IDLE_IN_TX_STATES
+from poolboard.lib.pools import sum_present
 from poolboard.sources import pgactivity
 
 from .models import (
@@ -23,33 +23,13 @@ from .models import (
     MonitoredDatabase,
     QueryFingerprint,
     SecretError,
-    SessionCount,
+    SLOW_QUERY_ORDER,
     Snapshot,
     query_text_mode,
 )
 
 SESSION_SORTS = ("age", "pid", "application_name", "usename", "state")
-SLOW_SORTS = ("max", "p95", "count", "last_seen")
-
-
-class Percentile(Aggregate):
-    """percentile_cont(q) WITHIN GROUP (ORDER BY expr): PostgreSQL's exact percentile."""
-
-    function = "percentile_cont"
-    output_field = FloatField()
-
-    def __init__(self, expression, q: float, **extra):
-        self.q = float(q)
-        super().__init__(expression, **extra)
-
-    def as_sql(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        extra_sql = ""
-        if self.filter is not None:
-            fsql, fparams = compiler.compile(self.filter)
-            extra_sql = f" FILTER (WHERE {fsql})"
-            params = (*params, *fparams)
-        return f"percentile_cont({self.q}) WITHIN GROUP (ORDER BY {sql}){extra_sql}", params
+SLOW_SORTS = tuple(SLOW_QUERY_ORDER)
 
 
 def _partial(request, template: str, name: str) -> str:
@@ -67,17 +47,8 @@ def _banner_context() -> dict:
 def database_list(request):
     now = timezone.now()
     dbs = list(MonitoredDatabase.objects.all())
-    # Each database's newest snapshot in one query (DISTINCT ON), whatever the number of databases.
-    latest = {
-        snap.database_id: snap
-        for snap in Snapshot.objects.filter(database__in=dbs)
-        .order_by("database_id", "-slot")
-        .distinct("database_id")
-        .prefetch_related(Prefetch("counts", queryset=SessionCount.objects.select_related("service")))
-    }
-    open_counts = dict(
-        Episode.objects.open().values("database").annotate(n=Count("id")).values_list("database", "n")
-    )
+    latest = Snapshot.objects.newest_per_database(dbs)
+    open_counts = Episode.objects.open_counts_by_database()
     rows = []
     for db in dbs:
         snap = latest.get(db.pk)
@@ -143,27 +114,6 @@ def database_detail(request, name: str):
     return render(request, _partial(request, "databases/database.html", "db-live"), context)
 
 
-def slow_query_rows(database: MonitoredDatabase | None, since, sort: str = "max", service: Service | None = None):
-    episodes = Episode.objects.filter(kind=LONG_QUERY, first_seen__gte=since, query__isnull=False)
-    if database is not None:
-        episodes = episodes.filter(database=database)
-    if service is not None:
-        episodes = episodes.filter(service=service)
-    order = {"max": "-max_s", "p95": "-p95_s", "count": "-episodes", "last_seen": "-last"}[sort]
-    return (
-        episodes.values("query", "query__fingerprint", "query__text")
-        .annotate(
-            episodes=Count("id"),
-            max_s=Max("peak_age_s"),
-            p95_s=Percentile("peak_age_s", 0.95),
-            last=Max("last_seen"),
-            open=Count("id", filter=Q(ended=None)),
-            services=ArrayAgg("service__name", distinct=True, filter=Q(service__isnull=False), default=[]),
-        )
-        .order_by(order, "query")
-    )
-
-
 @require_GET
 @vary_on_headers("HX-Request")
 def slow_queries(request):
@@ -177,7 +127,7 @@ def slow_queries(request):
     sort = request.GET.get("sort", "max")
     if sort not in SLOW_SORTS:
         sort = "max"
-    rows = list(slow_query_rows(database, now - timedelta(days=days), sort)[:200])
+    rows = list(Episode.objects.slow_queries(now - timedelta(days=days), sort, database=database)[:200])
     context = {
         "rows": rows,
         "days": days,
@@ -204,42 +154,33 @@ def query_detail(request, fingerprint: str):
 
 
 def service_side(service: Service) -> dict:
-    """The database side of one service: its sessions in the newest snapshot of each database."""
+    """The database side of one service: its sessions in the newest snapshot of each database.
 
-    latest = {}
-    for db in MonitoredDatabase.objects.enabled():
-        snap = db.snapshots.order_by("-slot").only("id", "taken_at", "database_id").first()
-        if snap:
-            latest[snap.id] = (db, snap)
+    A fixed number of queries whatever the number of databases (it is part of the
+    service page): databases, their newest snapshots with counts, pools, open episodes.
+    """
+    dbs = list(MonitoredDatabase.objects.enabled())
+    newest = Snapshot.objects.newest_per_database(dbs)
     rows = []
-    for snap_id, (db, snap) in latest.items():
-        by_state = dict(
-            SessionCount.objects.filter(snapshot_id=snap_id, service=service)
-            .values("state").annotate(n=Sum("count")).values_list("state", "n")
-        )
+    for db in dbs:
+        snap = newest.get(db.pk)
+        if snap is None:
+            continue
+        by_state: dict[str, int] = {}
+        for count in snap.counts.all():
+            if count.service_id == service.id:
+                by_state[count.state] = by_state.get(count.state, 0) + count.count
         mine = [s for s in db.last_sessions or [] if s.get("service") == service.name]
         oldest = max((s["age_s"] for s in mine if s.get("xact_start") and s.get("age_s") is not None), default=None)
-        total = sum(by_state.values())
-        if not total and not mine:
+        states = state_breakdown(by_state)
+        if not states.total and not mine:
             continue
-        rows.append({
-            "db": db,
-            "snapshot": snap,
-            "total": total,
-            "active": by_state.get("active", 0),
-            "idle": by_state.get("idle", 0),
-            "idle_in_tx": sum(n for st, n in by_state.items() if st in IDLE_IN_TX_STATES),
-            "other": total - by_state.get("active", 0) - by_state.get("idle", 0)
-            - sum(n for st, n in by_state.items() if st in IDLE_IN_TX_STATES),
-            "oldest_xact_s": oldest,
-        })
+        rows.append({"db": db, "snapshot": snap, "states": states, "oldest_xact_s": oldest})
     pools = list(service.pools.all())
-    in_use = [p.in_use for p in pools if p.in_use is not None]
-    maxes = [p.max for p in pools if p.max is not None]
     return {
         "rows": rows,
-        "pool_in_use": sum(in_use) if in_use else None,
-        "pool_max": sum(maxes) if maxes else None,
+        "pool_in_use": sum_present(p.in_use for p in pools),
+        "pool_max": sum_present(p.max for p in pools),
         "open_episodes": Episode.objects.open().filter(service=service).count(),
     }
 

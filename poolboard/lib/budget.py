@@ -9,9 +9,10 @@ their own slots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from poolboard.lib.attribution import is_own
+from poolboard.lib.episodes import IDLE_IN_TX_STATES
 
 WARN_FRACTION = 0.8
 POOLBOARD = "(poolboard)"
@@ -128,3 +129,21 @@ def compute_budget(
         slices=slices,
         by_state=dict(sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
+
+
+@dataclass(frozen=True)
+class StateBreakdown:
+    total: int
+    active: int
+    idle: int
+    idle_in_tx: int  # both "idle in transaction" states
+    other: int  # fastpath, disabled, hidden ("")
+
+
+def state_breakdown(by_state: Mapping[str, int]) -> StateBreakdown:
+    """Group session counts by state into the columns people read; they add up to total."""
+    total = sum(by_state.values())
+    active = by_state.get("active", 0)
+    idle = by_state.get("idle", 0)
+    idle_in_tx = sum(n for state, n in by_state.items() if state in IDLE_IN_TX_STATES)
+    return StateBreakdown(total, active, idle, idle_in_tx, total - active - idle - idle_in_tx)

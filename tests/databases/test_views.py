@@ -209,3 +209,33 @@ def test_database_list_query_count_does_not_grow_with_the_databases(alice_client
     with django_assert_num_queries(len(one.captured_queries)):
         html = alice_client.get("/databases/").content.decode()
     assert "second-db" in html and "third-db" in html
+
+
+def test_service_panel_query_count_does_not_grow_with_the_databases(alice_client, snapped, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monitored, svc = snapped
+    url = f"/services/{svc.pk}/database-side/"
+    alice_client.get(url)  # warm the session
+    with CaptureQueriesContext(connection) as one:
+        html = alice_client.get(url).content.decode()
+    assert monitored.name in html
+    from poolboard.databases.views import service_side
+
+    [row] = service_side(svc)["rows"]
+    # The fixture's one hostile-svc session runs pg_sleep: active, and counted once.
+    assert (row["states"].total, row["states"].active, row["states"].idle_in_tx) == (1, 1, 0)
+    for name in ("second-db", "third-db"):
+        other = MonitoredDatabase.objects.create(name=name, host="127.0.0.1", dbname="postgres", user="root",
+                                                 last_sessions=monitored.last_sessions)
+        snap = monitored.snapshots.order_by("-slot").first()
+        counts = list(snap.counts.all())
+        snap.pk, snap.database = None, other
+        snap.save()
+        for count in counts:
+            count.pk, count.snapshot = None, snap
+            count.save()
+    with django_assert_num_queries(len(one.captured_queries)):
+        html = alice_client.get(url).content.decode()
+    assert "second-db" in html and "third-db" in html

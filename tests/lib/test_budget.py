@@ -54,3 +54,13 @@ def test_over_budget_scales_the_bar_to_the_total():
 def test_empty_server():
     b = compute_budget(ServerSettings(100, 3), [], Attributor([], []))
     assert b.total == 0 and b.slices == [] and b.utilization == 0.0
+
+
+def test_state_breakdown_groups_the_states_people_read_and_adds_up() -> None:
+    from poolboard.lib.budget import state_breakdown
+
+    states = state_breakdown(
+        {"active": 3, "idle": 5, "idle in transaction": 2, "idle in transaction (aborted)": 1, "": 4, "fastpath function call": 1}
+    )
+    assert (states.total, states.active, states.idle, states.idle_in_tx, states.other) == (16, 3, 5, 3, 5)
+    assert state_breakdown({}).total == 0
