@@ -40,3 +40,19 @@ def test_collect_once_without_sources_says_what_to_do(db) -> None:
     out = StringIO()
     call_command("collect", "--once", stdout=out)
     assert "no enabled Prometheus source: add one in the admin" in out.getvalue()
+
+
+def test_partitions_are_read_from_the_catalog_once_a_day_per_process(db, django_assert_num_queries) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from poolboard.fleet import partitions
+
+    partitions._ensured_day.clear()
+    day = datetime(2030, 5, 1, 12, tzinfo=timezone.utc)
+    partitions.ensure_partitions_today(day)
+    assert "fleet_poolsample_p20300501" in partitions.existing_partitions()
+    with django_assert_num_queries(0):
+        partitions.ensure_partitions_today(day + timedelta(hours=3))
+    partitions.ensure_partitions_today(day + timedelta(days=1))
+    assert "fleet_poolsample_p20300504" in partitions.existing_partitions()
+    partitions._ensured_day.clear()

@@ -22,7 +22,7 @@ from poolboard.lib.presets import assemble_readings
 from poolboard.sources.prometheus import PrometheusError
 
 from .models import CollectionRun, Pool, PrometheusSource, Service
-from .partitions import ensure_partitions
+from .partitions import ensure_partitions_today
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _collect_locked(source: PrometheusSource, slot: int) -> TickResult:
         finish_failed(source, run, exc.message, started)
         return TickResult(source.name, slot, "failed", error=exc.message)
     try:
-        ensure_partitions(ts)
+        ensure_partitions_today(ts)
         with transaction.atomic():
             samples, new_services = store(source, by_preset, ts)
             now = timezone.now()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,6 +41,18 @@ def ensure_partitions(now: datetime, table: str = RAW_TABLE) -> list[str]:
             cursor.execute(statement.as_string(cursor.connection))
         created.append(part.name)
     return created
+
+
+# The UTC day this process last ensured partitions for. Collection calls
+# ensure_partitions_today() on every tick; only the first tick of a day reads the catalog.
+_ensured_day: dict[str, object] = {}
+
+
+def ensure_partitions_today(now: datetime, table: str = RAW_TABLE) -> None:
+    day = now.astimezone(timezone.utc).date()
+    if _ensured_day.get(table) != day:
+        ensure_partitions(now, table)
+        _ensured_day[table] = day
 
 
 def drop_expired_partitions(now: datetime, table: str = RAW_TABLE) -> list[str]:
