@@ -33,40 +33,22 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throwaway_db import drop_throwaway_database, use_throwaway_database  # noqa: E402
 
 BENCH_DB = "poolboard_bench_collect"
-base_url = os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
-parts = urlsplit(base_url)
-os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "poolboard.settings")
-os.environ["POOLBOARD_PROCESS"] = "bench"
-os.environ["LOG_LEVEL"] = "WARNING"
 # A 2 000-pool answer must fit under the series cap.
 os.environ.setdefault("PROMETHEUS_MAX_SERIES", "20000")
-
 SERVICES = 400
 INSTANCES = 5
 RUNS = int(os.environ.get("BENCH_COLLECT_RUNS", "7"))
 RAW_ROWS = 1_000_000
 
-
-def admin_dsn() -> str:
-    return urlunsplit(parts._replace(path="/postgres"))
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-recreate_database()
+use_throwaway_database(BENCH_DB)
 
 import django  # noqa: E402
 
@@ -313,8 +295,4 @@ if __name__ == "__main__":
         main()
     finally:
         connection.close()
-        if os.environ.get("BENCH_KEEP_DB") != "1":
-            import psycopg
-
-            with psycopg.connect(admin_dsn(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        drop_throwaway_database(BENCH_DB)

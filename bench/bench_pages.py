@@ -14,7 +14,6 @@ create-blocks-from openmetrics`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,30 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throwaway_db import drop_throwaway_database, use_throwaway_database  # noqa: E402
 
 BENCH_DB = "poolboard_bench_pages"
-base_url = os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
-parts = urlsplit(base_url)
-os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "poolboard.settings")
-os.environ["POOLBOARD_PROCESS"] = "bench"
-os.environ["LOG_LEVEL"] = "WARNING"
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-recreate_database()
+use_throwaway_database(BENCH_DB)
 
 import django  # noqa: E402
 
@@ -274,9 +258,4 @@ if __name__ == "__main__":
         main()
     finally:
         connection.close()
-        recreate = os.environ.get("BENCH_KEEP_DB") != "1"
-        if recreate:
-            import psycopg
-
-            with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        drop_throwaway_database(BENCH_DB)
