@@ -7,18 +7,13 @@ import os
 import psycopg
 import pytest
 
-from tests.sources.test_pgactivity import HOST, PORT, SUPERUSER, Sessions, admin_conn
+from tests.pg import HOST, PORT, SUPERUSER, Sessions, admin_conn, throwaway_database
 
 
 @pytest.fixture(scope="session")
 def target_dbname():
-    name = f"pb_test_dbside_{os.getpid()}"
-    with admin_conn() as a:
-        a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        a.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with admin_conn() as a:
-        a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(f"pb_test_dbside_{os.getpid()}") as name:
+        yield name
 
 
 @pytest.fixture

@@ -20,16 +20,10 @@ import pytest
 from poolboard.lib.querytext import TRUNCATED
 from poolboard.sources import pgactivity
 from poolboard.sources.pgactivity import Limits, MonitorError, Target
+from tests.pg import HOST, PORT, SUPERUSER, Sessions, admin_conn, throwaway_database
 
-HOST = os.environ.get("POOLBOARD_TEST_PGHOST", "127.0.0.1")
-PORT = int(os.environ.get("POOLBOARD_TEST_PGPORT", "5432"))
-SUPERUSER = os.environ.get("POOLBOARD_TEST_PGUSER", "root")
 SUFFIX = f"{os.getpid()}"
 BILLING = f"billing-t{SUFFIX}"
-
-
-def admin_conn(dbname="postgres"):
-    return psycopg.connect(host=HOST, port=PORT, user=SUPERUSER, dbname=dbname, autocommit=True)
 
 
 def monitor_count(conn, dbname: str | None = None) -> int:
@@ -58,13 +52,8 @@ def settled_monitor_count(conn, expected: int, dbname: str | None = None) -> int
 
 @pytest.fixture(scope="module")
 def db():
-    name = f"pb_test_pgact_{SUFFIX}"
-    with admin_conn() as a:
-        a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        a.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with admin_conn() as a:
-        a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(f"pb_test_pgact_{SUFFIX}") as name:
+        yield name
 
 
 @pytest.fixture
@@ -76,73 +65,6 @@ def admin():
 @pytest.fixture
 def target(db):
     return Target(host=HOST, port=PORT, dbname=db, user=SUPERUSER)
-
-
-class Sessions:
-    """Open real sessions in states a monitor should see; close them all on teardown."""
-
-    def __init__(self, dbname):
-        self.dbname = dbname
-        self.conns: list[psycopg.Connection] = []
-        self.threads: list[threading.Thread] = []
-
-    def open(self, app, user=SUPERUSER, dbname=None, autocommit=True):
-        conn = psycopg.connect(
-            host=HOST, port=PORT, user=user, dbname=dbname or self.dbname,
-            application_name=app, autocommit=autocommit,
-        )
-        self.conns.append(conn)
-        return conn
-
-    def idle(self, app):
-        conn = self.open(app)
-        conn.execute("SELECT 1")
-        return conn
-
-    def idle_in_transaction(self, app, sql="SELECT 1"):
-        conn = self.open(app, autocommit=False)
-        conn.execute(sql)
-        return conn
-
-    def active(self, app, sql="SELECT pg_sleep(30)", dbname=None):
-        conn = self.open(app, dbname=dbname)
-        started = threading.Event()
-
-        def run():
-            started.set()
-            try:
-                conn.execute(sql)
-            except Exception:
-                pass
-
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        started.wait()
-        self.threads.append(t)
-        return conn
-
-    def wait_active(self, admin, n):
-        for _ in range(100):
-            got = admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-                " AND pid <> pg_backend_pid()",
-                (self.dbname,),
-            ).fetchone()[0]
-            if got >= n:
-                return
-            time.sleep(0.05)
-        raise AssertionError("sessions did not become active")
-
-    def close(self):
-        for conn in self.conns:
-            try:
-                conn.cancel_safe(timeout=2)
-            except Exception:
-                pass
-        for t in self.threads:
-            t.join(timeout=5)
-        for conn in self.conns:
-            conn.close()
 
 
 @pytest.fixture
