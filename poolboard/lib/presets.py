@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from . import promql
-from .pools import FIELDS, PoolKey
+from .pools import FIELD_LABELS, FIELDS, PoolKey
 
 # Label that carries the exporter's own `instance` after Prometheus renamed it.
 EXPORTED_INSTANCE = "exported_instance"
@@ -105,6 +105,10 @@ class Preset:
 
     def missing_fields(self) -> list[str]:
         return [f for f in FIELDS if f not in self.queries]
+
+    def field_note(self, name: str) -> str:
+        """Why a field is missing, in the preset's words when it has them (pages and API)."""
+        return self.notes.get(name) or f"The {self.name} preset gives no {FIELD_LABELS[name]}"
 
     def marker_matches(self, metric_name: str) -> bool:
         return re.fullmatch(self.marker, metric_name) is not None
