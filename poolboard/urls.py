@@ -11,7 +11,5 @@ urlpatterns = [
     path("healthz", selfmon.healthz, name="healthz"),
     path("metrics", selfmon.metrics, name="metrics"),
     path("api/v1/", include("poolboard.api.urls")),
-    path("api/v1/", include("poolboard.databases.api_urls")),
-    path("", include("poolboard.databases.urls")),
     path("", include("poolboard.dashboard.urls")),
 ]

@@ -1,10 +1,18 @@
+"""Every JSON endpoint under /api/v1/. An endpoint's code is in `views/<area>.py`."""
+
 from django.urls import path
 
-from . import views
+from .views import databases, services
 
 app_name = "api"
 urlpatterns = [
-    path("services/", views.services, name="services"),
-    path("services/<str:name>/", views.service_detail, name="service"),
-    path("services/<str:name>/series/", views.service_series, name="service-series"),
+    # views/services.py
+    path("services/", services.services, name="services"),
+    path("services/<str:name>/", services.service_detail, name="service"),
+    path("services/<str:name>/series/", services.service_series, name="service-series"),
+    # views/databases.py
+    path("databases/", databases.databases, name="databases"),
+    path("databases/<slug:name>/sessions/", databases.sessions, name="sessions"),
+    path("episodes/", databases.episodes, name="episodes"),
+    path("queries/slow/", databases.slow_queries, name="slow-queries"),
 ]

@@ -1,9 +1,32 @@
+"""Every HTML page of poolboard. A page's code is in `views/<area>.py`, its template in
+`templates/<area>/` (README, "Layout")."""
+
 from django.urls import path
 
-from . import views
+from .views import databases, services
 
 app_name = "dashboard"
 urlpatterns = [
-    path("", views.overview, name="overview"),
-    path("services/<int:pk>/", views.service_detail, name="service"),
+    # views/services.py: the fleet overview and one service
+    path("", services.overview, name="overview"),
+    path("services/<int:pk>/", services.service_detail, name="service"),
+    # views/databases.py: monitored servers, their sessions, episodes and slow queries
+    path("services/<int:pk>/database-side/", databases.service_panel, name="service-database-side"),
+    path("databases/", databases.database_list, name="databases"),
+    path("databases/<slug:name>/", databases.database_detail, name="database"),
+    path("databases/<slug:name>/sessions/<int:pid>/signal/", databases.signal_session, name="signal-session"),
+    path("queries/slow/", databases.slow_queries, name="slow-queries"),
+    path("queries/<str:fingerprint>/", databases.query_detail, name="query"),
 ]
+
+# Which top-bar entry a page belongs to (the context processor marks it current).
+NAV_SECTIONS = {
+    "overview": "fleet",
+    "service": "fleet",
+    "service-database-side": "fleet",
+    "databases": "databases",
+    "database": "databases",
+    "signal-session": "databases",
+    "slow-queries": "slow-queries",
+    "query": "slow-queries",
+}

@@ -221,7 +221,7 @@ def test_service_panel_query_count_does_not_grow_with_the_databases(alice_client
     with CaptureQueriesContext(connection) as one:
         html = alice_client.get(url).content.decode()
     assert monitored.name in html
-    from poolboard.databases.views import service_side
+    from poolboard.dashboard.views.databases import service_side
 
     [row] = service_side(svc)["rows"]
     # The fixture's one hostile-svc session runs pg_sleep: active, and counted once.

@@ -82,7 +82,7 @@ def overview(request):
         "total": len(rows),
         "now": now,
     }
-    template = "dashboard/overview.html"
+    template = "services/overview.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#fleet-table"
     return render(request, template, context)
@@ -151,7 +151,7 @@ def service_detail(request, pk: int):
         "now": now,
         "range": range_key,
     }
-    template = "dashboard/service.html"
+    template = "services/service.html"
     partial = None
     if request.htmx and not request.htmx.history_restore_request:
         # The range buttons swap the charts; the 10 s poll swaps the current values.

@@ -9,7 +9,7 @@ from django.utils import timezone
 from poolboard.api.auth import api_view, json_response
 from poolboard.fleet.models import Service
 
-from .models import Episode, MonitoredDatabase, SessionCount, Snapshot
+from poolboard.databases.models import Episode, MonitoredDatabase, SessionCount, Snapshot
 
 
 def _iso(value):

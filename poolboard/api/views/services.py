@@ -5,10 +5,9 @@ from django.utils import timezone
 from poolboard.fleet.models import CANONICAL_FIELDS, Service, stale_after
 from poolboard.history.queries import DEFAULT_RANGE, RANGES, SERIES_FIELDS
 from poolboard.history.queries import service_series as service_series_query
-from poolboard.dashboard.views import field_note
 from poolboard.lib.pools import summarize_service
 
-from .auth import api_view, json_response
+from poolboard.api.auth import api_view, json_response
 
 
 def pool_json(pool, now) -> dict:
@@ -123,7 +122,7 @@ def service_series(request, name: str):
             "step_seconds": series.step,
             "source": series.range.source,
             "available": available,
-            "message": None if available else field_note(preset, field),
+            "message": None if available else preset.field_note(field),
             "points": series.points(field),
             "generated_at": now.isoformat(),
         }

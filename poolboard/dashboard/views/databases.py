@@ -17,7 +17,7 @@ from poolboard.lib.episodes import IDLE_IN_TX_STATES
 from poolboard.lib.pools import sum_present
 from poolboard.sources import pgactivity
 
-from .models import (
+from poolboard.databases.models import (
     BackendAction,
     Episode,
     MonitoredDatabase,
@@ -222,7 +222,7 @@ def signal_session(request, name: str, pid: int):
     session = _find_session(db, pid, backend_start)
     if session is None:
         messages.error(request, f"Session {pid} is no longer in the newest snapshot; nothing was done.")
-        return redirect("databases:database", name=db.name)
+        return redirect("dashboard:database", name=db.name)
     if request.method == "GET":
         return render(request, "databases/confirm_signal.html", {"db": db, "s": session, "action": action})
 
@@ -244,4 +244,4 @@ def signal_session(request, name: str, pid: int):
         messages.success(request, f"{action.capitalize()} sent to backend {pid} ({session['application_name']}).")
     else:
         messages.error(request, f"{action.capitalize()} of backend {pid} failed: {audit.error}")
-    return redirect("databases:database", name=db.name)
+    return redirect("dashboard:database", name=db.name)
