@@ -1,0 +1,100 @@
+"""Everything lib.diagnosis needs for many services, read in a fixed number of queries.
+
+One diagnosis pass reads, for all the services it diagnoses at once (never one query per
+service, DESIGN §9):
+1. their pools' raw samples over the window, added up per (service, instance, tick) in SQL;
+2. their server-side points and episodes over the same window (databases app);
+3. their agents' latest held-connection reports;
+4. their threshold overrides.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import fields, replace
+from datetime import datetime, timedelta
+
+from django.db import connection
+
+from poolboard.lib import diagnosis as engine
+
+# The canonical fields the engine reads, in PoolPoint order. Counts and gauges are added up
+# over a service's pools; the two mean times are averaged (a mean of means is approximate,
+# but the exporters give no per-pool weights to do better with).
+SUMMED = ("max", "in_use", "idle", "pending", "timeouts", "conns_opened", "conns_closed", "acquisitions")
+AVERAGED = ("acquire_s", "hold_s")
+
+# Go's database/sql reports max = 0 for "unlimited": NULLIF keeps it out of the sum, so such a
+# pool reads as "no max" (absent), never as a pool of size 0.
+_SAMPLES_SQL = """
+SELECT p.service_id, p.instance, s.ts,
+       {summed},
+       {averaged}
+  FROM fleet_poolsample AS s
+  JOIN fleet_pool AS p ON p.id = s.pool_id
+ WHERE s.ts > %s AND s.ts <= %s AND p.service_id = ANY(%s)
+ GROUP BY p.service_id, p.instance, s.ts
+ ORDER BY p.service_id, p.instance, s.ts
+""".format(
+    summed=", ".join(
+        "SUM(NULLIF(s.max, 0))" if f == "max" else f"SUM(s.{f})" for f in SUMMED
+    ),
+    averaged=", ".join(f"AVG(s.{f})" for f in AVERAGED),
+)
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def pool_points(service_ids: list[int], start: datetime, end: datetime) -> dict[int, dict[str, list[engine.PoolPoint]]]:
+    """{service_id: {instance: [PoolPoint, oldest first]}} from the raw samples in (start, end]."""
+    # The raw-sample table is partitioned by day with BRIN on ts: the ts range prunes
+    # partitions and blocks; the pool join is a hash join on the small fleet_pool table.
+    out: dict[int, dict[str, list[engine.PoolPoint]]] = defaultdict(lambda: defaultdict(list))
+    with connection.cursor() as cursor:
+        cursor.execute(_SAMPLES_SQL, [start, end, list(service_ids)])
+        for row in cursor.fetchall():
+            service_id, instance, ts = row[0], row[1], row[2]
+            values = dict(zip(SUMMED + AVERAGED, row[3:]))
+            out[service_id][instance].append(engine.PoolPoint(ts=ts, **values))
+    return out
+
+
+def total_points(instances: dict[str, list[engine.PoolPoint]]) -> list[engine.PoolPoint]:
+    """The service's points added up over instances per tick (the means averaged)."""
+    by_ts: dict[datetime, list[engine.PoolPoint]] = defaultdict(list)
+    for points in instances.values():
+        for point in points:
+            by_ts[point.ts].append(point)
+    total = []
+    for ts in sorted(by_ts):
+        points = by_ts[ts]
+        values = {}
+        for f in SUMMED:
+            acc = None
+            for p in points:
+                acc = _add(acc, getattr(p, f))
+            values[f] = acc
+        for f in AVERAGED:
+            present = [getattr(p, f) for p in points if getattr(p, f) is not None]
+            values[f] = sum(present) / len(present) if present else None
+        total.append(engine.PoolPoint(ts=ts, **values))
+    return total
+
+
+def thresholds_for(overrides: dict | None) -> engine.Thresholds:
+    """The default thresholds with a service's overrides (unknown keys are ignored)."""
+    base = engine.Thresholds()
+    if not overrides:
+        return base
+    known = {f.name for f in fields(engine.Thresholds)}
+    return replace(base, **{k: float(v) for k, v in overrides.items() if k in known})
+
+
+def window_start(now: datetime, window: timedelta) -> datetime:
+    return now - window

@@ -1,0 +1,181 @@
+"""Diagnosis findings (opened and closed per service, with their evidence) and agent reports.
+
+A finding row is one verdict of one kind for one service, from the tick it first held to the
+tick it stopped holding: "when did this start" and "did it happen last week" are queries on
+this table. The verdicts themselves are computed by `poolboard.lib.diagnosis` (pure).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from poolboard.fleet.models import Service
+
+KIND_CHOICES = [
+    ("leak", "leak suspected"),
+    ("stuck", "stuck"),
+    ("saturation", "saturated"),
+    ("slow_queries", "slow queries"),
+    ("churn", "connection churn"),
+    ("not_enough_data", "not enough data"),
+]
+SEVERITY_CHOICES = [("crit", "critical"), ("warn", "warning"), ("info", "info")]
+SEVERITY_ORDER = {"crit": 0, "warn": 1, "info": 2, "ok": 3}
+# Which verdicts the overview leads with when several hold: the most actionable first
+# (a leak is a code fix someone can make now; saturation is a capacity decision).
+KIND_ORDER = {"stuck": 0, "leak": 1, "slow_queries": 2, "saturation": 3, "churn": 4, "not_enough_data": 5}
+
+
+class FindingQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(closed_at__isnull=True)
+
+    def for_services(self, service_ids):
+        return self.filter(service_id__in=list(service_ids))
+
+    def open_by_service(self, service_ids=None) -> dict[int, list[Finding]]:
+        """{service_id: [open findings, most actionable first]} in one query."""
+        qs = self.open()
+        if service_ids is not None:
+            qs = qs.for_services(service_ids)
+        out: dict[int, list[Finding]] = {}
+        for finding in qs:
+            out.setdefault(finding.service_id, []).append(finding)
+        for findings in out.values():
+            findings.sort(key=Finding.rank)
+        return out
+
+    def record(self, verdicts: dict[int, list], now: datetime) -> dict[str, int]:
+        """Store one diagnosis pass: open new findings, refresh ongoing ones, close the rest.
+
+        `verdicts` maps service id → the engine's findings for it ("healthy" ones are not
+        stored: a service with no open finding is healthy). Services not in `verdicts` are
+        left alone. A fixed number of queries whatever the number of services: one read of
+        the open rows, one INSERT, one bulk UPDATE, one UPDATE closing.
+        """
+        with transaction.atomic():
+            # select_for_update: two overlapping passes (a redelivered task) must not both
+            # open the same (service, kind); the partial unique index is the belt.
+            current = {
+                (f.service_id, f.kind): f
+                for f in self.open().for_services(verdicts).select_for_update()
+            }
+            to_create, to_update, seen = [], [], set()
+            for service_id, findings in verdicts.items():
+                for v in findings:
+                    if v.kind == "healthy":
+                        continue
+                    key = (service_id, v.kind)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    row = current.get(key)
+                    fields = Finding.fields_from(v, now)
+                    if row is None:
+                        to_create.append(Finding(service_id=service_id, kind=v.kind, opened_at=v.since, **fields))
+                    else:
+                        for name, value in fields.items():
+                            setattr(row, name, value)
+                        # A worse severity later in the same episode raises the peak.
+                        if SEVERITY_ORDER[row.severity] < SEVERITY_ORDER.get(row.peak_severity, 9):
+                            row.peak_severity = row.severity
+                        to_update.append(row)
+            for row in to_create:
+                row.peak_severity = row.severity
+            self.bulk_create(to_create)
+            if to_update:
+                self.bulk_update(
+                    to_update,
+                    ["severity", "peak_severity", "confidence", "last_seen_at", "evidence", "fix",
+                     "suspected_leaked", "detail", "summary"],
+                )
+            closing = [f.pk for key, f in current.items() if key not in seen]
+            if closing:
+                self.filter(pk__in=closing).update(closed_at=now)
+        return {"opened": len(to_create), "updated": len(to_update), "closed": len(closing)}
+
+
+class Finding(models.Model):
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="findings")
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    severity = models.CharField(max_length=5, choices=SEVERITY_CHOICES)
+    peak_severity = models.CharField(max_length=5, choices=SEVERITY_CHOICES, default="info")
+    confidence = models.FloatField(help_text="0–1: how many independent signals agree")
+    # opened_at is when the data says it began (e.g. when in use started rising), which can
+    # be earlier than the pass that first noticed it.
+    opened_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    summary = models.CharField(max_length=300, help_text="one line for the overview")
+    # [{"text": ..., "start": iso, "end": iso}, ...]: numbers a human can check, with the
+    # chart range each refers to.
+    evidence = models.JSONField(default=list)
+    fix = models.TextField()
+    suspected_leaked = models.FloatField(default=0)
+    detail = models.JSONField(default=dict, blank=True)
+
+    objects = FindingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # One open finding per (service, kind): record() relies on it.
+            models.UniqueConstraint(
+                fields=["service", "kind"], condition=models.Q(closed_at__isnull=True), name="diagnosis_one_open_per_kind"
+            ),
+        ]
+        indexes = [
+            # The service page's history and /api/v1/findings/?service= read newest first.
+            models.Index(fields=["service", "-opened_at"], name="diagnosis_finding_history"),
+            # /api/v1/findings/?kind=&open=1 and the leaks page read open findings of a kind.
+            models.Index(fields=["kind"], condition=models.Q(closed_at__isnull=True), name="diagnosis_open_by_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.kind} since {self.opened_at:%Y-%m-%d %H:%M}"
+
+    @staticmethod
+    def fields_from(verdict, now: datetime) -> dict:
+        evidence = [{"text": e.text, "start": e.start.isoformat(), "end": e.end.isoformat()} for e in verdict.evidence]
+        severity = verdict.severity if verdict.severity in SEVERITY_ORDER and verdict.severity != "ok" else "info"
+        return {
+            "severity": severity,
+            "confidence": round(float(verdict.confidence), 3),
+            "last_seen_at": now,
+            "evidence": evidence,
+            "fix": verdict.fix,
+            "suspected_leaked": float(verdict.suspected_leaked or 0),
+            "detail": verdict.detail or {},
+            "summary": (evidence[0]["text"] if evidence else verdict.fix)[:300],
+        }
+
+    def rank(self) -> tuple[int, int, float]:
+        return (KIND_ORDER.get(self.kind, 9), SEVERITY_ORDER.get(self.severity, 9), -self.confidence)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+    def duration(self, now: datetime | None = None):
+        return (self.closed_at or now or timezone.now()) - self.opened_at
+
+
+class ServiceThresholds(models.Model):
+    """Per-service overrides of lib.diagnosis.Thresholds (empty = the defaults)."""
+
+    service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="diagnosis_thresholds")
+    overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='e.g. {"leak_s": 120} — names as in poolboard/lib/diagnosis.py Thresholds',
+    )
+
+    class Meta:
+        verbose_name = "diagnosis thresholds"
+        verbose_name_plural = "diagnosis thresholds"
+
+    def __str__(self) -> str:
+        return f"thresholds for {self.service}"
