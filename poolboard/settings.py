@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "poolboard.api",
     "poolboard.databases",
     "poolboard.history",
+    "poolboard.diagnosis",
 ]
 
 MIDDLEWARE = [
