@@ -4,11 +4,18 @@ A synthetic fleet of 2 000 pool series (400 services × 5 instances, Go-style db
 metrics, 11 series per pool) served by 5 exposition servers and scraped every second
 by a real Prometheus (`honor_labels: true`, so each series keeps its own job/instance).
 
+Then the same at 10 000 pool series (2 000 services × 5, scraped every 2 s), the scale one
+15 s tick must carry on 2 cores.
+
+The exporters run in a child process (bench/synthetic_fleet.py).
+
 Prints:
   collect_tick_ratio     median poolboard tick (poolboard.fleet.collection.collect_source)
                          ÷ median bare tick (the same preset queries through the same client,
                          plus a COPY of the same rows into a scratch table), interleaved in
                          one run; target ≤ 1.5
+  collect_tick_ratio_10000, collect_tick_ms_10000   the same at 10 000 pool series; target
+                         ≤ 1.5, and the tick well inside the 15 s interval
   bytes_per_raw_sample   on-disk size of fleet_poolsample (all partitions, indexes included)
                          ÷ rows, after inserting ~1 M rows
   bytes_per_rollup_row   on-disk size of history_rollup_5m ÷ rows, after rolling those up
@@ -19,26 +26,18 @@ Runs against a throwaway database (poolboard_bench_collect, dropped and re-creat
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.parse
-import urllib.request
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throwaway_db import drop_throwaway_database, use_throwaway_database  # noqa: E402
+from throwaway_db import run_then_drop, use_throwaway_database  # noqa: E402
 
 BENCH_DB = "poolboard_bench_collect"
 # A 2 000-pool answer must fit under the series cap.
@@ -46,6 +45,8 @@ os.environ.setdefault("PROMETHEUS_MAX_SERIES", "20000")
 SERVICES = 400
 INSTANCES = 5
 RUNS = int(os.environ.get("BENCH_COLLECT_RUNS", "7"))
+BIG_POOLS = 10_000
+BIG_RUNS = int(os.environ.get("BENCH_COLLECT_BIG_RUNS", "5"))
 RAW_ROWS = 1_000_000
 
 use_throwaway_database(BENCH_DB)
@@ -63,114 +64,9 @@ from poolboard.fleet.partitions import ensure_partitions  # noqa: E402
 from poolboard.history import rollup  # noqa: E402
 from poolboard.lib.pools import FIELDS  # noqa: E402
 from poolboard.lib.presets import assemble_readings  # noqa: E402
-from tests.prom import PROMETHEUS_BIN, free_port  # noqa: E402
+from synthetic_fleet import SyntheticFleet  # noqa: E402
 
 call_command("migrate", verbosity=0)
-
-
-class FleetExporter:
-    """One instance's /metrics for all 400 services: gauges that move, counters that grow."""
-
-    def __init__(self, instance: int) -> None:
-        self.instance = instance
-        self.port = free_port()
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                body = exporter.text(time.time()).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain; version=0.0.4")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # Prometheus gave up on this scrape (timeout or shutdown)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def text(self, now: float) -> str:
-        lines = []
-        tick = int(now)
-        for metric, kind in (
-            ("db_pool_max_open_connections", "gauge"),
-            ("db_pool_in_use_connections", "gauge"),
-            ("db_pool_idle_connections", "gauge"),
-            ("db_pool_pending_requests", "gauge"),
-            ("db_pool_exhausted_total", "counter"),
-            ("db_pool_wait_total", "counter"),
-            ("db_pool_wait_duration_seconds_total", "counter"),
-            ("db_connection_hold_duration_seconds_sum", "counter"),
-            ("db_connection_hold_duration_seconds_count", "counter"),
-            ("db_pool_connections_created_total", "counter"),
-            ("db_pool_connections_closed_total", "counter"),
-        ):
-            lines.append(f"# TYPE {metric} {'untyped' if kind == 'counter' else 'gauge'}")
-            for s in range(SERVICES):
-                labels = f'{{job="svc-{s:03d}",instance="10.1.{self.instance}.{s % 250}:8080",pool_name="main"}}'
-                in_use = (s + tick + self.instance) % 11
-                value = {
-                    "db_pool_max_open_connections": 10,
-                    "db_pool_in_use_connections": min(in_use, 10),
-                    "db_pool_idle_connections": 10 - min(in_use, 10),
-                    "db_pool_pending_requests": max(in_use - 10, 0),
-                    "db_pool_exhausted_total": tick // 97,
-                    "db_pool_wait_total": tick * 3,
-                    "db_pool_wait_duration_seconds_total": tick * 0.006,
-                    "db_connection_hold_duration_seconds_sum": tick * 2.5,
-                    "db_connection_hold_duration_seconds_count": tick * 50,
-                    "db_pool_connections_created_total": tick // 30,
-                    "db_pool_connections_closed_total": tick // 31,
-                }[metric]
-                lines.append(f"{metric}{labels} {value}")
-        return "\n".join(lines) + "\n"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def start_prometheus(targets: list[str], work: Path) -> tuple[subprocess.Popen, str]:
-    config = work / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
-        "  - job_name: fleet\n    honor_labels: true\n    static_configs:\n"
-        f"      - targets: {json.dumps(targets)}\n"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def prom_count(url: str, promql: str) -> int:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}), timeout=5) as r:
-            result = json.load(r)["data"]["result"]
-    except OSError:
-        return 0
-    return int(float(result[0]["value"][1])) if result else 0
-
-
-def wait_for_fleet(url: str) -> None:
-    deadline = time.monotonic() + 90
-    want = SERVICES * INSTANCES
-    while time.monotonic() < deadline:
-        if (
-            prom_count(url, "count(db_pool_in_use_connections)") == want
-            and prom_count(url, "count(rate(db_pool_wait_total[10s]) > 0)") == want
-        ):
-            return
-        time.sleep(0.5)
-    raise RuntimeError("Prometheus did not get the whole synthetic fleet within 90 s")
 
 
 COPY_SCRATCH = "COPY bench_scratch (pool_id, ts, {}) FROM STDIN".format(", ".join(FIELDS))
@@ -202,47 +98,57 @@ def relation_bytes(sql_from: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def main() -> None:
-    exporters = [FleetExporter(i) for i in range(INSTANCES)]
-    work = Path(tempfile.mkdtemp(prefix="pb-bench-collect-"))
-    proc, url = start_prometheus([f"127.0.0.1:{e.port}" for e in exporters], work)
-    try:
-        wait_for_fleet(url)
-        source = PrometheusSource.objects.create(name="fleet", url=url, presets=["db_pool"], rate_window="10s", timeout_s=30)
-        ensure_partitions(datetime.now(timezone.utc))
-        first = collect_source(source, 1)  # creates the 400 services and 2 000 pools: not timed
+def measure_ticks(services: int, scrape_interval: str, rate_window: str, runs: int) -> tuple[float, float, dict]:
+    """Median poolboard tick and median bare tick (seconds) at services × INSTANCES pools."""
+    pools = services * INSTANCES
+    # Each scale is its own source with its own job names (service names are unique across sources).
+    with SyntheticFleet(services, INSTANCES, scrape_interval, rate_window, prefix=f"s{pools}-") as fleet:
+        source = PrometheusSource.objects.create(
+            name=f"fleet-{pools}", url=fleet.url, presets=["db_pool"], rate_window=rate_window, timeout_s=30
+        )
+        first = collect_source(source, 1)  # creates the services and pools: not timed
         assert first.status == "ok", first.error
-        assert first.samples == SERVICES * INSTANCES, first.samples
+        assert first.samples == pools, first.samples
         source.refresh_from_db()
-        pool_ids = {(p.service.name, p.instance, p.name): p.id for p in Pool.objects.select_related("service")}
+        pool_ids = {(p.service.name, p.instance, p.name): p.id for p in Pool.objects.filter(service__source=source).select_related("service")}
         with connection.cursor() as cursor:
-            cursor.execute("CREATE TABLE bench_scratch (LIKE fleet_poolsample INCLUDING DEFAULTS)")
-            cursor.execute("ALTER TABLE bench_scratch ADD PRIMARY KEY (pool_id, ts)")
-            cursor.execute("CREATE INDEX ON bench_scratch USING brin (ts)")
+            cursor.execute("TRUNCATE bench_scratch")
         bare_tick(source, pool_ids)  # warm-up
 
         ticks, bares = [], []
-        for run in range(RUNS):
+        for run in range(runs):
             time.sleep(1.0)
             started = time.perf_counter()
-            assert bare_tick(source, pool_ids) == SERVICES * INSTANCES
+            assert bare_tick(source, pool_ids) == pools
             bares.append(time.perf_counter() - started)
             time.sleep(1.0)
             started = time.perf_counter()
             result = collect_source(source, 2 + run)
             ticks.append(time.perf_counter() - started)
-            assert result.status == "ok" and result.samples == SERVICES * INSTANCES, (result.status, result.error)
-        tick_s, bare_s = statistics.median(ticks), statistics.median(bares)
-        print(f"collect_pool_series: {SERVICES * INSTANCES}")
-        print(f"collect_tick_ms: {tick_s * 1000:.0f}")
-        print(f"collect_bare_ms: {bare_s * 1000:.0f}")
-        print(f"collect_tick_ratio: {tick_s / bare_s:.2f}", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        for exporter in exporters:
-            exporter.close()
-        shutil.rmtree(work, ignore_errors=True)
+            assert result.status == "ok" and result.samples == pools, (result.status, result.error)
+    return statistics.median(ticks), statistics.median(bares), pool_ids
+
+
+def main() -> None:
+    ensure_partitions(datetime.now(timezone.utc))
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_scratch (LIKE fleet_poolsample INCLUDING DEFAULTS)")
+        cursor.execute("ALTER TABLE bench_scratch ADD PRIMARY KEY (pool_id, ts)")
+        cursor.execute("CREATE INDEX ON bench_scratch USING brin (ts)")
+
+    tick_s, bare_s, pool_ids = measure_ticks(SERVICES, "1s", "10s", RUNS)
+    print(f"collect_pool_series: {SERVICES * INSTANCES}")
+    print(f"collect_tick_ms: {tick_s * 1000:.0f}")
+    print(f"collect_bare_ms: {bare_s * 1000:.0f}")
+    print(f"collect_tick_ratio: {tick_s / bare_s:.2f}", flush=True)
+
+    # The scale one 15 s tick must carry on 2 cores. Scraped every 2 s: one process
+    # writing 110 000 lines every second would be the benchmark's own bottleneck.
+    big_services = BIG_POOLS // INSTANCES
+    tick_s, bare_s, _ = measure_ticks(big_services, "2s", "20s", BIG_RUNS)
+    print(f"collect_tick_ms_{BIG_POOLS}: {tick_s * 1000:.0f}")
+    print(f"collect_bare_ms_{BIG_POOLS}: {bare_s * 1000:.0f}")
+    print(f"collect_tick_ratio_{BIG_POOLS}: {tick_s / bare_s:.2f}", flush=True)
 
     # --- storage: ~1 M raw samples, then their 5-minute rollups -------------------------
     with connection.cursor() as cursor:
@@ -291,8 +197,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        connection.close()
-        drop_throwaway_database(BENCH_DB)
+    run_then_drop(main, BENCH_DB)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throwaway_db import drop_throwaway_database, use_throwaway_database  # noqa: E402
+from throwaway_db import run_then_drop, use_throwaway_database  # noqa: E402
 
 BENCH_DB = "poolboard_bench_pages"
 use_throwaway_database(BENCH_DB)
@@ -254,8 +254,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        connection.close()
-        drop_throwaway_database(BENCH_DB)
+    run_then_drop(main, BENCH_DB)

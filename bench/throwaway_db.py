@@ -36,3 +36,14 @@ def drop_throwaway_database(name: str) -> None:
         return
     with psycopg.connect(admin_dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_then_drop(main, name: str) -> None:
+    """Run a benchmark's main(), then close Django's connection and drop its database."""
+    from django.db import connection
+
+    try:
+        main()
+    finally:
+        connection.close()
+        drop_throwaway_database(name)
