@@ -7,13 +7,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench system-prometheus system-chromium
+.PHONY: demo test lint bench lock system-prometheus system-chromium
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+
+# One virtualenv for demo, test and bench, installed from the lock (exact versions with their
+# hashes, what CI ran), then the project itself without resolving anything again. `pip check`
+# fails when pyproject.toml asks for a package the lock lacks: run `make lock` then.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml (after adding or bumping a dependency).
+lock:
+	test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet 'uv>=0.13'; }
+	$(VENV)/bin/uv pip compile pyproject.toml --extra demo --extra dev --python-version 3.11 \
+	  --generate-hashes --quiet -o $(LOCK)
 
 # Debian packages: installed only when missing, with apt-get when we are root.
 define apt_install
@@ -36,7 +49,11 @@ system-chromium:
 demo: $(STAMP) system-prometheus
 	$(PY) scripts/demo.py
 
-test: $(STAMP) system-prometheus system-chromium
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Lint first: a lint error fails the run before the suite spends minutes.
+test: $(STAMP) system-prometheus system-chromium lint
 	$(PY) -m poolboard.bootstrap
 	$(PY) scripts/run_tests.py
 
