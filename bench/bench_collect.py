@@ -166,7 +166,7 @@ def main() -> None:
         # overflow absent as with db_pool (NULL).
         cursor.execute(
             """
-            INSERT INTO fleet_poolsample (pool_id, ts, max, in_use, idle, pending, timeouts, acquire_s, hold_s, created, closed)
+            INSERT INTO fleet_poolsample (pool_id, ts, max, in_use, idle, pending, timeouts, acquire_s, hold_s, conns_opened, conns_closed)
             SELECT p, t, 10, u, 10 - u, CASE WHEN u = 10 THEN floor(random() * 4) ELSE 0 END,
                    CASE WHEN random() < 0.01 THEN 1 ELSE 0 END, random() / 100, 0.02 + random() / 10,
                    floor(random() * 2), floor(random() * 2)

@@ -203,8 +203,8 @@ class CustomPreset(models.Model):
     timeouts_query = models.TextField("timeouts", blank=True)
     acquire_s_query = models.TextField("acquire (s)", blank=True)
     hold_s_query = models.TextField("hold (s)", blank=True)
-    created_query = models.TextField("created", blank=True)
-    closed_query = models.TextField("closed", blank=True)
+    conns_opened_query = models.TextField("connections opened", blank=True)
+    conns_closed_query = models.TextField("connections closed", blank=True)
 
     # Set False to skip the round trip to Prometheus (inventory import of a whole file).
     check_against_source = True
@@ -336,8 +336,9 @@ class Pool(models.Model):
     timeouts = models.FloatField(null=True, blank=True)
     acquire_s = models.FloatField(null=True, blank=True)
     hold_s = models.FloatField(null=True, blank=True)
-    created = models.FloatField(null=True, blank=True)
-    closed = models.FloatField(null=True, blank=True)
+    # Physical connections opened / closed per rate window (counts, not timestamps).
+    conns_opened = models.FloatField(null=True, blank=True)
+    conns_closed = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["service", "instance", "name"], name="fleet_pool_identity")]
@@ -409,8 +410,8 @@ class PoolSample(models.Model):
     timeouts = models.FloatField(null=True)
     acquire_s = models.FloatField(null=True)
     hold_s = models.FloatField(null=True)
-    created = models.FloatField(null=True)
-    closed = models.FloatField(null=True)
+    conns_opened = models.FloatField(null=True)
+    conns_closed = models.FloatField(null=True)
 
     class Meta:
         managed = False

@@ -11,7 +11,8 @@ from typing import Iterable, Mapping
 
 # Canonical fields, in display order. Gauges: max, min, in_use, idle, pending,
 # overflow. Per-interval (increase over the source's rate window): timeouts,
-# created, closed. Seconds (averages over the rate window): acquire_s, hold_s.
+# conns_opened, conns_closed (physical connections opened / closed: counts, not row
+# timestamps). Seconds (averages over the rate window): acquire_s, hold_s.
 FIELDS: tuple[str, ...] = (
     "max",
     "min",
@@ -22,8 +23,8 @@ FIELDS: tuple[str, ...] = (
     "timeouts",
     "acquire_s",
     "hold_s",
-    "created",
-    "closed",
+    "conns_opened",
+    "conns_closed",
 )
 FIELD_LABELS: Mapping[str, str] = {
     "max": "max size",
@@ -35,8 +36,8 @@ FIELD_LABELS: Mapping[str, str] = {
     "timeouts": "timeouts",
     "acquire_s": "acquire time (s)",
     "hold_s": "hold time (s)",
-    "created": "connections opened",
-    "closed": "connections closed",
+    "conns_opened": "connections opened",
+    "conns_closed": "connections closed",
 }
 
 STATUS_ORDER = ("crit", "warn", "ok", "stale", "unknown")

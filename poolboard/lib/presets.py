@@ -12,7 +12,7 @@ Conventions shared by every built-in preset:
 
 - gauges are `sum by ($by)`: it only drops labels outside the identity (otel_scope_*,
   `user` for PgBouncer pools, ...); with the pool label kept there is one series per group;
-- `timeouts`, `created`, `closed` are counts *per rate window* (`increase`);
+- `timeouts`, `conns_opened`, `conns_closed` are counts *per rate window* (`increase`);
 - `acquire_s` and `hold_s` are averages over the rate window in **seconds**
   (rate(sum) / rate(count), rescaled from ns/µs/ms where the exporter uses them);
   no acquires in the window gives NaN, i.e. absent;
@@ -171,8 +171,8 @@ DB_POOL = Preset(
         "hold_s": _ratio_of_rates(
             "db_connection_hold_duration_seconds_sum", "db_connection_hold_duration_seconds_count"
         ),
-        "created": _increase("db_pool_connections_created_total"),
-        "closed": _increase("db_pool_connections_closed_total"),
+        "conns_opened": _increase("db_pool_connections_created_total"),
+        "conns_closed": _increase("db_pool_connections_closed_total"),
     },
     notes={
         "max": "db_pool_max_open_connections, when the exporter sets it (the seed's set has none)",
@@ -238,12 +238,12 @@ HIKARICP_MICROMETER = Preset(
             "hikaricp_connections_acquire_seconds_sum", "hikaricp_connections_acquire_seconds_count"
         ),
         "hold_s": _ratio_of_rates("hikaricp_connections_usage_seconds_sum", "hikaricp_connections_usage_seconds_count"),
-        "created": _increase("hikaricp_connections_creation_seconds_count"),
+        "conns_opened": _increase("hikaricp_connections_creation_seconds_count"),
     },
     notes={
         "overflow": "HikariCP has no overflow concept",
-        "closed": "HikariCP does not export closed connections",
-        "created": "one creation-timer sample per physical connection opened",
+        "conns_closed": "HikariCP does not export closed connections",
+        "conns_opened": "one creation-timer sample per physical connection opened",
     },
 )
 
@@ -265,14 +265,14 @@ HIKARICP_SIMPLECLIENT = Preset(
         "hold_s": _ratio_of_rates(
             "hikaricp_connection_usage_millis_sum", "hikaricp_connection_usage_millis_count", " / 1e3"
         ),
-        "created": _increase("hikaricp_connection_creation_millis_count"),
+        "conns_opened": _increase("hikaricp_connection_creation_millis_count"),
     },
     notes={
         "acquire_s": "hikaricp_connection_acquired_nanos (ns) sum ÷ count, converted to seconds",
         "hold_s": "hikaricp_connection_usage_millis (ms) sum ÷ count, converted to seconds",
         "max": "hikaricp_max_connections (missing before HikariCP 3.x)",
         "overflow": "HikariCP has no overflow concept",
-        "closed": "HikariCP does not export closed connections",
+        "conns_closed": "HikariCP does not export closed connections",
     },
 )
 
@@ -304,7 +304,7 @@ GO_SQL = Preset(
         "idle": _gauge("go_sql_idle_connections"),
         "pending": _rate("go_sql_wait_duration_seconds_total"),
         "acquire_s": _ratio_of_rates("go_sql_wait_duration_seconds_total", "go_sql_wait_count_total"),
-        "closed": _increase(
+        "conns_closed": _increase(
             "go_sql_max_idle_closed_total", "go_sql_max_idle_time_closed_total", "go_sql_max_lifetime_closed_total"
         ),
     },
@@ -313,7 +313,7 @@ GO_SQL = Preset(
         "pending": "derived by Little's law: rate(go_sql_wait_duration_seconds_total) = seconds waited per second "
         "= average number of callers waiting over the rate window",
         "acquire_s": "average wait of the acquires that blocked (fast-path acquires are not counted by database/sql)",
-        "closed": "closed by the max_idle / max_idle_time / max_lifetime limits only",
+        "conns_closed": "closed by the max_idle / max_idle_time / max_lifetime limits only",
         "timeouts": "database/sql has no acquire timeout counter (context deadlines are the caller's)",
     },
 )
@@ -330,14 +330,14 @@ PGXPOOL = Preset(
         "pending": _rate("pgxpool_empty_acquire_wait_time_ns", " / 1e9"),
         "timeouts": _increase("pgxpool_canceled_acquire_count"),
         "acquire_s": _ratio_of_rates("pgxpool_acquire_duration_ns", "pgxpool_acquire_count", " / 1e9"),
-        "created": _increase("pgxpool_new_conns_count"),
-        "closed": _increase("pgxpool_max_lifetime_destroy_count", "pgxpool_max_idle_destroy_count"),
+        "conns_opened": _increase("pgxpool_new_conns_count"),
+        "conns_closed": _increase("pgxpool_max_lifetime_destroy_count", "pgxpool_max_idle_destroy_count"),
     },
     notes={
         "pending": "derived by Little's law: rate(pgxpool_empty_acquire_wait_time_ns) / 1e9 = average waiters",
         "timeouts": "pgxpool_canceled_acquire_count: acquires cancelled by their context (≈ timeouts)",
         "acquire_s": "pgxpool_acquire_duration_ns ÷ pgxpool_acquire_count (ns → s); counters have no _total suffix",
-        "closed": "destroyed for max lifetime + max idle time",
+        "conns_closed": "destroyed for max lifetime + max idle time",
         "pool": "the pool label is the const label db_name passed to NewCollector; pools without it are 'default'",
     },
 )
@@ -355,7 +355,7 @@ OTELSQL = Preset(
         "acquire_s": _ratio_of_rates(
             "db_sql_connection_wait_duration_milliseconds_total", "db_sql_connection_wait_total", " / 1e3"
         ),
-        "closed": _increase(
+        "conns_closed": _increase(
             "db_sql_connection_closed_max_idle_total",
             "db_sql_connection_closed_max_idle_time_total",
             "db_sql_connection_closed_max_lifetime_total",
@@ -387,7 +387,7 @@ OTEL_OLD_SEMCONV = Preset(
         "hold_s": _ratio_of_rates(
             "db_client_connections_use_time_milliseconds_sum", "db_client_connections_use_time_milliseconds_count", " / 1e3"
         ),
-        "created": _increase("db_client_connections_create_time_milliseconds_count"),
+        "conns_opened": _increase("db_client_connections_create_time_milliseconds_count"),
     },
     notes={
         "in_use": "usage{state=used}; the Python in-process exporter names it db_client_connections_usage_connections",
@@ -415,9 +415,9 @@ OTEL_NEW_SEMCONV = Preset(
         "hold_s": _ratio_of_rates(
             "db_client_connection_use_time_seconds_sum", "db_client_connection_use_time_seconds_count"
         ),
-        "created": _increase("db_client_connection_create_time_seconds_count"),
+        "conns_opened": _increase("db_client_connection_create_time_seconds_count"),
     },
-    notes={"created": "count of the create_time histogram (one observation per connection opened)"},
+    notes={"conns_opened": "count of the create_time histogram (one observation per connection opened)"},
 )
 
 NPGSQL_8 = Preset(
@@ -432,10 +432,10 @@ NPGSQL_8 = Preset(
         "idle": _gauge("db_client_connections_usage", 'state="idle"'),
         "pending": _gauge("db_client_connections_pending_requests"),
         "timeouts": _increase("db_client_connections_timeouts_total"),
-        "created": _increase("db_client_connections_create_time_seconds_count"),
+        "conns_opened": _increase("db_client_connections_create_time_seconds_count"),
     },
     notes={
-        "created": "count of create_time, which Npgsql records in seconds (not ms like the Java agent)",
+        "conns_opened": "count of create_time, which Npgsql records in seconds (not ms like the Java agent)",
         "acquire_s": "Npgsql never emits wait_time",
         "hold_s": "Npgsql never emits use_time",
     },
@@ -453,10 +453,10 @@ NPGSQL_10 = Preset(
         "idle": _gauge("db_client_connection_count", 'db_client_connection_state="idle"'),
         "pending": _gauge("db_client_connection_npgsql_pending_requests"),
         "timeouts": _increase("db_client_connection_npgsql_timeouts_total"),
-        "created": _increase("db_client_connection_npgsql_create_time_seconds_count"),
+        "conns_opened": _increase("db_client_connection_npgsql_create_time_seconds_count"),
     },
     notes={
-        "created": "count of db_client_connection_npgsql_create_time_seconds",
+        "conns_opened": "count of db_client_connection_npgsql_create_time_seconds",
         "acquire_s": "Npgsql never emits wait_time",
         "hold_s": "Npgsql never emits use_time",
     },
@@ -473,8 +473,8 @@ NODE_POSTGRES = Preset(
         "in_use": _gauge("pg_pool_active_connections"),
         "idle": _gauge("pg_pool_idle_connections"),
         "pending": _gauge("pg_pool_waiting_connections"),
-        "created": _increase("pg_pool_connections_created_total"),
-        "closed": _increase("pg_pool_connections_removed_total"),
+        "conns_opened": _increase("pg_pool_connections_created_total"),
+        "conns_closed": _increase("pg_pool_connections_removed_total"),
     },
     notes={
         "pool": "database/host (host is the server's host:port), so a primary and a replica pool stay apart",

@@ -54,12 +54,12 @@ def test_it_gives_pools_current_values_and_preset(client, auth, search) -> None:
     body = response.json()
     assert body["name"] == "search" and body["source"] == "main"
     assert body["preset"]["name"] == "hikaricp"
-    assert "closed" in body["preset"]["missing_fields"] and "in_use" in body["preset"]["fields"]
-    assert body["preset"]["notes"]["closed"] == "HikariCP does not export closed connections"
+    assert "conns_closed" in body["preset"]["missing_fields"] and "in_use" in body["preset"]["fields"]
+    assert body["preset"]["notes"]["conns_closed"] == "HikariCP does not export closed connections"
     assert body["status"] == "crit"
     pools = body["pools"]
     assert [p["instance"] for p in pools] == ["10.0.0.0:8080", "10.0.0.1:8080"]
-    assert pools[0]["in_use"] == 10 and pools[0]["pending"] == 7 and pools[0]["closed"] is None
+    assert pools[0]["in_use"] == 10 and pools[0]["pending"] == 7 and pools[0]["conns_closed"] is None
     assert pools[0]["timestamp"] == (NOW - timedelta(seconds=3)).isoformat()
 
 

@@ -46,7 +46,7 @@ def test_it_collects_every_dialect_into_canonical_pools(three_dialects) -> None:
     # Counters that do not move over the window: increase is 0, not absent.
     assert search.timeouts == 0
     # HikariCP has no overflow and no closed counter: absent, never 0.
-    assert search.overflow is None and search.closed is None
+    assert search.overflow is None and search.conns_closed is None
     ledger = Pool.objects.get(service__name="ledger")
     assert (ledger.name, ledger.in_use, ledger.idle, ledger.max, ledger.min) == ("ledger", 4, 6, 10, 2)
     # One query per field the preset gives, whatever the number of services.
