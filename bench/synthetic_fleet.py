@@ -78,7 +78,7 @@ def serve_exporters(services: int, instances: int, prefix: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             instance_index = instance
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 body = exposition(self.instance_index, services, prefix, time.time()).encode()
                 try:
                     self.send_response(200)
