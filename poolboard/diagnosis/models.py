@@ -7,11 +7,12 @@ this table. The verdicts themselves are computed by `poolboard.lib.diagnosis` (p
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models, transaction
 from django.utils import timezone
 
+from poolboard.agent.protocol import FINGERPRINT_CHARS, MAX_FUNCTION_CHARS, MAX_NAME_CHARS
 from poolboard.fleet.models import Service
 
 KIND_CHOICES = [
@@ -179,3 +180,128 @@ class ServiceThresholds(models.Model):
 
     def __str__(self) -> str:
         return f"thresholds for {self.service}"
+
+
+# Agent reports (poolboard.agent) ------------------------------------------------------------------
+
+# A report describes the present for this long: the agent re-sends every 15 s while connections are
+# held, so three minutes covers a few missed or backed-off reports. Same as the engine's
+# Thresholds.agent_stale_s.
+AGENT_REPORT_CURRENT_FOR = timedelta(minutes=3)
+AGENT_REPORT_RETENTION = timedelta(days=7)
+
+
+class AgentReportQuerySet(models.QuerySet):
+    def ingest(self, batch: dict, received_at: datetime) -> int:
+        """Store one validated batch (poolboard.agent.protocol) as the truth for its instance.
+
+        One row per (service, instance, stack fingerprint), updated in place: the newest count and
+        hold, the first time it was seen kept. Stacks of that instance missing from the batch hold
+        nothing any more (count 0, kept for the record). Three queries whatever the batch size.
+        """
+        service_name, instance = batch["service"], batch["instance"]
+        service = Service.objects.filter(name=service_name).only("id").first()
+        rows = [
+            AgentReport(
+                service=service,
+                service_name=service_name,
+                instance=instance,
+                fingerprint=report["fingerprint"],
+                function=report["function"],
+                stack=report["stack"],
+                count=report["count"],
+                oldest_hold_s=report["oldest_hold_s"],
+                reported_at=batch["sent_at"],
+                received_at=received_at,
+                first_reported_at=received_at,
+            )
+            for report in batch["reports"]
+        ]
+        with transaction.atomic():
+            self.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["service_name", "instance", "fingerprint"],
+                update_fields=["service", "function", "stack", "count", "oldest_hold_s", "reported_at", "received_at"],
+            )
+            self.filter(service_name=service_name, instance=instance, count__gt=0).exclude(
+                fingerprint__in=[report["fingerprint"] for report in batch["reports"]]
+            ).update(count=0, received_at=received_at, reported_at=batch["sent_at"])
+        return len(rows)
+
+    def current(self, now: datetime):
+        """Stacks holding connections as of the newest reports (received in the last few minutes)."""
+        return self.filter(received_at__gte=now - AGENT_REPORT_CURRENT_FOR, count__gt=0)
+
+    def current_for(self, services, now: datetime) -> dict[int, list[dict]]:
+        """{service id: [held-connection groups, most connections first]} in one query.
+
+        Matched by service name, so reports that arrived before collection first saw the service
+        count too. Each dict has the fields of lib.diagnosis.AgentHeld; `reported_at` is when
+        poolboard received it (the hold was measured then, on poolboard's clock, not the agent's).
+        """
+        id_by_name = {service.name: service.id for service in services}
+        rows = (
+            self.current(now)
+            .filter(service_name__in=list(id_by_name))
+            .order_by("-count", "-oldest_hold_s", "fingerprint")
+            .values_list("service_name", "fingerprint", "stack", "function", "count", "oldest_hold_s", "instance", "received_at")
+        )
+        out: dict[int, list[dict]] = {}
+        for name, fingerprint, stack, function, count, oldest_hold_s, instance, received_at in rows:
+            out.setdefault(id_by_name[name], []).append({
+                "fingerprint": fingerprint,
+                "stack": stack,
+                "function": function,
+                "count": count,
+                "oldest_hold_s": oldest_hold_s,
+                "instance": instance,
+                "reported_at": received_at,
+            })
+        return out
+
+    def stacks_by_service(self, services, now: datetime) -> dict[int, list[dict]]:
+        """What the leak suspects page and the Diagnosis panel list: the current stacks."""
+        return self.current_for(services, now)
+
+    def prune(self, now: datetime) -> int:
+        """Delete reports not renewed for AGENT_REPORT_RETENTION; the number deleted."""
+        deleted, _ = self.filter(received_at__lt=now - AGENT_REPORT_RETENTION).delete()
+        return deleted
+
+
+class AgentReport(models.Model):
+    """The latest word of one agent instance on one stack: how many connections it holds, how long.
+
+    The service is stored by name, as the agent sends it, and linked to the Service when one of
+    that name exists at ingest time.
+    """
+
+    service = models.ForeignKey(Service, on_delete=models.SET_NULL, null=True, blank=True, related_name="agent_reports")
+    service_name = models.CharField(max_length=MAX_NAME_CHARS)
+    instance = models.CharField(max_length=MAX_NAME_CHARS)
+    fingerprint = models.CharField(max_length=FINGERPRINT_CHARS, help_text="sha1 of the stack's module:function:line frames")
+    function = models.CharField(max_length=MAX_FUNCTION_CHARS, help_text="innermost application function")
+    stack = models.TextField(help_text="traceback-style, outermost call first")
+    count = models.PositiveIntegerField(help_text="connections checked out at this stack and held past the threshold")
+    oldest_hold_s = models.FloatField()
+    reported_at = models.DateTimeField(help_text="the batch's sent_at, on the agent's clock")
+    received_at = models.DateTimeField()
+    first_reported_at = models.DateTimeField()
+
+    objects = AgentReportQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # The conflict target of ingest()'s upsert; its service_name prefix also serves a
+            # service's reports.
+            models.UniqueConstraint(fields=["service_name", "instance", "fingerprint"], name="agentreport_one_per_stack"),
+        ]
+        indexes = [
+            # current() (diagnosis ticks, leak page, service panel: received in the last minutes)
+            # and prune() (received more than 7 days ago).
+            models.Index(fields=["received_at"], name="agentreport_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service_name}@{self.instance}: {self.count} held at {self.function}"

@@ -13,8 +13,7 @@ from poolboard.history.models import PoolRollup1h, PoolRollup5m
 from poolboard.history.tasks import expire_rollups, rollup_recent
 from poolboard.lib import promql
 from poolboard.lib import rollups as lib
-
-from .conftest import write_samples
+from tests.fleet.factories import write_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +34,7 @@ def wave(i: int) -> dict:
 
 @pytest.fixture
 def two_pools(make_service):
-    service = make_service(pools=[("a:1", "main"), ("b:1", "main")])
+    service = make_service(instances=2)
     a, b = Pool.objects.filter(service=service).order_by("instance")
     rows = [(a.id, T0 + 15 * i, wave(i)) for i in range(40 * 4)]  # 40 minutes every 15 s
     rows += [(b.id, T0 + 15 * i + 7, {"max": 0.0, "in_use": 3.0, "idle": 2.0}) for i in range(40 * 4)]  # max 0 = unlimited
@@ -71,7 +70,7 @@ def test_it_computes_min_avg_max_p95_and_saturated_seconds_like_lib(two_pools) -
     assert row.in_use_p95 == pytest.approx(lib.percentile(in_use, 0.95))
     assert row.util_p95 == pytest.approx(lib.percentile([u / 10 for u in in_use], 0.95))
     # Each sample's timeouts is an increase over the source's rate window (see the
-    # conftest's source): spread over the 15 s each sample stands for.
+    # default source): spread over the 15 s each sample stands for.
     window_s = promql.duration_seconds(a.service.source.rate_window)
     assert row.timeouts == pytest.approx(lib.timeouts_in_spans([(15.0, v["timeouts"]) for _, v in inside], window_s))
     assert row.timeouts == pytest.approx(sum(v["timeouts"] for _, v in inside) * 15 / window_s)
@@ -93,7 +92,7 @@ def test_utilization_is_absent_when_max_is_unlimited(two_pools) -> None:
 
 
 def test_a_gap_in_samples_is_not_counted_as_saturated_time(make_service) -> None:
-    service = make_service()
+    service = make_service(instances=1)
     pool = service.pools.get()
     full = {"max": 10.0, "in_use": 10.0, "pending": 2.0}
     # Saturated at 0 s and 15 s, then nothing until 200 s (collection down), then 215 s.
@@ -105,7 +104,7 @@ def test_a_gap_in_samples_is_not_counted_as_saturated_time(make_service) -> None
 
 
 def test_a_rerun_picks_up_late_samples(make_service) -> None:
-    service = make_service()
+    service = make_service(instances=1)
     pool = service.pools.get()
     write_samples([(pool.id, T0 + 15 * i, {"in_use": 1.0}) for i in range(10)])
     span = (datetime.fromtimestamp(T0, tz=timezone.utc), datetime.fromtimestamp(T0 + 300, tz=timezone.utc))
@@ -117,7 +116,7 @@ def test_a_rerun_picks_up_late_samples(make_service) -> None:
 
 
 def test_the_beat_task_rolls_up_recent_buckets(make_service) -> None:
-    service = make_service()
+    service = make_service(instances=1)
     pool = service.pools.get()
     write_samples([(pool.id, T0 + 15 * i, {"in_use": 2.0, "max": 4.0}) for i in range(60)])
     with time_machine.travel(datetime.fromtimestamp(T0 + 900 + 5, tz=timezone.utc), tick=False):
@@ -129,7 +128,7 @@ def test_the_beat_task_rolls_up_recent_buckets(make_service) -> None:
 
 def test_rollups_older_than_the_retention_are_deleted(make_service, settings) -> None:
     settings.ROLLUP_RETENTION_DAYS = 400
-    service = make_service()
+    service = make_service(instances=1)
     pool = service.pools.get()
     now = datetime(2026, 3, 2, tzinfo=timezone.utc)
     for days in (401, 399):
@@ -146,7 +145,7 @@ def test_a_second_rollup_run_at_the_same_time_skips(make_service) -> None:
 
     from django.db import connections
 
-    pool = make_service().pools.get()
+    pool = make_service(instances=1).pools.get()
     write_samples([(pool.id, T0 + 15 * i, {"in_use": 1.0}) for i in range(20)])
     held, release = threading.Event(), threading.Event()
 
@@ -176,7 +175,7 @@ def test_the_rollup_command_fills_in_history(make_service) -> None:
 
     from django.core.management import call_command
 
-    pool = make_service().pools.get()
+    pool = make_service(instances=1).pools.get()
     now = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
     write_samples([(pool.id, now.timestamp() - 86400 * 3 + 600 * i, {"in_use": 2.0}) for i in range(3 * 144)])
     out = StringIO()
