@@ -1,14 +1,20 @@
 """Plain fixtures, built explicitly (healthchecks-style personas), no factory library.
 
-- alice: a normal user; bob: staff (admin access).
+One fixture per concept, here, for every test package:
+- alice: a normal user; bob: staff (admin access); `token`/`auth`: an API token of alice's.
+- `make_source`, `make_service`: Prometheus sources and services with pools.
 - `prometheus_with`: the real Prometheus binary scraping exposition servers.
 - `browser_page`: Playwright driving Debian's Chromium (/usr/bin/chromium).
+
+A test that starts Prometheus, Chromium or the demo is marked `slow` here (see
+`pytest_collection_modifyitems`): `pytest -m "not slow"` is the quick loop.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +28,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 def exposition(name: str) -> str:
     return (FIXTURES / "exposition" / f"{name}.prom").read_text()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hasher():
+    """MD5 in tests: PBKDF2 is slow on purpose (0.37 s a hash here), paid per user created and per login."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture
@@ -41,6 +56,19 @@ def alice_client(client, alice):
 
 
 @pytest.fixture
+def token(alice) -> str:
+    """A bearer token of alice's (the plaintext, which only its creator ever sees)."""
+    from poolboard.api.models import ApiToken
+
+    return ApiToken.issue(alice, name="test")[1]
+
+
+@pytest.fixture
+def auth(token) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
 def make_source(db):
     from poolboard.fleet.models import PrometheusSource
 
@@ -48,6 +76,31 @@ def make_source(db):
         return PrometheusSource.objects.create(
             name=name, url=url, presets=presets if presets is not None else ["db_pool", "hikaricp", "otel"], **extra
         )
+
+    return make
+
+
+@pytest.fixture
+def make_service(make_source):
+    """make_service("orders", "db_pool", instances=2, **values) -> a Service of the "main" source.
+
+    It has `instances` pools named "main" at 10.0.0.0:8080, 10.0.0.1:8080, ... Pool values given
+    (max=10, in_use=4, ...) are every pool's latest reading, sampled 5 s ago, and the service was
+    seen now; without values the pools have no reading yet.
+    """
+    from django.utils import timezone
+
+    from poolboard.fleet.models import Pool, PrometheusSource, Service
+
+    def make(name: str = "orders", preset: str = "db_pool", *, instances: int = 0, **values) -> Service:
+        source = PrometheusSource.objects.filter(name="main").first() or make_source()
+        now = timezone.now()
+        service = Service.objects.create(name=name, source=source, preset=preset, last_seen_at=now if values else None)
+        reading = {"sampled_at": now - timedelta(seconds=5), **values} if values else {}
+        Pool.objects.bulk_create(
+            Pool(service=service, instance=f"10.0.0.{i}:8080", name="main", **reading) for i in range(instances)
+        )
+        return service
 
     return make
 
@@ -119,6 +172,17 @@ def browser_page(browser):
 def screenshot_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# Tests that start something heavy: the real Prometheus binary, Chromium, or the demo fleet.
+SLOW_MARKERS = {"prometheus", "browser", "demo"}
+SLOW_FIXTURES = {"prometheus_with", "exporters", "browser", "browser_page"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_MARKERS & {mark.name for mark in item.iter_markers()} or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls

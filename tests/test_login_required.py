@@ -59,7 +59,10 @@ def test_htmx_requests_are_sent_to_login_with_hx_redirect(client) -> None:
     assert response["HX-Redirect"].startswith("/login/")
 
 
-def test_open_urls_answer_without_login(client) -> None:
-    assert client.get("/login/").status_code == 200
-    assert client.get("/metrics").status_code == 200
-    assert client.get("/healthz").status_code in (200, 503)
+def test_it_answers_the_open_urls_without_login(client) -> None:
+    login = client.get("/login/")
+    assert login.status_code == 200 and 'name="password"' in login.content.decode()
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "# TYPE poolboard_" in metrics.content.decode()
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["database"]["ok"] is True

@@ -22,7 +22,7 @@ import pytest
 from tests.prom import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.demo]
 
 
 def port_is_free(port: int) -> bool:

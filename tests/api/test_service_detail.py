@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from io import StringIO
 
 import pytest
 import time_machine
-from django.core.management import call_command
 
 from poolboard.fleet.models import Pool, PrometheusSource, Service
-from tests.history.conftest import write_samples
+from tests.fleet.factories import write_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -21,18 +19,6 @@ NOW = datetime(2026, 3, 2, 12, 0, 7, tzinfo=timezone.utc)
 def frozen():
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture
-def token(alice) -> str:
-    out = StringIO()
-    call_command("createapitoken", "alice", stdout=out)
-    return out.getvalue().strip()
-
-
-@pytest.fixture
-def auth(token) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -121,4 +107,5 @@ def test_unknown_service_is_a_json_404(client, auth, db, url) -> None:
 def test_it_needs_a_token_or_a_session(client, search, alice) -> None:
     assert client.get("/api/v1/services/search/").status_code == 401
     client.force_login(alice)
-    assert client.get("/api/v1/services/search/series/?field=max&range=6h").status_code == 200
+    body = client.get("/api/v1/services/search/series/?field=max&range=6h").json()
+    assert (body["field"], body["range"]) == ("max", "6h") and body["points"][-1][1] == 20.0

@@ -7,24 +7,25 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from poolboard.api.models import ApiToken
+from poolboard.fleet.collection import collect_source, current_slot
+from poolboard.fleet.models import PrometheusSource
 from tests.fleet import factories
+from tests.sources.fakes import FakePrometheus, json_answer, vector
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/services/"
 
 
-@pytest.fixture
-def token(alice) -> str:
+def test_createapitoken_prints_a_token_that_is_stored_only_as_a_hash(client, alice) -> None:
     out = StringIO()
     call_command("createapitoken", "alice", stdout=out)
-    return out.getvalue().strip()
+    token = out.getvalue().strip()
 
-
-def test_createapitoken_prints_a_token_that_is_stored_only_as_a_hash(alice, token) -> None:
     assert token.startswith("pb_") and len(token) > 30
     row = ApiToken.objects.get(user=alice)
     assert token not in (row.key_hash, row.prefix) and row.prefix == token[:10]
+    assert client.get(URL, headers={"Authorization": f"Bearer {token}"}).json()["services"] == []
 
 
 def test_createapitoken_names_an_unknown_user() -> None:
@@ -62,8 +63,12 @@ def test_it_flags_stale_services(client, token) -> None:
     assert body["services"][0]["stale"] is True
 
 
-def test_the_browser_session_works_too(alice_client) -> None:
-    assert alice_client.get(URL).status_code == 200
+def test_it_answers_the_browser_session_too(alice_client) -> None:
+    factories.service_with_pool(factories.source(), "search", max=10, in_use=3)
+
+    body = alice_client.get(URL).json()
+
+    assert [(s["name"], s["pools"][0]["in_use"]) for s in body["services"]] == [("search", 3)]
 
 
 def test_a_wrong_token_gets_a_401_json_error(client, token) -> None:
@@ -83,8 +88,22 @@ def test_the_api_is_read_only(alice_client) -> None:
     assert alice_client.post(URL).status_code == 405
 
 
-def test_output_is_strict_json(alice_client) -> None:
-    src = factories.source()
-    factories.service_with_pool(src, "x", max=None, in_use=None)
+def test_it_answers_strict_json_when_an_exporter_says_nan_and_inf(alice_client) -> None:
+    # A broken gauge callback exports NaN or ±Inf; Prometheus passes them on as strings.
+    def answer(query):
+        raw = {"hikaricp_connections_active": "NaN", "hikaricp_connections_max": "+Inf"}
+        value = next((v for name, v in raw.items() if f"({name}{{" in query), "-Inf" if "idle" in query else "4")
+        return json_answer(vector(1, value))
+
+    server = FakePrometheus(answer)
+    try:
+        source = PrometheusSource.objects.create(name="broken", url=server.url, presets=["hikaricp"])
+        assert collect_source(source, current_slot()).status == "ok"
+    finally:
+        server.close()
+
     text = alice_client.get(URL).content.decode()
-    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+    body = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in {text}"))
+    [pool] = body["services"][0]["pools"]
+    assert (pool["in_use"], pool["max"], pool["idle"], pool["pending"]) == (None, None, None, 4)

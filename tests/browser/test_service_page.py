@@ -11,7 +11,7 @@ from django.db import connection
 
 from poolboard.fleet.models import Pool, PrometheusSource, Service
 from poolboard.history import rollup
-from tests.history.conftest import write_samples
+from tests.fleet.factories import write_samples
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import time_machine
 
-from poolboard.fleet.models import Pool, PrometheusSource, Service
+from poolboard.fleet.models import Service
 from poolboard.history import rollup
 from poolboard.lib.rollups import MAX_POINTS
-from tests.history.conftest import write_samples
+from tests.fleet.factories import write_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -25,19 +25,8 @@ def frozen():
         yield
 
 
-@pytest.fixture
-def source(db):
-    return PrometheusSource.objects.create(name="main", url="http://127.0.0.1:9", presets=["db_pool", "hikaricp"])
-
-
-def make_service(source, name="orders", preset="db_pool", instances=2):
-    service = Service.objects.create(name=name, source=source, preset=preset, last_seen_at=NOW)
-    for i in range(instances):
-        Pool.objects.create(
-            service=service, instance=f"10.0.0.{i}:8080", name="main", sampled_at=NOW - timedelta(seconds=5),
-            max=10, in_use=4, idle=6, pending=0, timeouts=0, acquire_s=0.002, hold_s=0.05,
-        )
-    return service
+# Every pool's latest reading (make_service samples it 5 s before NOW).
+CURRENT = dict(max=10, in_use=4, idle=6, pending=0, timeouts=0, acquire_s=0.002, hold_s=0.05)
 
 
 def seed(service, seconds: int, every: int = 15, skip=lambda ts: False):
@@ -58,8 +47,8 @@ def chart_data(response) -> dict:
     return json.loads(match.group(1))
 
 
-def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, source) -> None:
-    service = make_service(source)
+def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, make_service) -> None:
+    service = make_service(instances=2, **CURRENT)
     seed(service, 1800)
     response = alice_client.get(f"/services/{service.pk}/")
     assert response.status_code == 200
@@ -82,8 +71,8 @@ def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, 
     [("1h", 30, "raw samples"), ("6h", 30, "raw samples"), ("24h", 120, "raw samples"),
      ("7d", 900, "5-minute rollups"), ("30d", 3600, "1-hour rollups")],
 )
-def test_each_range_button_swaps_the_charts_partial(alice_client, source, range_key, step, source_label) -> None:
-    service = make_service(source)
+def test_each_range_button_swaps_the_charts_partial(alice_client, make_service, range_key, step, source_label) -> None:
+    service = make_service(instances=2, **CURRENT)
     seed(service, 2 * 3600)
     rollup.rollup(rollup.RES_5M, NOW - timedelta(hours=3), NOW)
     rollup.rollup(rollup.RES_1H, NOW - timedelta(hours=3), NOW)
@@ -106,16 +95,16 @@ def test_each_range_button_swaps_the_charts_partial(alice_client, source, range_
     assert 'hx-push-url="true"' in html
 
 
-def test_the_poll_gets_only_the_current_values(alice_client, source) -> None:
-    service = make_service(source)
+def test_the_poll_gets_only_the_current_values(alice_client, make_service) -> None:
+    service = make_service(instances=2, **CURRENT)
     response = alice_client.get(f"/services/{service.pk}/", headers={"HX-Request": "true"})
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="pool-current"') and "chart-data" not in html
     assert 'hx-trigger="every 10s' in html
 
 
-def test_missing_samples_are_gaps_not_zeros(alice_client, source) -> None:
-    service = make_service(source, instances=1)
+def test_missing_samples_are_gaps_not_zeros(alice_client, make_service) -> None:
+    service = make_service(instances=1, **CURRENT)
     # Collection down between 40 and 20 minutes ago.
     seed(service, 3600, skip=lambda ts: NOW.timestamp() - 2400 <= ts < NOW.timestamp() - 1200)
     data = chart_data(alice_client.get(f"/services/{service.pk}/?range=1h"))
@@ -126,20 +115,20 @@ def test_missing_samples_are_gaps_not_zeros(alice_client, source) -> None:
     assert in_use[first : first + 40] == [None] * 40 and in_use[-1] == 4.0
 
 
-def test_it_says_which_fields_the_preset_lacks(alice_client, source) -> None:
-    service = make_service(source, name="search", preset="hikaricp")
+def test_it_says_which_fields_the_preset_lacks(alice_client, make_service) -> None:
+    service = make_service(name="search", preset="hikaricp", instances=2, **CURRENT)
     seed(service, 600)
     html = alice_client.get(f"/services/{service.pk}/").content.decode()
     assert "HikariCP does not export closed connections" in html
     assert "HikariCP has no overflow concept" in html
 
 
-def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client, source, monkeypatch) -> None:
+def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client, make_service, monkeypatch) -> None:
     from poolboard.lib import presets
 
     lean = presets.Preset(name="lean", title="Lean", marker="x", queries={"in_use": "x", "max": "y"})
     monkeypatch.setitem(presets.BUILTIN_PRESETS, "lean", lean)
-    service = make_service(source, name="lean", preset="lean")
+    service = make_service(name="lean", preset="lean", instances=2, **CURRENT)
     seed(service, 600)
     response = alice_client.get(f"/services/{service.pk}/?range=1h")
     data = chart_data(response)
@@ -149,17 +138,17 @@ def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client,
     assert "The lean preset gives no acquire time (s)." in html and "The lean preset gives no timeouts." in html
 
 
-def test_empty_states(alice_client, source) -> None:
-    fresh = make_service(source, name="fresh")
+def test_empty_states(alice_client, make_service) -> None:
+    fresh = make_service(name="fresh", instances=2, **CURRENT)
     html = alice_client.get(f"/services/{fresh.pk}/").content.decode()
     assert "No samples in the last 1h" in html and "chart-data" not in html
-    bare = Service.objects.create(name="bare", source=source, preset="db_pool")
+    bare = Service.objects.create(name="bare", source=fresh.source, preset="db_pool")
     html = alice_client.get(f"/services/{bare.pk}/").content.decode()
     assert "No samples yet" in html and "No pool of this service has been sampled yet" in html
 
 
-def test_an_unknown_range_falls_back_to_the_default(alice_client, source) -> None:
-    service = make_service(source)
+def test_an_unknown_range_falls_back_to_the_default(alice_client, make_service) -> None:
+    service = make_service(instances=2, **CURRENT)
     response = alice_client.get(f"/services/{service.pk}/?range=5y")
     assert response.status_code == 200
     assert 'class="on" aria-current="true">1h' in response.content.decode()
@@ -169,8 +158,8 @@ def test_unknown_service_is_404(alice_client) -> None:
     assert alice_client.get("/services/999999/").status_code == 404
 
 
-def test_it_needs_a_login(client, source) -> None:
-    service = make_service(source)
+def test_it_needs_a_login(client, make_service) -> None:
+    service = make_service(instances=2, **CURRENT)
     assert client.get(f"/services/{service.pk}/").status_code == 302
 
 
@@ -184,17 +173,17 @@ def page_queries(client, service, **kwargs) -> int:
 
 
 @pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}, {"HX-Request": "true", "HX-Target": "pool-charts"}])
-def test_queries_do_not_grow_with_the_fleet_or_its_pools(alice_client, source, django_assert_num_queries, headers) -> None:
-    small = make_service(source, name="svc-0", instances=1)
+def test_queries_do_not_grow_with_the_fleet_or_its_pools(alice_client, make_service, django_assert_num_queries, headers) -> None:
+    small = make_service(name="svc-0", instances=1, **CURRENT)
     seed(small, 600)
     for i in range(1, 10):
-        make_service(source, name=f"svc-{i}", instances=1)
+        make_service(name=f"svc-{i}", instances=1, **CURRENT)
     alice_client.get(f"/services/{small.pk}/")  # warm the session
     with django_assert_num_queries(page_queries(alice_client, small, headers=headers)):
         alice_client.get(f"/services/{small.pk}/", headers=headers)
     for i in range(10, 100):
-        make_service(source, name=f"svc-{i}", instances=1)
-    big = make_service(source, name="big", instances=25)
+        make_service(name=f"svc-{i}", instances=1, **CURRENT)
+    big = make_service(name="big", instances=25, **CURRENT)
     seed(big, 600)
     expected = page_queries(alice_client, small, headers=headers)
     with django_assert_num_queries(expected):

@@ -40,18 +40,6 @@ def monitored(db, target_dbname):
     )
 
 
-@pytest.fixture
-def make_service(db, make_source):
-    from poolboard.fleet.models import Service
-
-    def make(name: str, **extra):
-        source = make_source(name="main") if not hasattr(make, "source") else make.source
-        make.source = source
-        return Service.objects.create(name=name, source=source, preset="db_pool", **extra)
-
-    return make
-
-
 def monitor_sessions() -> int:
     """poolboard-monitor sessions on this run's target database (the server is shared)."""
     import time

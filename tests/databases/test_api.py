@@ -4,15 +4,9 @@ import json
 
 import pytest
 
-from poolboard.api.models import ApiToken
 from tests.databases.test_views import snapped  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def token(alice):
-    return ApiToken.issue(alice, name="test")[1]
 
 
 def get(client, url, token):

@@ -35,6 +35,8 @@ OBSERVE_EVERY_SECONDS = 2.0
 SERVICE_NAMES = [spec.name for spec in SERVICES]
 SPEC = {spec.name: spec for spec in SERVICES}
 
+pytestmark = pytest.mark.demo
+
 # The exposition contract, written out here rather than imported, so a rename in the code fails.
 DIALECT_SAMPLES: dict[str, dict[str, str]] = {
     "db_pool": {

@@ -11,8 +11,7 @@ from django.db import connection
 from poolboard.fleet.partitions import RAW_TABLE, ensure_partitions, existing_partitions
 from poolboard.fleet.tasks import maintain_partitions
 from poolboard.lib.partitions import partition_day
-
-from .conftest import write_samples
+from tests.fleet.factories import write_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +29,7 @@ def counts() -> dict[str, int]:
 
 def test_it_drops_partitions_older_than_the_cutoff_and_keeps_newer_rows(make_service, settings) -> None:
     settings.RAW_RETENTION_DAYS = 14
-    pool = make_service().pools.get()
+    pool = make_service(instances=1).pools.get()
     for days_back in range(0, 20, 3):
         ensure_partitions(NOW - timedelta(days=days_back))
     rows = []
