@@ -201,6 +201,7 @@ class CustomPreset(models.Model):
     pending_query = models.TextField("pending", blank=True)
     overflow_query = models.TextField("overflow", blank=True)
     timeouts_query = models.TextField("timeouts", blank=True)
+    acquisitions_query = models.TextField("acquisitions", blank=True)
     acquire_s_query = models.TextField("acquire (s)", blank=True)
     hold_s_query = models.TextField("hold (s)", blank=True)
     conns_opened_query = models.TextField("connections opened", blank=True)
@@ -334,6 +335,8 @@ class Pool(models.Model):
     pending = models.FloatField(null=True, blank=True)
     overflow = models.FloatField(null=True, blank=True)
     timeouts = models.FloatField(null=True, blank=True)
+    # Connections checked out per rate window (the throughput signal), where the exporter counts them.
+    acquisitions = models.FloatField(null=True, blank=True)
     acquire_s = models.FloatField(null=True, blank=True)
     hold_s = models.FloatField(null=True, blank=True)
     # Physical connections opened / closed per rate window (counts, not timestamps).
@@ -408,6 +411,7 @@ class PoolSample(models.Model):
     pending = models.FloatField(null=True)
     overflow = models.FloatField(null=True)
     timeouts = models.FloatField(null=True)
+    acquisitions = models.FloatField(null=True)
     acquire_s = models.FloatField(null=True)
     hold_s = models.FloatField(null=True)
     conns_opened = models.FloatField(null=True)

@@ -15,7 +15,7 @@ from poolboard.fleet.models import Pool
 
 class Rollup(models.Model):
     """Per pool per bucket: min/avg/max/p95 of in-use, waiting and utilization,
-    averages of the other gauges and times, timeouts summed, seconds saturated."""
+    averages of the other gauges and times, timeouts and acquisitions summed, seconds saturated."""
 
     pk = models.CompositePrimaryKey("pool_id", "bucket")
     pool = models.ForeignKey(Pool, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
@@ -44,6 +44,9 @@ class Rollup(models.Model):
     # and the largest of them.
     timeouts = models.FloatField(null=True)
     timeouts_max = models.FloatField(null=True)
+    # Connections checked out in the bucket, counted like timeouts (no double counting
+    # of overlapping windows); absent where the preset has no acquisitions.
+    acquisitions = models.FloatField(null=True)
     # Seconds with callers waiting or every connection in use, from sample spacing.
     saturated_s = models.FloatField(null=True)
 

@@ -9,7 +9,8 @@ One statement per resolution and time range:
 so running it twice over the same range gives the same rows and values (the newest,
 still-filling bucket is simply recomputed). The definitions match
 poolboard.lib.rollups (p95 = percentile_cont; seconds saturated from sample spacing;
-timeouts from each sample's increase-over-the-rate-window spread over its span).
+timeouts and acquisitions from each sample's increase-over-the-rate-window spread
+over its span).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ VALUE_COLUMNS = [
     "pending_min", "pending_avg", "pending_max", "pending_p95",
     "util_min", "util_avg", "util_max", "util_p95",
     "max_avg", "idle_avg", "acquire_s_avg", "hold_s_avg",
-    "timeouts", "timeouts_max", "saturated_s",
+    "timeouts", "timeouts_max", "saturated_s", "acquisitions",
 ]  # fmt: skip
 
 ROLLUP_SQL = """
@@ -62,11 +63,12 @@ SELECT
     avg(max), avg(idle), avg(acquire_s), avg(hold_s),
     sum(timeouts * span / coalesce(window_s, span)), max(timeouts),
     CASE WHEN bool_or(saturated IS NOT NULL)
-         THEN least(coalesce(sum(span) FILTER (WHERE saturated), 0), %(width)s) END
+         THEN least(coalesce(sum(span) FILTER (WHERE saturated), 0), %(width)s) END,
+    sum(acquisitions * span / coalesce(window_s, span))
 FROM (
     SELECT
         ps.pool_id, ps.ts, ps.in_use, ps.pending, ps.max, ps.idle, ps.acquire_s, ps.hold_s, ps.timeouts,
-        w.window_s,
+        ps.acquisitions, w.window_s,
         CASE WHEN ps.max > 0 THEN ps.in_use / ps.max END AS util,
         CASE WHEN ps.pending > 0 THEN true
              WHEN ps.max > 0 AND ps.in_use >= ps.max THEN true
@@ -80,8 +82,9 @@ FROM (
     FROM fleet_poolsample AS ps
     JOIN fleet_pool AS p ON p.id = ps.pool_id
     JOIN fleet_service AS sv ON sv.id = p.service_id
-    -- Each source's rate window in seconds: a sample's `timeouts` is the increase over
-    -- that window, so it stands for timeouts × span ÷ window within its own span.
+    -- Each source's rate window in seconds: a sample's `timeouts` (and `acquisitions`) is
+    -- the increase over that window, so it stands for timeouts × span ÷ window within
+    -- its own span.
     LEFT JOIN unnest(%(source_ids)s::bigint[], %(window_s)s::float8[]) AS w(source_id, window_s)
         ON w.source_id = sv.source_id
     WHERE ps.ts >= %(scan_start)s AND ps.ts < %(scan_end)s

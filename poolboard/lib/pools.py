@@ -11,8 +11,9 @@ from typing import Iterable, Mapping
 
 # Canonical fields, in display order. Gauges: max, min, in_use, idle, pending,
 # overflow. Per-interval (increase over the source's rate window): timeouts,
-# conns_opened, conns_closed (physical connections opened / closed: counts, not row
-# timestamps). Seconds (averages over the rate window): acquire_s, hold_s.
+# acquisitions (connections checked out: the pool's throughput), conns_opened,
+# conns_closed (physical connections opened / closed: counts, not row timestamps).
+# Seconds (averages over the rate window): acquire_s, hold_s.
 FIELDS: tuple[str, ...] = (
     "max",
     "min",
@@ -21,6 +22,7 @@ FIELDS: tuple[str, ...] = (
     "pending",
     "overflow",
     "timeouts",
+    "acquisitions",
     "acquire_s",
     "hold_s",
     "conns_opened",
@@ -34,6 +36,7 @@ FIELD_LABELS: Mapping[str, str] = {
     "pending": "waiting",
     "overflow": "overflow",
     "timeouts": "timeouts",
+    "acquisitions": "acquisitions",
     "acquire_s": "acquire time (s)",
     "hold_s": "hold time (s)",
     "conns_opened": "connections opened",

@@ -12,7 +12,9 @@ Conventions shared by every built-in preset:
 
 - gauges are `sum by ($by)`: it only drops labels outside the identity (otel_scope_*,
   `user` for PgBouncer pools, ...); with the pool label kept there is one series per group;
-- `timeouts`, `conns_opened`, `conns_closed` are counts *per rate window* (`increase`);
+- `timeouts`, `acquisitions`, `conns_opened`, `conns_closed` are counts *per rate window*
+  (`increase`); `acquisitions` only where the exporter counts checkouts (or returns),
+  never derived from wait counters (those count only the acquires that waited);
 - `acquire_s` and `hold_s` are averages over the rate window in **seconds**
   (rate(sum) / rate(count), rescaled from ns/µs/ms where the exporter uses them);
   no acquires in the window gives NaN, i.e. absent;
@@ -166,6 +168,7 @@ DB_POOL = Preset(
         "idle": _gauge("db_pool_idle_connections"),
         "pending": _gauge("db_pool_pending_requests"),
         "timeouts": _increase("db_pool_exhausted_total"),
+        "acquisitions": _increase("db_connection_hold_duration_seconds_count"),
         # The seed makes the wait a histogram (_sum), the demo fleet a counter (_total).
         "acquire_s": _ratio_of_rates("db_pool_wait_duration_seconds_(sum|total)", "db_pool_wait_total"),
         "hold_s": _ratio_of_rates(
@@ -179,6 +182,7 @@ DB_POOL = Preset(
         "pending": "db_pool_pending_requests, when the exporter sets it",
         "acquire_s": "average wait of the acquires that had to wait (db_pool_wait_duration_seconds ÷ db_pool_wait_total)",
         "timeouts": "db_pool_exhausted_total, increase over the rate window",
+        "acquisitions": "connections returned (the hold histogram's count): a connection never returned is not counted",
         "overflow": "no overflow concept",
     },
 )
@@ -234,6 +238,7 @@ HIKARICP_MICROMETER = Preset(
         "idle": _gauge("hikaricp_connections_idle"),
         "pending": _gauge("hikaricp_connections_pending"),
         "timeouts": _increase("hikaricp_connections_timeout_total"),
+        "acquisitions": _increase("hikaricp_connections_acquire_seconds_count"),
         "acquire_s": _ratio_of_rates(
             "hikaricp_connections_acquire_seconds_sum", "hikaricp_connections_acquire_seconds_count"
         ),
@@ -244,6 +249,7 @@ HIKARICP_MICROMETER = Preset(
         "overflow": "HikariCP has no overflow concept",
         "conns_closed": "HikariCP does not export closed connections",
         "conns_opened": "one creation-timer sample per physical connection opened",
+        "acquisitions": "one acquire-timer sample per getConnection()",
     },
 )
 
@@ -259,6 +265,7 @@ HIKARICP_SIMPLECLIENT = Preset(
         "idle": _gauge("hikaricp_idle_connections"),
         "pending": _gauge("hikaricp_pending_threads"),
         "timeouts": _increase("hikaricp_connection_timeout_total"),
+        "acquisitions": _increase("hikaricp_connection_acquired_nanos_count"),
         "acquire_s": _ratio_of_rates(
             "hikaricp_connection_acquired_nanos_sum", "hikaricp_connection_acquired_nanos_count", " / 1e9"
         ),
@@ -269,6 +276,7 @@ HIKARICP_SIMPLECLIENT = Preset(
     },
     notes={
         "acquire_s": "hikaricp_connection_acquired_nanos (ns) sum ÷ count, converted to seconds",
+        "acquisitions": "count of hikaricp_connection_acquired_nanos (one sample per getConnection())",
         "hold_s": "hikaricp_connection_usage_millis (ms) sum ÷ count, converted to seconds",
         "max": "hikaricp_max_connections (missing before HikariCP 3.x)",
         "overflow": "HikariCP has no overflow concept",
@@ -315,6 +323,7 @@ GO_SQL = Preset(
         "acquire_s": "average wait of the acquires that blocked (fast-path acquires are not counted by database/sql)",
         "conns_closed": "closed by the max_idle / max_idle_time / max_lifetime limits only",
         "timeouts": "database/sql has no acquire timeout counter (context deadlines are the caller's)",
+        "acquisitions": "database/sql counts only the acquires that waited (go_sql_wait_count_total), not every checkout",
     },
 )
 
@@ -329,6 +338,7 @@ PGXPOOL = Preset(
         "idle": _gauge("pgxpool_idle_conns"),
         "pending": _rate("pgxpool_empty_acquire_wait_time_ns", " / 1e9"),
         "timeouts": _increase("pgxpool_canceled_acquire_count"),
+        "acquisitions": _increase("pgxpool_acquire_count"),
         "acquire_s": _ratio_of_rates("pgxpool_acquire_duration_ns", "pgxpool_acquire_count", " / 1e9"),
         "conns_opened": _increase("pgxpool_new_conns_count"),
         "conns_closed": _increase("pgxpool_max_lifetime_destroy_count", "pgxpool_max_idle_destroy_count"),
@@ -338,6 +348,7 @@ PGXPOOL = Preset(
         "timeouts": "pgxpool_canceled_acquire_count: acquires cancelled by their context (≈ timeouts)",
         "acquire_s": "pgxpool_acquire_duration_ns ÷ pgxpool_acquire_count (ns → s); counters have no _total suffix",
         "conns_closed": "destroyed for max lifetime + max idle time",
+        "acquisitions": "pgxpool_acquire_count: successful acquires",
         "pool": "the pool label is the const label db_name passed to NewCollector; pools without it are 'default'",
     },
 )
@@ -366,6 +377,7 @@ OTELSQL = Preset(
         "pending": "derived by Little's law from the wait-duration counter (ms → s)",
         "acquire_s": "wait duration (ms) ÷ waits, converted to seconds; blocked acquires only",
         "pool": "pools are told apart by a db_name attribute (otelsql.WithAttributes); without it 'default'",
+        "acquisitions": "otelsql counts only the acquires that waited (db_sql_connection_wait_total), not every checkout",
     },
 )
 
@@ -381,6 +393,7 @@ OTEL_OLD_SEMCONV = Preset(
         "idle": _gauge("db_client_connections_usage(_connections)?", 'state="idle"'),
         "pending": _gauge("db_client_connections_pending_requests"),
         "timeouts": _increase("db_client_connections_timeouts_total"),
+        "acquisitions": _increase("db_client_connections_wait_time_milliseconds_count"),
         "acquire_s": _ratio_of_rates(
             "db_client_connections_wait_time_milliseconds_sum", "db_client_connections_wait_time_milliseconds_count", " / 1e3"
         ),
@@ -394,6 +407,7 @@ OTEL_OLD_SEMCONV = Preset(
         "acquire_s": "wait_time histogram in ms, sum ÷ count converted to seconds",
         "hold_s": "use_time histogram in ms, sum ÷ count converted to seconds",
         "max": "absent for SQLAlchemy's instrumentation, which only exports usage",
+        "acquisitions": "count of the wait_time histogram (one observation per connection obtained)",
     },
 )
 
@@ -409,6 +423,7 @@ OTEL_NEW_SEMCONV = Preset(
         "idle": _gauge("db_client_connection_count", 'db_client_connection_state="idle"'),
         "pending": _gauge("db_client_connection_pending_requests"),
         "timeouts": _increase("db_client_connection_timeouts_total"),
+        "acquisitions": _increase("db_client_connection_wait_time_seconds_count"),
         "acquire_s": _ratio_of_rates(
             "db_client_connection_wait_time_seconds_sum", "db_client_connection_wait_time_seconds_count"
         ),
@@ -417,7 +432,10 @@ OTEL_NEW_SEMCONV = Preset(
         ),
         "conns_opened": _increase("db_client_connection_create_time_seconds_count"),
     },
-    notes={"conns_opened": "count of the create_time histogram (one observation per connection opened)"},
+    notes={
+        "conns_opened": "count of the create_time histogram (one observation per connection opened)",
+        "acquisitions": "count of the wait_time histogram (one observation per connection obtained)",
+    },
 )
 
 NPGSQL_8 = Preset(
@@ -438,6 +456,7 @@ NPGSQL_8 = Preset(
         "conns_opened": "count of create_time, which Npgsql records in seconds (not ms like the Java agent)",
         "acquire_s": "Npgsql never emits wait_time",
         "hold_s": "Npgsql never emits use_time",
+        "acquisitions": "Npgsql counts no checkouts (no wait_time or use_time)",
     },
 )
 
@@ -459,6 +478,7 @@ NPGSQL_10 = Preset(
         "conns_opened": "count of db_client_connection_npgsql_create_time_seconds",
         "acquire_s": "Npgsql never emits wait_time",
         "hold_s": "Npgsql never emits use_time",
+        "acquisitions": "Npgsql counts no checkouts (no wait_time or use_time)",
     },
 )
 
@@ -480,6 +500,7 @@ NODE_POSTGRES = Preset(
         "pool": "database/host (host is the server's host:port), so a primary and a replica pool stay apart",
         "pending": "pg_pool_waiting_connections: queued connect() requests",
         "timeouts": "pg.Pool rejects connect() after connectionTimeoutMillis without counting it",
+        "acquisitions": "the exporter counts no acquires (pg_pool_active_connections is only a gauge)",
     },
 )
 
@@ -495,6 +516,7 @@ PGBOUNCER = Preset(
         "in_use": _gauge("pgbouncer_pools_server_active_connections"),
         "idle": f"{_gauge('pgbouncer_pools_server_idle_connections')} + {_gauge('pgbouncer_pools_server_used_connections')}",
         "pending": _gauge("pgbouncer_pools_client_waiting_connections"),
+        "acquisitions": _increase("pgbouncer_stats(_totals)?_sql_transactions_pooled_total"),
         "acquire_s": _ratio_of_rates(
             "pgbouncer_stats(_totals)?_client_wait_seconds_total", "pgbouncer_stats(_totals)?_sql_transactions_pooled_total"
         ),
@@ -512,6 +534,8 @@ PGBOUNCER = Preset(
         "acquire_s": "client wait seconds ÷ pooled transactions; matches both pgbouncer_stats_* (≤ 0.10.2) "
         "and pgbouncer_stats_totals_* (≥ 0.11)",
         "hold_s": "server time in transaction ÷ pooled transactions",
+        "acquisitions": "pooled transactions: each takes a server connection in transaction pooling "
+        "(in session pooling this is throughput, not checkouts)",
         "overflow": "the reserve pool is not exported as in use",
     },
 )
@@ -528,6 +552,7 @@ PGBOUNCER_SPREAKER = Preset(
         "in_use": _gauge("pgbouncer_pools_server_active_connections"),
         "idle": f"{_gauge('pgbouncer_pools_server_idle_connections')} + {_gauge('pgbouncer_pools_server_used_connections')}",
         "pending": _gauge("pgbouncer_pools_client_waiting_connections"),
+        "acquisitions": _increase("pgbouncer_stats_transactions_total"),
         "acquire_s": _ratio_of_rates(
             "pgbouncer_stats_waiting_duration_microseconds_total", "pgbouncer_stats_transactions_total", " / 1e6"
         ),
@@ -541,6 +566,7 @@ PGBOUNCER_SPREAKER = Preset(
         "idle": "server idle + server used",
         "acquire_s": "waiting duration (µs) ÷ transactions, converted to seconds",
         "hold_s": "transaction duration (µs) ÷ transactions, converted to seconds",
+        "acquisitions": "pooled transactions (server-connection checkouts in transaction pooling)",
     },
 )
 

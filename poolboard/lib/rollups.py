@@ -73,17 +73,17 @@ def sample_spans(timestamps: Sequence[float], max_gap_s: float) -> list[float]:
     return spans
 
 
-def timeouts_in_spans(samples: Iterable[tuple[float, float | None]], window_s: float) -> float | None:
-    """Timeouts that happened within the samples' spans.
+def events_in_spans(samples: Iterable[tuple[float, float | None]], window_s: float) -> float | None:
+    """Events (timeouts, acquisitions) that happened within the samples' spans.
 
-    Each raw sample's `timeouts` is the counter's increase over the source's rate window,
-    so consecutive samples overlap; a sample stands for timeouts × span ÷ window of them.
-    `samples` are (span_s, timeouts) pairs; None when no sample has a value.
+    Each raw sample's count is the counter's increase over the source's rate window, so
+    consecutive samples overlap; a sample stands for count × span ÷ window of them.
+    `samples` are (span_s, count) pairs; None when no sample has a value.
     """
-    present = [(span, t) for span, t in samples if t is not None]
+    present = [(span, n) for span, n in samples if n is not None]
     if not present:
         return None
-    return sum(t * span / window_s for span, t in present)
+    return sum(n * span / window_s for span, n in present)
 
 
 def saturated_seconds(

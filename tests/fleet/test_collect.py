@@ -50,7 +50,7 @@ def test_it_collects_every_dialect_into_canonical_pools(three_dialects) -> None:
     ledger = Pool.objects.get(service__name="ledger")
     assert (ledger.name, ledger.in_use, ledger.idle, ledger.max, ledger.min) == ("ledger", 4, 6, 10, 2)
     # One query per field the preset gives, whatever the number of services.
-    assert result.queries == 9 + 9 + 9
+    assert result.queries == 10 + 10 + 10
     assert result.samples == 3 == raw_sample_count()
     run = CollectionRun.objects.get()
     assert run.status == "ok" and run.samples == 3

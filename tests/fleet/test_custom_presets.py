@@ -66,7 +66,7 @@ def test_a_valid_custom_preset_is_saved_discovered_and_collected(client, bob, so
     assert response.status_code == 302, response.context["adminform"].form.errors
     preset = get_preset("acme")
     assert preset is not None and not preset.builtin
-    assert preset.missing_fields() == ["min", "idle", "pending", "overflow", "timeouts", "hold_s", "conns_opened", "conns_closed"]
+    assert preset.missing_fields() == ["min", "idle", "pending", "overflow", "timeouts", "acquisitions", "hold_s", "conns_opened", "conns_closed"]
 
     found = discover_source(source)
     assert found.services == {"acme-api": "acme"}

@@ -90,7 +90,7 @@ def exact(value: float):
 # (service, pool) -> canonical values; every field not listed must be absent (None).
 EXPECTED = {
     ("orders", "orders-main"): dict(
-        max=20, in_use=9, idle=3, pending=2, timeouts=per_window(0.5), acquire_s=exact(0.2 / 4),
+        max=20, in_use=9, idle=3, pending=2, timeouts=per_window(0.5), acquisitions=per_window(12), acquire_s=exact(0.2 / 4),
         hold_s=exact(0.3 / 12), conns_opened=per_window(0.1), conns_closed=per_window(0.1),
     ),
     # asyncpg: in use = get_size() - get_idle_size(); no max.
@@ -98,12 +98,12 @@ EXPECTED = {
     ("reports", "reports"): dict(max=10, in_use=12, idle=0, overflow=2),
     ("reports", "reports-replica"): dict(max=10, in_use=3, idle=0, overflow=0),  # overflow() = -7 -> 0
     ("search", "HikariPool-1"): dict(
-        max=10, min=10, in_use=10, idle=0, pending=7, timeouts=per_window(0.3), acquire_s=exact(0.25),
+        max=10, min=10, in_use=10, idle=0, pending=7, timeouts=per_window(0.3), acquisitions=per_window(5), acquire_s=exact(0.25),
         hold_s=exact(0.1), conns_opened=per_window(0.2),
     ),
     # ns and ms summaries -> seconds
     ("billing", "billing-db"): dict(
-        max=15, min=5, in_use=6, idle=4, pending=0, timeouts=0, acquire_s=exact(2e6 / 100 / 1e9),
+        max=15, min=5, in_use=6, idle=4, pending=0, timeouts=0, acquisitions=per_window(100), acquire_s=exact(2e6 / 100 / 1e9),
         hold_s=exact(300 / 100 / 1e3), conns_opened=per_window(0.1),
     ),
     ("inventory", "dataSource"): dict(max=50, min=10, in_use=12, idle=8),
@@ -112,19 +112,22 @@ EXPECTED = {
         max=0, in_use=5, idle=2, pending=rate(0.5), acquire_s=exact(0.25), conns_closed=per_window(0.3),
     ),
     ("ledger-go", "ledger"): dict(
-        max=16, in_use=9, idle=1, pending=rate(0.2), timeouts=per_window(0.2), acquire_s=exact(5e7 / 50 / 1e9),
+        max=16, in_use=9, idle=1, pending=rate(0.2), timeouts=per_window(0.2), acquisitions=per_window(50),
+        acquire_s=exact(5e7 / 50 / 1e9),
         conns_opened=per_window(0.1), conns_closed=per_window(0.1),
     ),
     ("catalog", "catalog"): dict(
         max=30, in_use=4, idle=6, pending=rate(0.05), acquire_s=exact(50 / 1 / 1e3), conns_closed=per_window(0.3),
     ),
     ("checkout", "HikariPool-1"): dict(
-        max=10, min=10, in_use=7, idle=3, pending=1, timeouts=per_window(0.1), acquire_s=exact(30 / 10 / 1e3),
+        max=10, min=10, in_use=7, idle=3, pending=1, timeouts=per_window(0.1), acquisitions=per_window(10),
+        acquire_s=exact(30 / 10 / 1e3),
         hold_s=exact(500 / 10 / 1e3), conns_opened=per_window(0.2),
     ),
     ("pricing", "postgresql://db:5432/pricing"): dict(in_use=2, idle=5),
     ("ledger", "ledger"): dict(
-        max=10, min=2, in_use=4, idle=6, pending=0, timeouts=0, acquire_s=exact(0.1 / 20), hold_s=exact(2 / 20),
+        max=10, min=2, in_use=4, idle=6, pending=0, timeouts=0, acquisitions=per_window(20), acquire_s=exact(0.1 / 20),
+        hold_s=exact(2 / 20),
         conns_opened=per_window(0.3),
     ),
     ("accounts", "accounts"): dict(max=100, in_use=3, idle=7, pending=0, timeouts=0, conns_opened=per_window(0.3)),
@@ -132,11 +135,18 @@ EXPECTED = {
     ("web", "shop/db-primary:5432"): dict(max=10, in_use=6, idle=2, pending=3, conns_opened=per_window(0.2), conns_closed=per_window(0.1)),
     ("web", "shop/db-replica:5432"): dict(max=10, in_use=1, idle=2, pending=0, conns_opened=0, conns_closed=0),
     # pool_size 20 applies to each of the 2 user pools of the database
-    ("pgbouncer-main", "orders"): dict(max=40, in_use=20, idle=3, pending=5, acquire_s=exact(0.5 / 100), hold_s=exact(2 / 100)),
-    ("pgbouncer-main", "pgbouncer"): dict(max=2, in_use=0, idle=0, pending=0),  # no transactions: 0/0 is absent
-    ("pgbouncer-legacy", "users"): dict(max=8, in_use=4, idle=3, pending=0, acquire_s=exact(0.02 / 10), hold_s=exact(0.4 / 10)),
+    # acquisitions = pooled transactions (each takes a server connection in transaction pooling)
+    ("pgbouncer-main", "orders"): dict(
+        max=40, in_use=20, idle=3, pending=5, acquisitions=per_window(100), acquire_s=exact(0.5 / 100), hold_s=exact(2 / 100),
+    ),
+    # no transactions: 0 acquisitions, and 0/0 times are absent
+    ("pgbouncer-main", "pgbouncer"): dict(max=2, in_use=0, idle=0, pending=0, acquisitions=0),
+    ("pgbouncer-legacy", "users"): dict(
+        max=8, in_use=4, idle=3, pending=0, acquisitions=per_window(10), acquire_s=exact(0.02 / 10), hold_s=exact(0.4 / 10),
+    ),
     ("pgbouncer-edge", "orders"): dict(
-        max=25, in_use=7, idle=3, pending=0, acquire_s=exact(25000 / 50 / 1e6), hold_s=exact(1e5 / 50 / 1e6),
+        max=25, in_use=7, idle=3, pending=0, acquisitions=per_window(50), acquire_s=exact(25000 / 50 / 1e6),
+        hold_s=exact(1e5 / 50 / 1e6),
     ),
     # +Inf, NaN and -Inf count as no sample
     ("broken", "broken"): dict(idle=3),

@@ -111,7 +111,7 @@ def test_a_bad_file_names_every_line_and_field_and_changes_nothing(fleet) -> Non
         "line 6: sources[0].presets[1]: unknown preset 'nosuch'",
         "line 8: presets[0].name: hikaricp is a built-in preset; choose another name.",
         "line 12: presets[0].queries.in_use: unknown placeholder $selector in template 'sum by ($by) (acme_pool_busy{$selector})'",
-        "line 13: presets[0].queries.inuse: not a canonical field (known: max, min, in_use, idle, pending, overflow, timeouts, acquire_s, hold_s, conns_opened, conns_closed)",
+        "line 13: presets[0].queries.inuse: not a canonical field (known: max, min, in_use, idle, pending, overflow, timeouts, acquisitions, acquire_s, hold_s, conns_opened, conns_closed)",
         "line 18: services[0].workers_per_instance: must be a whole number ≥ 1, not 0",
         # the source "new" was refused above, so it cannot be referenced either
         "line 20: services[1].source: no Prometheus source named 'new'",

@@ -29,7 +29,8 @@ def wave(i: int) -> dict:
     """A pool that fills up and drains: saturated for a few samples of each cycle."""
     in_use = float(i % 12)
     return {"max": 10.0, "in_use": min(in_use, 10.0), "idle": max(0.0, 10 - in_use), "pending": max(0.0, in_use - 10),
-            "timeouts": 1.0 if i % 12 == 11 else 0.0, "acquire_s": 0.001 * (i % 5), "hold_s": 0.05}
+            "timeouts": 1.0 if i % 12 == 11 else 0.0, "acquisitions": 20.0 + i % 7, "acquire_s": 0.001 * (i % 5),
+            "hold_s": 0.05}
 
 
 @pytest.fixture
@@ -72,8 +73,12 @@ def test_it_computes_min_avg_max_p95_and_saturated_seconds_like_lib(two_pools) -
     # Each sample's timeouts is an increase over the source's rate window (see the
     # default source): spread over the 15 s each sample stands for.
     window_s = promql.duration_seconds(a.service.source.rate_window)
-    assert row.timeouts == pytest.approx(lib.timeouts_in_spans([(15.0, v["timeouts"]) for _, v in inside], window_s))
+    assert row.timeouts == pytest.approx(lib.events_in_spans([(15.0, v["timeouts"]) for _, v in inside], window_s))
     assert row.timeouts == pytest.approx(sum(v["timeouts"] for _, v in inside) * 15 / window_s)
+    # Acquisitions are counted the same way: each checkout once, not once per overlapping window.
+    assert row.acquisitions == pytest.approx(lib.events_in_spans([(15.0, v["acquisitions"]) for _, v in inside], window_s))
+    assert row.acquisitions == pytest.approx(sum(v["acquisitions"] for _, v in inside) * 15 / window_s)
+    assert row.acquisitions > 0
     expected = lib.saturated_seconds(around, bucket, 300, rollup.max_gap_s())
     # in_use reaches max (10) once per 12-sample cycle, and 11 → 10 with a waiter.
     assert expected == 15 * sum(1 for _, v in inside if v["in_use"] >= 10 or v["pending"] > 0) > 0
@@ -89,6 +94,8 @@ def test_utilization_is_absent_when_max_is_unlimited(two_pools) -> None:
     # Nothing says it is waiting (no pending field) and max is unlimited: not known, never 0.
     assert row.saturated_s is None
     assert row.pending_avg is None
+    # No acquisitions in its samples: absent, never 0.
+    assert row.acquisitions is None
 
 
 def test_a_gap_in_samples_is_not_counted_as_saturated_time(make_service) -> None:

@@ -78,13 +78,11 @@ def test_downsample_to_at_most_max_points() -> None:
     assert r.downsample(points[:10], 1000) == points[:10]
 
 
-def test_timeouts_are_spread_over_the_span_each_sample_stands_for() -> None:
-    from poolboard.lib.rollups import timeouts_in_spans
-
+def test_it_spreads_counted_events_over_the_span_each_sample_stands_for() -> None:
     # A counter that rose by 6 once: every 15 s sample for the next minute reports
     # increase[1m] = 6; the four overlapping samples add up to the 6 that happened.
-    assert timeouts_in_spans([(15, 6.0)] * 4, 60) == 6.0
-    assert timeouts_in_spans([(15, None)], 60) is None
+    assert r.events_in_spans([(15, 6.0)] * 4, 60) == 6.0
+    assert r.events_in_spans([(15, None)], 60) is None
 
 
 def test_promql_durations_in_seconds() -> None:
