@@ -21,6 +21,7 @@ from poolboard.lib.querytext import TRUNCATED
 from poolboard.sources import pgactivity
 from poolboard.sources.pgactivity import Limits, MonitorError, Target
 from tests.pg import HOST, PORT, SUPERUSER, Sessions, admin_conn, throwaway_database
+from tests.wait import wait_until
 
 SUFFIX = f"{os.getpid()}"
 BILLING = f"billing-t{SUFFIX}"
@@ -40,14 +41,13 @@ def monitor_count(conn, dbname: str | None = None) -> int:
 
 
 def settled_monitor_count(conn, expected: int, dbname: str | None = None) -> int:
-    """monitor_count once it reaches `expected` or after 3 s: a closed connection's
+    """monitor_count once it reaches `expected`, or what it is after 3 s: a closed connection's
     backend leaves pg_stat_activity a moment after the client closes it."""
-    for _ in range(60):
-        n = monitor_count(conn, dbname)
-        if n == expected:
-            return n
-        time.sleep(0.05)
-    return n
+    try:
+        wait_until(lambda: monitor_count(conn, dbname) == expected, timeout=3, what=f"{expected} monitor sessions")
+    except AssertionError:
+        return monitor_count(conn, dbname)
+    return expected
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_session_rows_are_bounded_oldest_first(target, sessions, admin):
         )
     pids = []
     for i in range(6):
+        # Opened one after the other, so each xact_start is later than the one before.
         pids.append(sessions.idle_in_transaction(f"app{i}").info.backend_pid)
-        time.sleep(0.01)
     snap = pgactivity.snapshot(target, limits=Limits(session_limit=3), activity_view="local_activity")
     assert [s.pid for s in snap.sessions] == pids[:3]
     assert snap.sessions_truncated_after == snap.sessions[-1].xact_start
@@ -361,9 +361,12 @@ def test_invalid_utf8_in_pg_stat_activity_does_not_break_the_snapshot(target, se
     admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
     try:
         sessions.active("badbytes", b"SELECT pg_sleep(30), '\xff\xfe' AS \"col\xc3\"", dbname=name)
-        time.sleep(0.3)
-        snap = pgactivity.snapshot(target)
-        row = [s for s in snap.sessions if s.application_name == "badbytes"][0]
+
+        def badbytes_running():
+            rows = [s for s in pgactivity.snapshot(target).sessions if s.application_name == "badbytes"]
+            return rows if rows and rows[0].state == "active" else None
+
+        [row] = wait_until(badbytes_running, what="the badbytes query to run")
         assert row.query.startswith("SELECT pg_sleep($1), $2 AS")
         assert "\ufffd" in row.query
         assert row.datname == name
@@ -391,13 +394,11 @@ def test_cancel_and_terminate_need_the_same_backend(target, sessions, admin):
     ipid = idler.info.backend_pid
     ibs = admin.execute("SELECT backend_start FROM pg_stat_activity WHERE pid = %s", (ipid,)).fetchone()[0]
     assert pgactivity.signal_backend(target, None, ipid, ibs, "terminate")
-    for _ in range(50):
-        if not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (ipid,)).fetchone():
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("backend not terminated")
-    with pytest.raises(ValueError):
+    wait_until(
+        lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (ipid,)).fetchone(),
+        timeout=2.5, what="the backend to be terminated",
+    )
+    with pytest.raises(ValueError, match="action must be 'cancel' or 'terminate'"):
         pgactivity.signal_backend(target, None, ipid, ibs, "drop")
     lingering = admin.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'poolboard-%%' AND datname = %s",
@@ -413,5 +414,5 @@ def test_connection_kwargs_carry_every_bound():
     assert "-c statement_timeout=5000" in kw["options"]
     assert "-c lock_timeout=1000" in kw["options"]
     assert "-c default_transaction_read_only=on" in kw["options"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="activity_view must be a plain"):
         pgactivity.snapshot(Target(host="h"), activity_view="x; DROP TABLE y")
