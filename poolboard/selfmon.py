@@ -1,10 +1,19 @@
 """poolboard watching itself: /healthz (JSON, 200/503) and /metrics (Prometheus text).
 
 Both are open without login so that load balancers and Prometheus can read them; they
-show states and numbers only, never configuration or secrets.
+show states and numbers only, never configuration, URLs or error messages.
+
+/healthz answers "is poolboard alive?": 200 while its own database answers, whatever
+the watched Prometheus servers do; a load balancer must not pull the dashboard out
+during exactly the incident it is for. Redis (the Celery broker) and each source's
+collection state are details in the body. It reads the sources' state as the last
+collection runs stored it and sends no request to them, so an anonymous caller cannot
+make poolboard call every Prometheus it watches.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import redis
 from django.conf import settings
@@ -19,9 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from poolboard.fleet.models import CollectionRun, PrometheusSource
-from poolboard.sources.prometheus import PrometheusClient, PrometheusError
 
-HEALTH_TIMEOUT_S = 2.0
+HEALTH_TIMEOUT_S = 1.0
 
 
 def _check_database() -> dict:
@@ -45,18 +53,19 @@ def _check_redis() -> dict:
         return {"ok": False, "error": exc.__class__.__name__}
 
 
-def _check_prometheus(sources: list[PrometheusSource]) -> dict:
-    results = {}
-    for source in sources:
-        client = PrometheusClient(source.url, timeout=HEALTH_TIMEOUT_S)
-        try:
-            info = client.build_info()
-            results[source.name] = {"ok": True, "version": info.get("version", "")}
-        except PrometheusError as exc:
-            results[source.name] = {"ok": False, "error": exc.kind}
-        finally:
-            client.close()
-    return results
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def source_health(source: PrometheusSource, now: datetime) -> dict:
+    """A source's collection state as the stored runs left it: fresh, stale or never collected."""
+    stale_since = source.stale_since(now)
+    return {
+        "ok": source.last_success_at is not None and stale_since is None,
+        "last_success": _iso(source.last_success_at),
+        "last_error": _iso(source.last_error_at),
+        "stale_since": _iso(stale_since),
+    }
 
 
 @login_not_required
@@ -64,16 +73,14 @@ def _check_prometheus(sources: list[PrometheusSource]) -> dict:
 @never_cache
 def healthz(request):
     database = _check_database()
-    sources = list(PrometheusSource.objects.filter(enabled=True)) if database["ok"] else []
-    prometheus = _check_prometheus(sources)
-    body = {
-        "database": database,
-        "redis": _check_redis(),
-        "prometheus": prometheus,
-    }
-    healthy = database["ok"] and body["redis"]["ok"] and all(p["ok"] for p in prometheus.values())
-    body["status"] = "ok" if healthy else "degraded"
-    return JsonResponse(body, status=200 if healthy else 503)
+    body: dict = {"database": database, "redis": _check_redis(), "sources": {}}
+    if database["ok"]:
+        now = timezone.now()
+        sources = PrometheusSource.objects.filter(enabled=True)
+        body["sources"] = {source.name: source_health(source, now) for source in sources}
+    details_ok = body["redis"]["ok"] and all(s["ok"] for s in body["sources"].values())
+    body["status"] = "down" if not database["ok"] else "ok" if details_ok else "degraded"
+    return JsonResponse(body, status=200 if database["ok"] else 503)
 
 
 class CollectionCollector:
@@ -99,6 +106,17 @@ class CollectionCollector:
         samples = GaugeMetricFamily(
             "poolboard_collection_samples", "Pools stored by the newest successful run", labels=["source"]
         )
+        last_error = GaugeMetricFamily(
+            "poolboard_collection_last_error_timestamp_seconds",
+            "Unix time of the newest failed collection",
+            labels=["source"],
+        )
+        fresh = GaugeMetricFamily(
+            "poolboard_source_fresh",
+            "1 while the source's data is fresh (collected within the stale threshold), 0 when stale or never collected",
+            labels=["source"],
+        )
+        now = timezone.now()
         totals = {
             row["source__name"]: row
             for row in CollectionRun.objects.values("source__name").annotate(
@@ -117,7 +135,11 @@ class CollectionCollector:
                 last_success.add_metric([source.name], source.last_success_at.timestamp())
             if newest_ok:
                 samples.add_metric([source.name], newest_ok.samples)
-        yield from (last_duration, errors, runs, last_success, samples)
+            if source.last_error_at:
+                last_error.add_metric([source.name], source.last_error_at.timestamp())
+            if source.enabled:
+                fresh.add_metric([source.name], 1 if source_health(source, now)["ok"] else 0)
+        yield from (last_duration, errors, runs, last_success, samples, last_error, fresh)
 
 
 @login_not_required

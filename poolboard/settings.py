@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+
+from poolboard import dburl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,31 +46,48 @@ def envsecret(name: str, default: str = "") -> str:
     return os.getenv(name, default)
 
 
-def parse_database_url(url: str, application_name: str) -> dict:
-    """Turn postgresql://user:pass@host:port/name?opt=v into a DATABASES entry."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
+def envlist(name: str, default: str = "") -> list[str]:
+    """A comma-separated list; blanks dropped."""
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+def is_loopback_only(hosts: list[str]) -> bool:
+    """True when every allowed host is this machine: a development or demo set-up over http."""
+    return bool(hosts) and all(h in ("127.0.0.1", "localhost", "[::1]", "::1") for h in hosts)
+
+
+def proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER from the name of the header the TLS proxy sets (X-Forwarded-Proto)."""
+    if not value:
+        return None
+    if not value.replace("-", "").replace("_", "").isalnum():
         raise ImproperlyConfigured(
-            f"DATABASE_URL must start with postgresql:// (got scheme {parts.scheme!r})"
+            f"Unexpected value SECURE_PROXY_SSL_HEADER={value!r}: give a header name such as X-Forwarded-Proto"
         )
-    name = unquote(parts.path.lstrip("/"))
+    return ("HTTP_" + value.upper().replace("-", "_"), "https")
+
+
+def parse_database_url(url: str, application_name: str) -> dict:
+    """Turn postgresql://user:pass@host:port/name?opt=v into a DATABASES entry (poolboard.dburl)."""
+    try:
+        params = dburl.parse(url)
+    except dburl.DatabaseUrlError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL {exc}") from None
+    name = params.pop("dbname", "")
     if not name:
         raise ImproperlyConfigured("DATABASE_URL has no database name (postgresql://host:5432/NAME)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ImproperlyConfigured("DATABASE_URL has a port that is not a number") from None
-    options: dict[str, object] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    server = {key: params.pop(key, "") for key in ("user", "password", "host", "port")}
+    options: dict[str, object] = dict(params)
     options.setdefault("application_name", application_name)
     # Bounded waits: poolboard must never hang on its own database either.
     options.setdefault("connect_timeout", 5)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(port or ""),
+        "USER": server["user"],
+        "PASSWORD": server["password"],
+        "HOST": server["host"],
+        "PORT": server["port"],
         "OPTIONS": options,
         # One persistent connection per process thread; closed when it errors.
         "CONN_MAX_AGE": 60,
@@ -97,8 +116,33 @@ PROCESS_KIND = os.getenv("POOLBOARD_PROCESS") or guess_process_kind(sys.argv)
 
 SECRET_KEY = envsecret("SECRET_KEY") or "poolboard-development-only-secret-key-change-me-in-production-0123456789"
 DEBUG = envbool("DEBUG", "false")
-ALLOWED_HOSTS = [h.strip() for h in os.getenv("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
+# Origins (scheme://host[:port]) allowed to POST when they differ from the Host header,
+# e.g. https://poolboard.example.com behind a proxy that rewrites Host.
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+# --- https -----------------------------------------------------------------------
+# HTTPS_ONLY: poolboard is reached over https only (directly or through a TLS proxy).
+# Secure by default: on as soon as ALLOWED_HOSTS names anything but this machine, so a
+# production deploy gets secure cookies, HSTS and the http->https redirect without
+# asking; off for DEBUG and for the loopback-only defaults that `make demo` and the
+# tests run over plain http. HTTPS_ONLY=false serves a LAN over plain http knowingly.
+HTTPS_ONLY = envbool("HTTPS_ONLY", "false" if DEBUG or is_loopback_only(ALLOWED_HOSTS) else "true")
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", str(HTTPS_ONLY))
+# Load balancers and Prometheus often probe over plain http inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# Behind a TLS-terminating proxy Django sees http; name the header the proxy sets
+# (X-Forwarded-Proto) so it knows the request was https. Only set it when the proxy
+# strips that header from clients, or a client could claim https.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(os.getenv("SECURE_PROXY_SSL_HEADER", ""))
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "31536000" if HTTPS_ONLY else "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "true")
+# Preloading is a promise to browser vendors about the whole domain; poolboard cannot make
+# it for its operators, so it is opt-in and its deploy warning (W021) is silenced.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 DATABASE_URL = os.getenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
 DATABASES = {"default": parse_database_url(DATABASE_URL, f"poolboard-{PROCESS_KIND}")}
@@ -109,6 +153,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "axes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
@@ -125,7 +170,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "poolboard.middleware.ContentSecurityPolicyMiddleware",
+    "poolboard.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -134,7 +180,30 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy of every response (poolboard.middleware). Scripts and styles
+# come from our own static files only: no inline <script>, no on...= handlers, no eval
+# (htmx's allowEval is off in base.html, so hx-trigger filters are not used). Inline
+# style *attributes* are allowed for the data-driven bar widths; with img-src, font-src
+# and connect-src limited to 'self' an injected style cannot load or send anything.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "style-src-attr 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 ROOT_URLCONF = "poolboard.urls"
 WSGI_APPLICATION = "poolboard.wsgi.application"
@@ -156,8 +225,27 @@ TEMPLATES = [
 ]
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out login before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes, attempts stored in poolboard's database so every
+# gunicorn worker sees them): LOGIN_FAILURE_LIMIT wrong passwords for one username
+# from one address lock that pair out for LOGIN_LOCKOUT_MINUTES. Per username *and*
+# address, so nobody can lock a colleague out from elsewhere during an incident.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "10")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", "60"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# No start-up banner on every manage.py command; failed logins and lockouts are still logged.
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -170,8 +258,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 # WhiteNoise serves from STATIC_ROOT after collectstatic and from the finders before;
-# the folder must exist either way.
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# poolboard.middleware.StaticFilesMiddleware creates the folder when a web process
+# starts (importing settings creates nothing).
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from poolboard import checks
-from poolboard.settings import envbool, envint, envsecret, parse_database_url
+from poolboard.settings import envbool, envint, envsecret, parse_database_url, proxy_ssl_header
 
 
 def test_database_url_becomes_a_databases_entry_with_application_name() -> None:
@@ -99,3 +105,114 @@ def test_the_process_kind_is_guessed_from_the_command_line(monkeypatch) -> None:
         import pytest as real_pytest
 
         sys.modules["pytest"] = real_pytest
+
+
+# --- production settings from the environment -------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+# Every variable these tests set or that changes what they read; the rest of the
+# environment (PATH, DATABASE_URL, ...) is passed through.
+CONTROLLED = (
+    "DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "ALLOWED_HOSTS", "HTTPS_ONLY", "SECURE_SSL_REDIRECT",
+    "SECURE_PROXY_SSL_HEADER", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
+    "CSRF_TRUSTED_ORIGINS", "DJANGO_SETTINGS_MODULE",
+    # tests/conftest.py sets it for Playwright; a deployment never does (async.E001).
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "x7Hq2vLm9RtY4wZp8KcN3bJf6GdS1aUe5oIiQyXrTnVhWkMlPzCgBsDjFuEaO0",
+    "ALLOWED_HOSTS": "poolboard.example.com",
+}
+
+
+def run_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "poolboard.settings", **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def settings_in(env: dict[str, str]) -> dict:
+    names = [
+        "HTTPS_ONLY", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER", "CSRF_TRUSTED_ORIGINS",
+    ]
+    code = f"import json, poolboard.settings as s; print(json.dumps({{n: getattr(s, n) for n in {names!r}}}))"
+    done = run_in(env, "-c", code)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_it_passes_check_deploy_with_production_env_vars() -> None:
+    done = run_in(PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # W021 (HSTS preload) is the one silenced on purpose: see SECURE_HSTS_PRELOAD.
+    assert done.stdout.strip() == "System check identified no issues (1 silenced)."
+
+
+def test_check_deploy_names_what_a_plain_http_production_lacks() -> None:
+    done = run_in({**PRODUCTION, "HTTPS_ONLY": "false"}, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert done.returncode == 1
+    for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert check in done.stderr, check
+
+
+def test_it_is_https_only_as_soon_as_it_serves_a_real_host_name() -> None:
+    assert settings_in(PRODUCTION) == {
+        "HTTPS_ONLY": True, "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SECURE_SSL_REDIRECT": True,
+        "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True, "SECURE_HSTS_PRELOAD": False,
+        "SECURE_PROXY_SSL_HEADER": None, "CSRF_TRUSTED_ORIGINS": [],
+    }
+
+
+def test_the_loopback_defaults_stay_on_plain_http_for_the_demo_and_the_tests() -> None:
+    values = settings_in({})
+    assert (values["HTTPS_ONLY"], values["SESSION_COOKIE_SECURE"], values["CSRF_COOKIE_SECURE"]) == (False, False, False)
+    assert (values["SECURE_SSL_REDIRECT"], values["SECURE_HSTS_SECONDS"]) == (False, 0)
+    assert settings_in({**PRODUCTION, "HTTPS_ONLY": "false"})["SESSION_COOKIE_SECURE"] is False
+
+
+def test_proxy_header_and_trusted_origins_come_from_the_environment() -> None:
+    values = settings_in({
+        **PRODUCTION,
+        "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+        "CSRF_TRUSTED_ORIGINS": "https://poolboard.example.com, https://ops.example.com",
+        "SECURE_HSTS_SECONDS": "600",
+    })
+    assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert values["CSRF_TRUSTED_ORIGINS"] == ["https://poolboard.example.com", "https://ops.example.com"]
+    assert values["SECURE_HSTS_SECONDS"] == 600
+
+
+def test_a_proxy_header_with_a_value_is_refused_with_the_form_to_use() -> None:
+    with pytest.raises(ImproperlyConfigured) as info:
+        proxy_ssl_header("X-Forwarded-Proto: https")
+    assert str(info.value) == (
+        "Unexpected value SECURE_PROXY_SSL_HEADER='X-Forwarded-Proto: https': give a header name such as X-Forwarded-Proto"
+    )
+
+
+def test_importing_settings_creates_no_directories(tmp_path) -> None:
+    # Record every directory creation the import would make, instead of making it.
+    code = (
+        "import os, pathlib, json\n"
+        "made = []\n"
+        "pathlib.Path.mkdir = lambda self, *a, **k: made.append(str(self))\n"
+        "os.makedirs = lambda name, *a, **k: made.append(str(name))\n"
+        "os.mkdir = lambda name, *a, **k: made.append(str(name))\n"
+        "import poolboard.settings\n"
+        "print(json.dumps(made))\n"
+    )
+    done = run_in({}, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_the_web_process_makes_the_static_folder_when_it_starts(tmp_path, settings) -> None:
+    from poolboard.middleware import StaticFilesMiddleware
+
+    settings.STATIC_ROOT = tmp_path / "var" / "static"
+    StaticFilesMiddleware(lambda request: None, settings=settings)
+    assert settings.STATIC_ROOT.is_dir()

@@ -17,6 +17,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from poolboard.fleet.models import Service
 from poolboard.lib import episodes as ep
@@ -52,6 +53,17 @@ def _validate_file_path(value: str) -> None:
 
 class SecretError(Exception):
     pass
+
+
+class SignalRefused(Exception):
+    """Cancel/terminate refused before anything was sent to the server; str() says why."""
+
+
+def _parse_backend_start(value: str | None) -> datetime | None:
+    try:
+        return parse_datetime(value or "")
+    except ValueError:
+        return None
 
 
 def read_secret(env_name: str, file_path: str, what: str) -> str | None:
@@ -175,6 +187,30 @@ class MonitoredDatabase(models.Model):
 
     def signals_enabled(self) -> bool:
         return backend_signals_allowed() and bool(self.admin_user)
+
+    def session_to_signal(self, pid: int, backend_start: str | None) -> tuple[dict, datetime]:
+        """The session `pid` as the newest snapshot saw it, and its backend_start, if it may be signalled.
+
+        PostgreSQL reuses pids, so a pid alone may name a later connection than the one
+        on the page. A session is signalled only when its backend_start is known (and
+        pgactivity.signal_backend checks it again on the server); otherwise SignalRefused.
+        """
+        seen = [s for s in self.last_sessions or [] if s.get("pid") == pid]
+        if not seen:
+            raise SignalRefused(f"Session {pid} is no longer in the newest snapshot; nothing was done.")
+        started = _parse_backend_start(backend_start)
+        if started is None or all(_parse_backend_start(s.get("backend_start")) is None for s in seen):
+            raise SignalRefused(
+                f"Session {pid} has no known start time (backend_start), so it cannot be told apart from a later "
+                f"session that reuses pid {pid}; nothing was done. poolboard's monitoring role needs "
+                "pg_read_all_stats (or pg_monitor) to see other roles' start times."
+            )
+        for session in seen:
+            if _parse_backend_start(session.get("backend_start")) == started:
+                return session, started
+        raise SignalRefused(
+            f"Pid {pid} now belongs to another session (started at a different time); nothing was done."
+        )
 
     def stale_since(self, now: datetime) -> datetime | None:
         if self.last_snapshot_at is None:

@@ -39,6 +39,12 @@ def _validate_label_name(value: str) -> None:
 def _validate_base_url(value: str) -> None:
     """http(s)://host[:port][/prefix]; single-label hosts (http://prometheus:9090) are fine."""
     parts = urlsplit(value or "")
+    if parts.username is not None or parts.password is not None:
+        # It would be stored in clear, exported by exportinventory and shown in the admin.
+        raise ValidationError(
+            "Remove the user:password@ part: credentials in the URL would be stored and shown in clear. "
+            "Give a bearer token by the name of the environment variable holding it (bearer token env)."
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ValidationError("Enter a base URL such as http://prometheus:9090 (http or https, no query).")
     try:

@@ -437,13 +437,16 @@ def signal_backend(
 ) -> bool:
     """Cancel or terminate one backend, with a separately supplied privileged credential.
 
-    The pid must still belong to the same session (backend_start matches),
-    so a pid reused since the page was rendered is left alone. Returns True
+    The pid must still belong to the same session (backend_start matches, and is
+    required), so a pid reused since the page was rendered is left alone. Returns True
     when the server signalled the backend.
     """
 
     if action not in ("cancel", "terminate"):
         raise ValueError("action must be 'cancel' or 'terminate'")
+    if backend_start is None:
+        # A pid alone may by now name a later session that reused it.
+        raise ValueError("backend_start is required: without it a reused pid cannot be told apart")
     fn = "pg_cancel_backend" if action == "cancel" else "pg_terminate_backend"
     conn = connect(target, password, limits, application_name=ADMIN_APP, read_only=False)
     try:
@@ -451,9 +454,8 @@ def signal_backend(
             row = _execute(
                 cur,
                 f"""SELECT {fn}(pid) FROM pg_catalog.pg_stat_activity
-                    WHERE pid = %s AND (%s::timestamptz IS NULL OR backend_start = %s::timestamptz)
-                      AND pid <> pg_backend_pid()""",
-                (pid, backend_start, backend_start),
+                    WHERE pid = %s AND backend_start = %s AND pid <> pg_backend_pid()""",
+                (pid, backend_start),
             ).fetchone()
         conn.commit()
         return bool(row and row[0])

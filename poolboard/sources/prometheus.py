@@ -8,6 +8,7 @@ one slow query into ~4x its time, research/pool-metrics.md §9.3).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -17,6 +18,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from poolboard.lib.pools import parse_sample_value
+from poolboard.lib.redact import redact_url
 
 
 class PrometheusError(Exception):
@@ -41,18 +43,31 @@ class RangeSeries:
     points: list[tuple[float, float | None]]
 
 
+# Prometheus' own error message (errorType: error) is kept, cut to this length; anything
+# else a server or a proxy in front of it sends back is never copied into a message.
+REASON_CHARS = 300
+
+
+def _api_error(body: object) -> str | None:
+    """'errorType: error' from a Prometheus API error answer, else None."""
+    if isinstance(body, dict) and body.get("error"):
+        return f"{body.get('errorType', 'error')}: {body['error']}"[:REASON_CHARS]
+    return None
+
+
 def _rejection_message(exc: PrometheusApiClientException) -> str:
     """Turn the client's 'HTTP Status Code 422 (b'{...}')' into Prometheus's own words."""
     text = str(exc)
     start, end = text.find("{"), text.rfind("}")
     if start != -1 and end > start:
         try:
-            body = json.loads(text[start : end + 1].encode().decode("unicode_escape"))
-            if isinstance(body, dict) and body.get("error"):
-                return f"{body.get('errorType', 'error')}: {body['error']}"
+            error = _api_error(json.loads(text[start : end + 1].encode().decode("unicode_escape")))
+            if error:
+                return error
         except (ValueError, UnicodeDecodeError):
             pass
-    return text[:500]
+    status = re.search(r"HTTP Status Code (\d+)", text)
+    return f"HTTP {status.group(1)}" if status else "no reason given"
 
 
 class PrometheusClient:
@@ -80,6 +95,8 @@ class PrometheusClient:
         max_series: int = 20000,
     ) -> None:
         self.url = url.rstrip("/")
+        # What messages say: a URL with user:password@ or ?token= never reaches a stored error.
+        self.display_url = redact_url(self.url)
         self.timeout = timeout
         self.max_series = max_series
         self._last_response: requests.Response | None = None
@@ -116,15 +133,15 @@ class PrometheusClient:
     def _describe_bad_answer(self) -> str:
         response = self._last_response
         if response is None:
-            return f"Prometheus at {self.url} sent an answer that is not a query result"
+            return f"Prometheus at {self.display_url} sent an answer that is not a query result"
         try:
             body = response.json()
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type")
-            return f"Prometheus at {self.url} sent an answer that is not JSON (HTTP {response.status_code}, {kind})"
+            return f"Prometheus at {self.display_url} sent an answer that is not JSON (HTTP {response.status_code}, {kind})"
         if isinstance(body, dict) and body.get("status") == "error":
-            return f"Prometheus at {self.url} answered with an error: {body.get('errorType', 'error')}: {body.get('error', '')}"
-        return f"Prometheus at {self.url} sent JSON that is not a query result (no data.result)"
+            return f"Prometheus at {self.display_url} answered with an error: {_api_error(body) or 'no reason given'}"
+        return f"Prometheus at {self.display_url} sent JSON that is not a query result (no data.result)"
 
     def _rejection(self, exc: PrometheusApiClientException) -> str:
         """Prometheus' own errorType and message, from the response body when we have it."""
@@ -134,9 +151,7 @@ class PrometheusClient:
                 body = response.json()
             except ValueError:
                 body = None
-            if isinstance(body, dict) and body.get("error"):
-                return f"{body.get('errorType', 'error')}: {body['error']}"
-            return f"HTTP {response.status_code}: {response.text[:300]}"
+            return _api_error(body) or f"HTTP {response.status_code} {response.reason or ''}".rstrip()
         return _rejection_message(exc)
 
     def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
@@ -149,20 +164,20 @@ class PrometheusClient:
             # A RequestException too, so it must be caught before the generic one.
             raise PrometheusError("bad_answer", self._describe_bad_answer()) from None
         except requests.exceptions.Timeout:
-            raise PrometheusError("timeout", f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
+            raise PrometheusError("timeout", f"Prometheus at {self.display_url} did not answer within {self.timeout:g}s") from None
         except requests.exceptions.RetryError:
             raise PrometheusError(
-                "unreachable", f"Prometheus at {self.url} kept answering with a gateway error (502/504), tried twice"
+                "unreachable", f"Prometheus at {self.display_url} kept answering with a gateway error (502/504), tried twice"
             ) from None
         except requests.exceptions.ConnectionError:
-            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.url}") from None
+            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.display_url}") from None
         except requests.exceptions.RequestException as exc:
-            raise PrometheusError("unreachable", f"request to Prometheus at {self.url} failed: {exc.__class__.__name__}") from None
+            raise PrometheusError("unreachable", f"request to Prometheus at {self.display_url} failed: {exc.__class__.__name__}") from None
         except (ValueError, KeyError, TypeError):
             # requests' JSONDecodeError is a ValueError; a 200 without data.result is a KeyError.
             raise PrometheusError("bad_answer", self._describe_bad_answer()) from None
         if not isinstance(result, list):
-            raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent a {type(result).__name__}, not a list of series")
+            raise PrometheusError("bad_answer", f"Prometheus at {self.display_url} sent a {type(result).__name__}, not a list of series")
         if len(result) > self.max_series:
             raise PrometheusError(
                 "too_many_series",
@@ -184,7 +199,7 @@ class PrometheusClient:
                 ts, value = item["value"]
                 series.append(InstantSeries(labels=labels, ts=float(ts), value=parse_sample_value(value)))
             except (KeyError, TypeError, ValueError):
-                raise PrometheusError("bad_answer", f"Prometheus at {self.url} sent a series without metric/value") from None
+                raise PrometheusError("bad_answer", f"Prometheus at {self.display_url} sent a series without metric/value") from None
         return series
 
     def range(self, query: str, *, start: float, end: float, step: float) -> list[RangeSeries]:
@@ -212,11 +227,11 @@ class PrometheusClient:
         try:
             response = self._connect._session.get(f"{self.url}/api/v1/status/buildinfo", timeout=self.timeout)
         except requests.exceptions.Timeout:
-            raise PrometheusError("timeout", f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
+            raise PrometheusError("timeout", f"Prometheus at {self.display_url} did not answer within {self.timeout:g}s") from None
         except requests.exceptions.RequestException:
-            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.url}") from None
+            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.display_url}") from None
         try:
             body = response.json()
             return {str(k): str(v) for k, v in body["data"].items()}
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise PrometheusError("bad_answer", f"{self.url} answered HTTP {response.status_code}, not Prometheus' API") from None
+            raise PrometheusError("bad_answer", f"{self.display_url} answered HTTP {response.status_code}, not Prometheus' API") from None

@@ -73,6 +73,27 @@ def test_garbage_fails_the_tick(fake) -> None:
     assert_nothing_stored(source, error)
 
 
+def test_a_response_body_is_never_stored_only_its_status(fake) -> None:
+    body = b"<html>Login page of the corporate proxy. session=SECRET-IN-BODY</html>"
+    server = fake(lambda query: (500, "text/html", body))
+    source = PrometheusSource.objects.create(name="proxy", url=server.url, presets=["otel"])
+
+    result = collect_source(source, current_slot())
+
+    error = "otel max: Prometheus rejected the query: HTTP 500 Internal Server Error"
+    assert result.error == error
+    assert_nothing_stored(source, error)
+
+
+def test_prometheus_own_error_message_is_kept_but_cut_short(fake) -> None:
+    server = fake(lambda q: json_answer({"status": "error", "errorType": "bad_data", "error": "x" * 5000}, status=400))
+    source = PrometheusSource.objects.create(name="p", url=server.url, presets=["otel"])
+
+    result = collect_source(source, current_slot())
+
+    assert result.error == "otel max: Prometheus rejected the query: bad_data: " + "x" * (300 - len("bad_data: "))
+
+
 def test_a_hanging_prometheus_fails_the_tick_after_the_source_timeout() -> None:
     server = HangingServer()
     try:
