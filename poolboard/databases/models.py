@@ -19,13 +19,12 @@ from django.db import models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from poolboard.fleet.models import Service
+from poolboard.fleet.models import Service, validate_env_name
 from poolboard.lib import episodes as ep
 from poolboard.lib.attribution import Attributor, Rule
 from poolboard.lib.budget import Budget, ServerSettings, SessionCount as CountRow, compute_budget
 from poolboard.sources import pgactivity
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
@@ -39,11 +38,6 @@ def query_text_mode() -> str:
 
 def backend_signals_allowed() -> bool:
     return bool(getattr(settings, "ALLOW_BACKEND_SIGNALS", False))
-
-
-def _validate_env_name(value: str) -> None:
-    if value and not ENV_NAME.match(value):
-        raise ValidationError("Give the name of an environment variable (letters, digits, _), not the secret itself.")
 
 
 def _validate_file_path(value: str) -> None:
@@ -112,7 +106,7 @@ class MonitoredDatabase(models.Model):
     user = models.CharField(max_length=200, default="poolboard_mon")
     sslmode = models.CharField(max_length=20, default="prefer", choices=[(m, m) for m in SSLMODES])
     password_env = models.CharField(
-        max_length=100, blank=True, validators=[_validate_env_name],
+        max_length=100, blank=True, validators=[validate_env_name],
         help_text="Name of an environment variable holding the password (the password itself is never stored).",
     )
     password_file = models.CharField(
@@ -131,7 +125,7 @@ class MonitoredDatabase(models.Model):
     admin_user = models.CharField(
         max_length=200, blank=True, help_text="Role allowed to cancel/terminate backends (pg_signal_backend). Blank: disabled."
     )
-    admin_password_env = models.CharField(max_length=100, blank=True, validators=[_validate_env_name])
+    admin_password_env = models.CharField(max_length=100, blank=True, validators=[validate_env_name])
     admin_password_file = models.CharField(max_length=500, blank=True, validators=[_validate_file_path])
 
     created = models.DateTimeField(default=timezone.now)

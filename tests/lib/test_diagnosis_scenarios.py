@@ -1,0 +1,120 @@
+"""The diagnosis engine against the scenario library (tests/lib/scenarios).
+
+Each scenario is a seeded simulation; the engine is run on growing prefixes of it, as
+the collector would after each tick.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from poolboard.lib.diagnosis import KINDS, LEAK, diagnose
+
+from .scenarios import SPECS, run
+
+LEAK_CASES = [s.name for s in SPECS if s.leak_deadline]
+NO_LEAK_CASES = [s.name for s in SPECS if s.no_leak_ever]
+EVALUATIONS = 90  # per scenario when walking the whole run: enough ticks to catch a flap
+
+
+def final_time(r) -> float:
+    return r.spec.duration_s if r.spec.data_until_s is not None else r.ticks[-1]
+
+
+def kinds_at(r, now_s: float) -> set[str]:
+    return {f.kind for f in diagnose(r.input_at(now_s))}
+
+
+def tick_at_or_before(r, t: float) -> float:
+    return max(x for x in r.ticks if x <= t)
+
+
+def stride(r) -> list[float]:
+    step = max(1, len(r.ticks) // EVALUATIONS)
+    return r.ticks[::step] + [r.ticks[-1]]
+
+
+@pytest.mark.parametrize("name", [s.name for s in SPECS])
+def test_it_finds_each_scenarios_expected_kinds_at_the_end(name):
+    r = run(name)
+    found = kinds_at(r, final_time(r))
+    assert r.spec.expected <= found, f"{name}: missing {sorted(r.spec.expected - found)}"
+    assert found <= r.spec.expected | r.spec.allowed, f"{name}: unexpected {sorted(found - r.spec.expected - r.spec.allowed)}"
+
+
+@pytest.mark.parametrize("name", [s.name for s in SPECS if s.checks])
+def test_it_finds_what_holds_in_the_middle_of_a_run(name):
+    r = run(name)
+    for t, expected in r.spec.checks:
+        found = kinds_at(r, tick_at_or_before(r, t))
+        assert expected <= found, f"{name} at {t:.0f}s: missing {sorted(expected - found)}"
+
+
+@pytest.mark.parametrize("name", NO_LEAK_CASES)
+def test_it_never_calls_a_busy_slow_churning_or_restarted_pool_a_leak(name):
+    r = run(name)
+    for now in stride(r):
+        found = kinds_at(r, now)
+        assert LEAK not in found, f"{name}: leak at {now:.0f}s"
+
+
+@pytest.mark.parametrize("name", LEAK_CASES)
+def test_it_flags_a_leak_within_two_intervals_of_the_threshold(name):
+    r = run(name)
+    spec = r.spec
+    first_leak = r.leak_times[0]
+    # The data the rules can see arrives every collection interval, server snapshot or
+    # agent report, whichever is slowest for this case.
+    slowest = max(spec.interval_s, spec.snapshot_s or 0.0, spec.agent_interval_s if spec.agent else 0.0)
+    deadline = first_leak + spec.thresholds.leak_s + 2 * slowest
+    before = [t for t in r.ticks if t < first_leak]
+    assert LEAK not in kinds_at(r, before[-1]), f"{name}: a leak before any leaked"
+    assert LEAK in kinds_at(r, tick_at_or_before(r, deadline)), f"{name}: no leak by {deadline - first_leak:.0f}s after"
+
+
+@pytest.mark.parametrize("name", LEAK_CASES)
+def test_it_keeps_a_leaks_start_while_it_stays_open(name):
+    r = run(name)
+    spec = r.spec
+    slowest = max(spec.interval_s, spec.snapshot_s or 0.0, spec.agent_interval_s if spec.agent else 0.0)
+    start = r.leak_times[0] + spec.thresholds.leak_s + 2 * slowest
+    sinces = []
+    for now in [t for t in stride(r) if t >= start]:
+        leak = [f for f in diagnose(r.input_at(now)) if f.kind == LEAK]
+        assert leak, f"{name}: the leak closed at {now:.0f}s"
+        sinces.append(leak[0].since)
+    # It may move earlier once, when a slower signal joins with an earlier start; never later.
+    assert all(b <= a for a, b in zip(sinces, sinces[1:])), f"{name}: since moved later: {sorted(set(sinces))}"
+    assert len(set(sinces)) <= 2, f"{name}: since moved {len(set(sinces)) - 1} times"
+
+
+def test_it_prints_a_confusion_matrix(capsys):
+    """Rows: expected kinds; columns: kinds found at the end of each scenario."""
+    matrix: Counter = Counter()
+    rows = []
+    for spec in SPECS:
+        r = run(spec.name)
+        found = kinds_at(r, final_time(r))
+        rows.append((spec.name, sorted(spec.expected), sorted(found)))
+        for e in spec.expected:
+            for f in found:
+                matrix[e, f] += 1
+            if not found:
+                matrix[e, "-"] += 1
+    columns = list(KINDS)
+    width = max(len(k) for k in KINDS) + 1
+    lines = ["", "diagnosis confusion matrix (rows: expected, columns: found; one count per scenario)",
+             " " * width + "".join(f"{c[:10]:>11}" for c in columns)]
+    for e in columns:
+        lines.append(f"{e:<{width}}" + "".join(f"{matrix[e, f]:>11}" for f in columns))
+    lines.append("")
+    lines += [f"  {name:<28} expected {exp} found {got}" for name, exp, got in rows]
+    with capsys.disabled():
+        print("\n".join(lines))
+    for e in columns:
+        for f in columns:
+            if e != f and matrix[e, f]:
+                # Off the diagonal only where a scenario expects both (leak inside saturation, stuck by leak).
+                assert any(e in s.expected and f in s.expected | s.allowed for s in SPECS), (e, f)
