@@ -53,13 +53,8 @@ def _validate_base_url(value: str) -> None:
         raise ValidationError("The port must be a number from 1 to 65535.") from None
 
 
-# What a shell accepts as a variable name (POSIX): the secret itself never matches.
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def validate_env_name(value: str) -> None:
-    """Fields that name an environment variable holding a secret (sources, databases)."""
-    if value and not ENV_NAME_RE.match(value):
+def _validate_env_name(value: str) -> None:
+    if value and not value.replace("_", "").isalnum():
         raise ValidationError("Give the name of an environment variable (letters, digits, _), not the secret itself.")
 
 
@@ -79,7 +74,7 @@ class PrometheusSource(models.Model):
     bearer_token_env = models.CharField(
         max_length=100,
         blank=True,
-        validators=[validate_env_name],
+        validators=[_validate_env_name],
         help_text="Name of an environment variable holding a bearer token (the token itself is never stored).",
     )
     presets = models.JSONField(
