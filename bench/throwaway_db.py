@@ -9,20 +9,21 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from poolboard import dburl
 
 BASE_URL = os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
 
 
 def admin_dsn() -> str:
-    return urlunsplit(urlsplit(BASE_URL)._replace(path="/postgres"))
+    return dburl.with_dbname(BASE_URL, "postgres")
 
 
 def use_throwaway_database(name: str) -> None:
     """(Re)create database `name` and make it poolboard's database for this process."""
-    os.environ["DATABASE_URL"] = urlunsplit(urlsplit(BASE_URL)._replace(path=f"/{name}"))
+    os.environ["DATABASE_URL"] = dburl.with_dbname(BASE_URL, name)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "poolboard.settings")
     os.environ["POOLBOARD_PROCESS"] = "bench"
     os.environ["LOG_LEVEL"] = "WARNING"

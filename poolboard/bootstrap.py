@@ -11,10 +11,12 @@ import sys
 import psycopg
 from psycopg import sql
 
+from poolboard import dburl
+
 
 def ensure_database(url: str) -> bool:
     """Create the database named in `url` if it does not exist. True when created."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
+    info = dburl.parse(url)
     name = info.get("dbname")
     if not name:
         raise SystemExit("DATABASE_URL has no database name")
@@ -31,6 +33,9 @@ def main() -> None:
     url = os.getenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard")
     try:
         created = ensure_database(url)
+    except dburl.DatabaseUrlError as exc:
+        print(f"DATABASE_URL {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except psycopg.OperationalError as exc:
         # The message names the host and port, never the password.
         print(f"cannot reach PostgreSQL for DATABASE_URL: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from urllib.parse import urlsplit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
+from poolboard import dburl  # noqa: E402
 from poolboard.processes import PROCESS_KIND, expand  # noqa: E402
 
 PORT = os.environ.get("POOLBOARD_PORT", "8000")
@@ -137,12 +137,12 @@ def main() -> int:
 
     # Watch the demo fleet's own database from the database side too (trust auth on
     # loopback in the demo, so no password reference is needed).
-    demo_db = urlsplit(env.get("DEMO_DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard_demo"))
+    demo_db = dburl.parse(env.get("DEMO_DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard_demo"))
     inventory = VAR / "inventory.yaml"
     inventory.write_text(
         "databases:\n"
-        f"  - name: demo\n    host: {demo_db.hostname or '127.0.0.1'}\n    port: {demo_db.port or 5432}\n"
-        f"    dbname: {demo_db.path.lstrip('/') or 'poolboard_demo'}\n    user: {demo_db.username or 'root'}\n"
+        f"  - name: demo\n    host: {demo_db.get('host', '127.0.0.1')}\n    port: {demo_db.get('port', 5432)}\n"
+        f"    dbname: {demo_db.get('dbname', 'poolboard_demo')}\n    user: {demo_db.get('user', 'root')}\n"
         "    sslmode: disable\n"
     )
     manage("importinventory", str(inventory), env=env)

@@ -6,7 +6,9 @@ import os
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
+
+from poolboard import dburl
 
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/poolboard_demo"
 SETUP_APPLICATION_NAME = "poolboard-demo-setup"
@@ -41,16 +43,23 @@ def default_database_url() -> str:
 
 
 def parse_database_url(database_url: str) -> URL:
-    """Accept postgresql:// or postgresql+driver:// URLs; the database name is required."""
+    """Accept postgresql:// or postgresql+driver:// URLs (poolboard.dburl); the database name is required."""
     try:
-        url = make_url(database_url)
-    except Exception as exc:
-        raise ValueError(f"not a database URL: {exc}") from None
-    if url.get_backend_name() != "postgresql":
-        raise ValueError(f"the demo needs PostgreSQL, not {url.get_backend_name()!r}")
-    if not url.database:
+        params = dburl.parse(database_url)
+    except dburl.DatabaseUrlError as exc:
+        raise ValueError(f"the database URL {exc}") from None
+    if not params.get("dbname"):
         raise ValueError("the database URL names no database")
-    return url
+    named = {"user", "password", "host", "port", "dbname"}
+    return URL.create(
+        "postgresql",
+        username=params.get("user"),
+        password=params.get("password"),
+        host=params.get("host"),
+        port=int(params["port"]) if params.get("port") else None,
+        database=params["dbname"],
+        query={key: value for key, value in params.items() if key not in named},
+    )
 
 
 def libpq_conninfo(url: URL) -> str:

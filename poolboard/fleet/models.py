@@ -53,8 +53,13 @@ def _validate_base_url(value: str) -> None:
         raise ValidationError("The port must be a number from 1 to 65535.") from None
 
 
-def _validate_env_name(value: str) -> None:
-    if value and not value.replace("_", "").isalnum():
+# What a shell accepts as a variable name (POSIX): the secret itself never matches.
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_env_name(value: str) -> None:
+    """Fields that name an environment variable holding a secret (sources, databases)."""
+    if value and not ENV_NAME_RE.match(value):
         raise ValidationError("Give the name of an environment variable (letters, digits, _), not the secret itself.")
 
 
@@ -74,7 +79,7 @@ class PrometheusSource(models.Model):
     bearer_token_env = models.CharField(
         max_length=100,
         blank=True,
-        validators=[_validate_env_name],
+        validators=[validate_env_name],
         help_text="Name of an environment variable holding a bearer token (the token itself is never stored).",
     )
     presets = models.JSONField(

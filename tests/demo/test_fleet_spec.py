@@ -131,7 +131,7 @@ def test_decaying_max_forgets_values_after_about_two_minutes() -> None:
 def test_cli_explains_a_database_url_it_cannot_use() -> None:
     not_postgres = run_cli("--database-url", "mysql://root@127.0.0.1/demo")
     assert not_postgres.returncode == 2
-    assert "the demo needs PostgreSQL, not 'mysql'" in not_postgres.stderr
+    assert "the database URL must start with postgresql:// (got scheme 'mysql')" in not_postgres.stderr
 
     no_database = run_cli("--database-url", "postgresql://root@127.0.0.1:5432")
     assert no_database.returncode == 2

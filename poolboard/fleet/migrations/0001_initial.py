@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
                 ('enabled', models.BooleanField(default=True)),
                 ('timeout_s', models.FloatField(default=10.0, help_text='HTTP timeout for every query, in seconds.')),
                 ('rate_window', models.CharField(default='5m', help_text='Window for rate()/increase(); at least 4x the scrape interval.', max_length=20, validators=[poolboard.fleet.models._validate_window])),
-                ('bearer_token_env', models.CharField(blank=True, help_text='Name of an environment variable holding a bearer token (the token itself is never stored).', max_length=100, validators=[poolboard.fleet.models._validate_env_name])),
+                ('bearer_token_env', models.CharField(blank=True, help_text='Name of an environment variable holding a bearer token (the token itself is never stored).', max_length=100, validators=[poolboard.fleet.models.validate_env_name])),
                 ('presets', models.JSONField(blank=True, default=list, help_text='Preset names to read from this source. Services are created from the series they return.')),
                 ('created', models.DateTimeField(default=django.utils.timezone.now)),
                 ('last_success_at', models.DateTimeField(blank=True, null=True)),
