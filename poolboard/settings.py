@@ -11,11 +11,11 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from poolboard import dburl
 from poolboard.fleet.schedules import every_slot
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -69,30 +69,26 @@ def proxy_ssl_header(value: str) -> tuple[str, str] | None:
 
 
 def parse_database_url(url: str, application_name: str) -> dict:
-    """Turn postgresql://user:pass@host:port/name?opt=v into a DATABASES entry."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise ImproperlyConfigured(
-            f"DATABASE_URL must start with postgresql:// (got scheme {parts.scheme!r})"
-        )
-    name = unquote(parts.path.lstrip("/"))
+    """Turn postgresql://user:pass@host:port/name?opt=v into a DATABASES entry (poolboard.dburl)."""
+    try:
+        params = dburl.parse(url)
+    except dburl.DatabaseUrlError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL {exc}") from None
+    name = params.pop("dbname", "")
     if not name:
         raise ImproperlyConfigured("DATABASE_URL has no database name (postgresql://host:5432/NAME)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ImproperlyConfigured("DATABASE_URL has a port that is not a number") from None
-    options: dict[str, object] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    server = {key: params.pop(key, "") for key in ("user", "password", "host", "port")}
+    options: dict[str, object] = dict(params)
     options.setdefault("application_name", application_name)
     # Bounded waits: poolboard must never hang on its own database either.
     options.setdefault("connect_timeout", 5)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(port or ""),
+        "USER": server["user"],
+        "PASSWORD": server["password"],
+        "HOST": server["host"],
+        "PORT": server["port"],
         "OPTIONS": options,
         # One persistent connection per process thread; closed when it errors.
         "CONN_MAX_AGE": 60,
