@@ -84,10 +84,6 @@ class Budget:
     def free(self) -> int:
         return max(self.usable - self.total, 0)
 
-    @property
-    def free_pct(self) -> float:
-        return 100.0 * self.free / self.scale
-
 
 def compute_budget(
     settings: ServerSettings,

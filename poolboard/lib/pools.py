@@ -6,7 +6,7 @@ Pure: no Django, no I/O, no clock reads (`now` is passed in).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 # Canonical fields, in display order. Gauges: max, min, in_use, idle, pending,
@@ -53,18 +53,6 @@ class PoolKey:
     service: str
     instance: str
     pool: str
-
-
-@dataclass
-class PoolReading:
-    """The canonical values of one pool at one instant. Absent fields are None."""
-
-    key: PoolKey
-    ts: float
-    values: dict[str, float | None] = field(default_factory=dict)
-
-    def get(self, name: str) -> float | None:
-        return self.values.get(name)
 
 
 def parse_sample_value(raw: object) -> float | None:
@@ -136,11 +124,6 @@ def pool_status(
     if used is not None and used >= warn_utilization:
         return PoolStatus("warn", f"{used:.0%} of max in use")
     return PoolStatus("ok", "healthy")
-
-
-def worst_status(statuses: Iterable[str]) -> str:
-    ranked = sorted(statuses, key=STATUS_ORDER.index)
-    return ranked[0] if ranked else "unknown"
 
 
 def sum_present(values: Iterable[float | None]) -> float | None:

@@ -593,10 +593,6 @@ BUILTIN_PRESETS: dict[str, Preset] = {
 }
 
 
-def get_builtin(name: str) -> Preset | None:
-    return BUILTIN_PRESETS.get(name)
-
-
 def marker_query(presets: list[Preset], service_labels: list[str]) -> str:
     """One query that says, per service, which presets' markers have series.
 

@@ -1,4 +1,4 @@
-"""Rollup and chart maths: buckets, p95, seconds saturated, steps, downsampling. Pure.
+"""Rollup and chart maths: buckets, percentiles, seconds saturated, chart steps and grids. Pure.
 
 The SQL rollups in poolboard.history.rollup compute the same definitions in the
 database; the functions here are the reference the tests compare them with, and the
@@ -161,29 +161,4 @@ def align(grid: Grid, rows: Iterable[tuple[float, float | None]]) -> list[float 
         i = grid.index(ts)
         if i is not None and value is not None and math.isfinite(value):
             out[i] = value
-    return out
-
-
-def downsample(
-    points: Sequence[tuple[float, float | None]], max_points: int = MAX_POINTS, how: str = "avg"
-) -> list[tuple[float, float | None]]:
-    """At most `max_points` points: consecutive runs averaged (or their max).
-
-    A run whose values are all None stays None (a gap), it never becomes 0. Each run
-    is stamped with the time of its first point.
-    """
-    if len(points) <= max_points:
-        return list(points)
-    size = math.ceil(len(points) / max_points)
-    out: list[tuple[float, float | None]] = []
-    for i in range(0, len(points), size):
-        run = points[i : i + size]
-        present = [v for _, v in run if v is not None]
-        if not present:
-            value = None
-        elif how == "max":
-            value = max(present)
-        else:
-            value = sum(present) / len(present)
-        out.append((run[0][0], value))
     return out

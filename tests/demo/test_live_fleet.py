@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
 from poolboard.demo.fleet import SERVICES, ServiceSpec, instance_ports
-from poolboard.lib.presets import get_builtin
+from poolboard.lib.presets import BUILTIN_PRESETS
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_URL = os.environ.get("DEMO_TEST_SERVER_URL", "postgresql://root@127.0.0.1:5432")
@@ -312,7 +312,7 @@ def test_every_exporter_speaks_its_dialect(spec: ServiceSpec, observations: list
 @pytest.mark.parametrize("spec", SERVICES, ids=SERVICE_NAMES)
 def test_the_collectors_preset_finds_every_series_it_reads(spec: ServiceSpec, observations: list[Observation]) -> None:
     """Each dialect is read by the built-in preset of the same name: every series it queries is there."""
-    preset = get_builtin(spec.dialect)
+    preset = BUILTIN_PRESETS[spec.dialect]
     assert preset is not None
     assert preset.pool_label == spec.pool_label_name
     exported = set(observations[-1].of(spec.name).samples)

@@ -10,7 +10,6 @@ from poolboard.lib.episodes import (
     OpenEpisode,
     Session,
     Thresholds,
-    percentile,
     track,
 )
 
@@ -100,10 +99,3 @@ def test_truncated_rows_do_not_close_episodes_that_may_be_beyond_the_cut():
     young = EpisodeKey(IDLE_IN_TRANSACTION, 2, BS, T0 - timedelta(seconds=100))
     ch = track([OpenEpisode(old, 1), OpenEpisode(young, 1)], [], th, T0, truncated_after=cutoff)
     assert [c.key for c in ch.closed] == [old]
-
-
-def test_percentile_nearest_rank():
-    assert percentile([], 95) is None
-    assert percentile([5.0], 95) == 5.0
-    assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
-    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0

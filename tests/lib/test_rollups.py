@@ -66,18 +66,6 @@ def test_align_leaves_gaps_as_none_never_zero() -> None:
     assert values == [None, 2.0, None, 0.0, None]
 
 
-def test_downsample_to_at_most_max_points() -> None:
-    points = [(i, float(i)) for i in range(2500)]
-    out = r.downsample(points, 1000)
-    assert len(out) <= 1000
-    assert out[0] == (0, 1.0)  # mean of 0, 1, 2
-    gaps = [(i, None if 10 <= i < 20 else 1.0) for i in range(3000)]
-    out = r.downsample(gaps, 1000)
-    assert any(v is None for _, v in out) and all(v in (None, 1.0) for _, v in out)
-    assert r.downsample([(0, 1.0), (1, 5.0), (2, 2.0)], 1, how="max") == [(0, 5.0)]
-    assert r.downsample(points[:10], 1000) == points[:10]
-
-
 def test_it_spreads_counted_events_over_the_span_each_sample_stands_for() -> None:
     # A counter that rose by 6 once: every 15 s sample for the next minute reports
     # increase[1m] = 6; the four overlapping samples add up to the 6 that happened.
