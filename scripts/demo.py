@@ -130,6 +130,12 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "poolboard.bootstrap"], env=env, cwd=ROOT, check=True)
     manage("migrate", "--noinput", "-v", "0", env=env)
     username, password = ensure_superuser(env)
+    # The demo's billing and checkout report held connections with poolboard.agent; one token,
+    # replaced on every start. Without it the agent would only export metrics.
+    agent_token = manage(
+        "createapitoken", username, "--name", "demo agent", "--replace", env=env, capture=True
+    ).strip().splitlines()[-1]
+    agent_env = {"POOLBOARD_AGENT_ENDPOINT": f"http://127.0.0.1:{PORT}", "POOLBOARD_AGENT_TOKEN": agent_token}
     manage(
         "ensuresource", "demo", env["PROMETHEUS_URL"], "--presets", "db_pool,hikaricp,otel", "--rate-window", "1m",
         env=env,
@@ -167,7 +173,8 @@ def main() -> int:
             f"--web.listen-address=127.0.0.1:{PROM_PORT}", "--storage.tsdb.retention.time=2d",
         ], env)
         for name in ("fleet", "worker", "beat", "web"):
-            supervisor.start(name, expand(name, placeholders), dict(env, POOLBOARD_PROCESS=PROCESS_KIND[name]))
+            child_env = dict(env, POOLBOARD_PROCESS=PROCESS_KIND[name], **(agent_env if name == "fleet" else {}))
+            supervisor.start(name, expand(name, placeholders), child_env)
         if not wait_http(f"http://127.0.0.1:{PORT}/healthz", 60):
             log(f"the web server did not answer on port {PORT}; see {VAR / 'web.log'}")
         login = f"password {password!r}" if password else "the password set earlier (DJANGO_SUPERUSER_PASSWORD resets it)"

@@ -40,6 +40,7 @@ class ServiceSpec:
     pool_size: int  # psycopg_pool max_size, or SQLAlchemy QueuePool pool_size
     max_overflow: int = 0  # SQLAlchemy only: connections allowed above pool_size
     instances: int = 1
+    agent: bool = False  # instrumented with poolboard.agent (reports held connections' stacks)
 
     @property
     def pool_max(self) -> int:
@@ -60,9 +61,9 @@ class ServiceSpec:
 
 
 SERVICES: list[ServiceSpec] = [
-    ServiceSpec("checkout", "healthy", "db_pool", "psycopg_pool", pool_size=8, instances=2),
+    ServiceSpec("checkout", "healthy", "db_pool", "psycopg_pool", pool_size=8, instances=2, agent=True),
     ServiceSpec("search", "busy", "hikaricp", "sqlalchemy", pool_size=5),
-    ServiceSpec("billing", "leaking", "otel", "sqlalchemy", pool_size=10),
+    ServiceSpec("billing", "leaking", "otel", "sqlalchemy", pool_size=10, agent=True),
     ServiceSpec("notifications", "idle_in_transaction", "hikaricp", "psycopg_pool", pool_size=6),
     ServiceSpec("reports", "slow_queries", "db_pool", "sqlalchemy", pool_size=4, max_overflow=2),
     ServiceSpec("sessions", "churn", "otel", "psycopg_pool", pool_size=5),

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import QueuePool
 
+from poolboard.agent import Agent
 from poolboard.demo.exporters import EXPORTER_BY_DIALECT, PoolState
 from poolboard.demo.fleet import ServiceSpec
 
@@ -147,6 +148,10 @@ class PoolAdapter:
     def state(self) -> PoolState:
         raise NotImplementedError
 
+    def instrument(self, agent: Agent) -> None:
+        """Let poolboard.agent follow this pool's checkouts."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -246,6 +251,9 @@ class PsycopgPoolAdapter(PoolAdapter):
             pending=stats["requests_waiting"],
         )
 
+    def instrument(self, agent: Agent) -> None:
+        agent.instrument_psycopg_pool(self.pool)
+
     def close(self) -> None:
         self.pool.close(timeout=5.0)
 
@@ -338,6 +346,9 @@ class SqlAlchemyPoolAdapter(PoolAdapter):
             idle=pool.checkedin(),
             pending=waiting,  # QueuePool has no count of its waiters; the adapter keeps one
         )
+
+    def instrument(self, agent: Agent) -> None:
+        agent.instrument_sqlalchemy(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -11,11 +11,11 @@ from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
-
 from sqlalchemy.engine import URL
 
+from poolboard.agent import Agent
 from poolboard.demo.database import prepare_database
-from poolboard.demo.fleet import SERVICES, ServiceSpec, instance_ports
+from poolboard.demo.fleet import SCRAPE_HOST, SERVICES, ServiceSpec, instance_ports
 from poolboard.demo.pools import PoolAdapter, PoolExhausted
 from poolboard.demo.scenarios import SCENARIOS, Scenario, Timings, Worker, open_pool
 
@@ -85,6 +85,19 @@ class DemoInstance:
             self._http = None
 
 
+def start_agent(spec: ServiceSpec, port: int, registry: CollectorRegistry, pool: PoolAdapter) -> Agent:
+    """poolboard.agent on one instance's pool, exporting into the instance's own /metrics.
+
+    It reports to the poolboard named by POOLBOARD_AGENT_ENDPOINT and POOLBOARD_AGENT_TOKEN (make
+    demo sets both); without them it only exports its metrics. The instance is named like
+    Prometheus' instance label, and the adapter layer is left out of the stacks so they start at
+    the scenario's code.
+    """
+    agent = Agent(spec.name, instance=f"{SCRAPE_HOST}:{port}", registry=registry, skip_modules=("poolboard.demo.pools",))
+    pool.instrument(agent)
+    return agent
+
+
 class DemoFleet:
     def __init__(self, database: URL, base_port: int, timings: Timings):
         self.database = database
@@ -92,6 +105,7 @@ class DemoFleet:
         self.timings = timings
         self.stop_event = threading.Event()
         self.instances: list[DemoInstance] = []
+        self.agents: list[Agent] = []
 
     def start(self) -> None:
         # Real exporters in these dialects emit no `_created` series; keep the expositions alike.
@@ -100,6 +114,8 @@ class DemoFleet:
         for spec, instance, port in instance_ports(self.base_port):
             registry = CollectorRegistry()
             pool = open_pool(spec, registry, self.database)
+            if spec.agent:
+                self.agents.append(start_agent(spec, port, registry, pool))
             demo = DemoInstance(spec, instance, port, pool, SCENARIOS[spec.scenario](spec, pool, self.stop_event, self.timings))
             self.instances.append(demo)
             demo.serve_metrics(registry)
@@ -132,6 +148,8 @@ class DemoFleet:
                 demo.pool.close()
             except Exception as exc:
                 log.warning("%s: closing the pool failed: %s", demo.spec.name, exc)
+        for agent in self.agents:
+            agent.close()
         for demo in self.instances:
             demo.stop_serving()
 

@@ -147,3 +147,16 @@ def test_it_takes_only_bearer_tokens_and_needs_no_csrf_token(token, alice) -> No
 
     assert post(browser, batch(), "pb_not-a-real-token").json() == {"error": "invalid or revoked API token"}
     assert browser.get(URL, headers={"Authorization": f"Bearer {token}"}).status_code == 405
+
+
+def test_createapitoken_replace_revokes_the_tokens_of_the_same_name(alice) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from poolboard.api.models import ApiToken
+
+    for _ in range(2):
+        call_command("createapitoken", "alice", "--name", "demo agent", "--replace", stdout=StringIO())
+    call_command("createapitoken", "alice", "--name", "ci", stdout=StringIO())
+    assert sorted(ApiToken.objects.values_list("name", flat=True)) == ["ci", "demo agent"]

@@ -1,0 +1,100 @@
+"""poolboard.agent in a service that has neither Django nor Celery, and its stacks across processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pg import HOST, PORT, SUPERUSER
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A service's process: Django and Celery cannot be imported at all, the agent finds a leak.
+SERVICE = """
+import importlib.abc, json, sys, time
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in ("django", "celery"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+
+import sqlalchemy
+from prometheus_client import CollectorRegistry
+from poolboard.agent import Agent
+
+engine = sqlalchemy.create_engine(sys.argv[1], pool_logging_name="main")
+agent = Agent("billing", registry=CollectorRegistry(), threshold_s=0.1)
+agent.instrument_sqlalchemy(engine)
+
+def leaky_invoice_export():
+    connection = engine.connect()
+    connection.exec_driver_sql("SELECT 1")
+    return connection
+
+leaked = leaky_invoice_export()
+time.sleep(0.2)
+[report] = agent.held_reports()
+print(json.dumps({
+    "report": report,
+    "loaded": sorted({m.partition(".")[0] for m in sys.modules} & {"django", "celery"}),
+}))
+leaked.close()
+"""
+
+
+def run_service(database: str, hash_seed: str) -> dict:
+    url = f"postgresql+psycopg://{SUPERUSER}@{HOST}:{PORT}/{database}"
+    done = subprocess.run(
+        [sys.executable, "-c", SERVICE, url],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": hash_seed},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_it_works_without_django_or_celery_and_fingerprints_alike_in_every_process(app_database) -> None:
+    first, second = run_service(app_database, "1"), run_service(app_database, "2")
+
+    assert first["loaded"] == []
+    report = first["report"]
+    assert report["function"] == "__main__.leaky_invoice_export"
+    assert report["count"] == 1 and report["oldest_hold_s"] >= 0.1
+    assert report["stack"].endswith("in leaky_invoice_export\n")
+    # Another process (other pid, other hash seed) checking out at the same line: the same stack.
+    assert second["report"]["fingerprint"] == report["fingerprint"]
+    assert second["report"]["stack"] == report["stack"]
+
+
+def test_it_refuses_what_it_cannot_follow(make_agent, make_pool) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    agent = make_agent()
+    pool = make_pool("main")
+    agent.instrument_psycopg_pool(pool)
+    with pytest.raises(ValueError, match="already instrumented"):
+        agent.instrument_psycopg_pool(pool)
+    with pytest.raises(TypeError, match="AsyncConnectionPool is not supported"):
+        agent.instrument_psycopg_pool(AsyncConnectionPool("", open=False), pool_name="async")
+    with pytest.raises(ValueError, match="service must be a name"):
+        make_agent("")
+
+
+def test_closing_the_agent_leaves_the_pool_as_it_was(make_agent, make_pool) -> None:
+    pool = make_pool("main")
+    agent = make_agent()
+    agent.instrument_psycopg_pool(pool)
+    agent.close()
+    assert "getconn" not in vars(pool) and "putconn" not in vars(pool)
+    with pool.connection() as connection:
+        assert connection.execute("SELECT 1").fetchone() == (1,)
