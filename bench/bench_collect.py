@@ -83,7 +83,7 @@ def bare_tick(source: PrometheusSource, pool_ids: dict) -> int:
             for canonical_field in preset.queries:
                 series = client.instant(preset.query(canonical_field, window=source.rate_window), at=at)
                 results[canonical_field] = [(s.labels, s.value) for s in series]
-            for key, values in assemble_readings(preset, results, at).items():
+            for key, values in assemble_readings(preset, results).items():
                 rows.append((pool_ids[key.service, key.instance, key.pool], ts, *(values.get(f) for f in FIELDS)))
     with transaction.atomic(), connection.cursor() as cursor:
         with cursor.cursor.copy(COPY_SCRATCH) as copy:

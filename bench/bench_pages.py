@@ -182,7 +182,8 @@ def main() -> None:
     now = time.time()
     rng = RANGES["7d"]
     step = step_for(rng)
-    grid = grid_for(now, rng.seconds, step)
+    grid = grid_for(timezone.now(), rng.seconds, step)
+    grid_start = grid.start.timestamp()  # the seeding and Prometheus below speak epoch seconds
     chart_service = Service.objects.create(name=CHART_SERVICE, source=source, preset="db_pool")
     Pool.objects.bulk_create(
         [Pool(service=chart_service, instance=f"10.0.{p}.1:8080", name="main") for p in range(INSTANCES)]
@@ -190,7 +191,7 @@ def main() -> None:
     # Other services' rollups share the table, as they would in a real fleet.
     pool_ids = list(Pool.objects.filter(service__name__lte="svc-0049").values_list("id", flat=True))
     chart_pools = list(Pool.objects.filter(service=chart_service).values_list("id", flat=True))
-    data_start, data_end = grid.start - 3600, now
+    data_start, data_end = grid_start - 3600, now
     seed_rollups(pool_ids + chart_pools, data_start, data_end)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE history_rollup_5m")
@@ -209,7 +210,7 @@ def main() -> None:
         proc, url = start_prometheus(work / "data")
         try:
             prom = PrometheusClient(url, timeout=30)
-            q_start, q_end = grid.start, grid.start + (grid.count - 1) * step
+            q_start, q_end = grid_start, grid_start + (grid.count - 1) * step
             queries = [
                 f'sum(db_pool_in_use_connections{{job="{CHART_SERVICE}"}})',
                 f'sum(db_pool_idle_connections{{job="{CHART_SERVICE}"}})',

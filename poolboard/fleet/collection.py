@@ -83,7 +83,7 @@ def fetch(source: PrometheusSource, at: float) -> tuple[dict[str, dict[PoolKey, 
                     raise
                 queries += 1
                 results[canonical_field] = [(s.labels, s.value) for s in series]
-            by_preset[preset.name] = assemble_readings(preset, results, at)
+            by_preset[preset.name] = assemble_readings(preset, results)
     return by_preset, queries
 
 

@@ -365,8 +365,7 @@ class Pool(models.Model):
         return {f: getattr(self, f) for f in CANONICAL_FIELDS}
 
     def status(self, now: datetime) -> poolmath.PoolStatus:
-        sampled = self.sampled_at.timestamp() if self.sampled_at else None
-        return poolmath.pool_status(self.values(), sampled, now.timestamp(), stale_after().total_seconds())
+        return poolmath.pool_status(self.values(), self.sampled_at, now, stale_after().total_seconds())
 
     @property
     def utilization(self) -> float | None:

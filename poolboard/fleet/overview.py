@@ -57,17 +57,16 @@ def compute_overview_rows(now: datetime) -> tuple[list[OverviewRow], datetime]:
     """
     stale = stale_after()
     stale_s = stale.total_seconds()
-    now_s = now.timestamp()
-    pools: dict[int, list[tuple[dict[str, float | None], float | None]]] = {}
+    pools: dict[int, list[tuple[dict[str, float | None], datetime | None]]] = {}
     next_stale = now + timedelta(seconds=settings.COLLECT_INTERVAL)
     for service_id, sampled_at, *values in Pool.objects.order_by("instance", "name").values_list(
         "service_id", "sampled_at", *FIELDS
     ):
-        pools.setdefault(service_id, []).append((dict(zip(FIELDS, values)), sampled_at.timestamp() if sampled_at else None))
+        pools.setdefault(service_id, []).append((dict(zip(FIELDS, values)), sampled_at))
         if sampled_at is not None and now - sampled_at <= stale:
             next_stale = min(next_stale, sampled_at + stale)
     rows = [
-        OverviewRow(service, summarize_service(pools.get(service.pk, []), now_s, stale_s))
+        OverviewRow(service, summarize_service(pools.get(service.pk, []), now, stale_s))
         for service in Service.objects.all()
     ]
     return rows, next_stale

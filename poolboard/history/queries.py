@@ -9,7 +9,7 @@ only lays the rows on a fixed time grid, where a bucket without samples stays No
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Sequence
 
 from django.conf import settings
@@ -65,7 +65,7 @@ WITH per_pool AS (
     WHERE pool_id = ANY(%(pools)s) AND ts >= %(start)s AND ts < %(end)s
     GROUP BY 1, 2
 )
-SELECT extract(epoch FROM b)::bigint, sum(in_use), sum(idle), sum(max), sum(pending),
+SELECT b, sum(in_use), sum(idle), sum(max), sum(pending),
        avg(acquire_s), avg(hold_s), sum(timeouts)
 FROM per_pool GROUP BY b ORDER BY b
 """
@@ -80,7 +80,7 @@ WITH per_pool AS (
     WHERE pool_id = ANY(%(pools)s) AND bucket >= %(start)s AND bucket < %(end)s
     GROUP BY 1, 2
 )
-SELECT extract(epoch FROM b)::bigint, sum(in_use), sum(idle), sum(max), sum(pending),
+SELECT b, sum(in_use), sum(idle), sum(max), sum(pending),
        avg(acquire_s), avg(hold_s), sum(timeouts)
 FROM per_pool GROUP BY b ORDER BY b
 """
@@ -95,7 +95,8 @@ class ServiceSeries:
 
     @property
     def times(self) -> list[int]:
-        return self.grid.times
+        """Bucket starts in Unix seconds: what the charts (uPlot) and the JSON API send."""
+        return self.grid.epoch_seconds
 
     @property
     def has_data(self) -> bool:
@@ -121,7 +122,7 @@ def service_series(pool_ids: Sequence[int], range_key: str, now: datetime) -> Se
     """Every SERIES_FIELDS series of the pools `pool_ids` over the range ending at `now`."""
     rng = RANGES[range_key]
     step = step_for(rng)
-    grid = grid_for(now.timestamp(), rng.seconds, step)
+    grid = grid_for(now, rng.seconds, step)
     rows: list[tuple] = []
     if pool_ids:
         if rng.source == "raw":
@@ -131,8 +132,8 @@ def service_series(pool_ids: Sequence[int], range_key: str, now: datetime) -> Se
         params = {
             "step": step,
             "pools": list(pool_ids),
-            "start": datetime.fromtimestamp(grid.start, tz=timezone.utc),
-            "end": datetime.fromtimestamp(grid.start + grid.count * step, tz=timezone.utc),
+            "start": grid.start,
+            "end": grid.end,
         }
         with connection.cursor() as cursor:
             cursor.execute(statement, params)

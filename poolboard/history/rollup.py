@@ -23,7 +23,7 @@ from django.db import connection, transaction
 
 from poolboard.fleet.models import PrometheusSource
 from poolboard.lib import promql
-from poolboard.lib.rollups import FIVE_MINUTES, ONE_HOUR
+from poolboard.lib.rollups import FIVE_MINUTES, ONE_HOUR, bucket_start
 
 from .models import PoolRollup1h, PoolRollup5m
 
@@ -109,16 +109,11 @@ def max_gap_s() -> float:
     return 2.0 * settings.COLLECT_INTERVAL
 
 
-def floor_to(moment: datetime, width_s: int) -> datetime:
-    epoch = moment.timestamp()
-    return datetime.fromtimestamp(epoch - epoch % width_s, tz=moment.tzinfo)
-
-
 def rollup(resolution: Resolution, start: datetime, end: datetime) -> int:
     """(Re)compute every bucket of `resolution` overlapping [start, end). Returns rows written."""
-    start = floor_to(start, resolution.width_s)
-    if end.timestamp() % resolution.width_s:
-        end = floor_to(end, resolution.width_s) + timedelta(seconds=resolution.width_s)
+    start = bucket_start(start, resolution.width_s)
+    if bucket_start(end, resolution.width_s) != end:
+        end = bucket_start(end, resolution.width_s) + timedelta(seconds=resolution.width_s)
     gap = max_gap_s()
     statement = ROLLUP_SQL.format(
         table=resolution.table,
@@ -156,7 +151,7 @@ def rollup_recent(now: datetime) -> dict[str, int]:
                 return {"skipped": 1}
         return {
             "5m": rollup(RES_5M, now - timedelta(minutes=15), now),
-            "1h": rollup(RES_1H, floor_to(now, ONE_HOUR) - timedelta(hours=1), now),
+            "1h": rollup(RES_1H, bucket_start(now, ONE_HOUR) - timedelta(hours=1), now),
         }
 
 

@@ -1,13 +1,17 @@
-"""The canonical pool model every exporter is mapped onto (DESIGN.md §4).
+"""The canonical pool model every exporter is mapped onto.
 
-Pure: no Django, no I/O, no clock reads (`now` is passed in).
+Pure: no Django, no I/O, no clock reads (`now` is passed in). Instants are
+timezone-aware datetimes, durations float seconds (`stale_after_s`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from datetime import datetime
+from typing import Iterable, Mapping, TypeVar
+
+T = TypeVar("T", float, datetime)
 
 # Canonical fields, in display order. Gauges: max, min, in_use, idle, pending,
 # overflow. Per-interval (increase over the source's rate window): timeouts,
@@ -93,8 +97,8 @@ class PoolStatus:
 
 def pool_status(
     values: Mapping[str, float | None],
-    sampled_at: float | None,
-    now: float,
+    sampled_at: datetime | None,
+    now: datetime,
     stale_after_s: float,
     *,
     warn_utilization: float = 0.9,
@@ -108,7 +112,7 @@ def pool_status(
     """
     if sampled_at is None:
         return PoolStatus("unknown", "no sample yet")
-    age = now - sampled_at
+    age = (now - sampled_at).total_seconds()
     if age > stale_after_s:
         return PoolStatus("stale", f"no sample for {format_age(age)}")
     in_use = values.get("in_use")
@@ -132,7 +136,8 @@ def sum_present(values: Iterable[float | None]) -> float | None:
     return sum(present) if present else None
 
 
-def max_present(values: Iterable[float | None]) -> float | None:
+def max_present(values: Iterable[T | None]) -> T | None:
+    """Largest of the values that are present (numbers or datetimes); None when none is."""
     present = [v for v in values if v is not None]
     return max(present) if present else None
 
@@ -164,13 +169,13 @@ class ServiceSummary:
     utilization: float | None
     status: str
     reason: str
-    last_sample: float | None  # newest sample time of any pool, epoch seconds
+    last_sample: datetime | None  # newest sample time of any pool
     pool_count: int
 
 
 def summarize_service(
-    pools: Iterable[tuple[Mapping[str, float | None], float | None]],
-    now: float,
+    pools: Iterable[tuple[Mapping[str, float | None], datetime | None]],
+    now: datetime,
     stale_after_s: float,
 ) -> ServiceSummary:
     """Add up a service's pools (values, sampled_at) into one row.

@@ -624,7 +624,6 @@ def choose_presets(found: Mapping[str, set[str]], presets: Mapping[str, Preset])
 def assemble_readings(
     preset: Preset,
     results_by_field: Mapping[str, list[tuple[Mapping[str, str], float | None]]],
-    ts: float,
 ) -> dict[PoolKey, dict[str, float | None]]:
     """Join one tick's per-field query results into canonical values per pool.
 

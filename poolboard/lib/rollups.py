@@ -2,13 +2,18 @@
 
 The SQL rollups in poolboard.history.rollup compute the same definitions in the
 database; the functions here are the reference the tests compare them with, and the
-helpers the views use to lay points on a fixed time grid.
+helpers that lay chart points on a fixed time grid.
+
+Instants are timezone-aware datetimes and durations seconds; buckets are aligned on
+the Unix epoch (as PostgreSQL's date_bin(..., TIMESTAMPTZ 'epoch')), so the epoch
+arithmetic stays inside this module.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
 FIVE_MINUTES = 300
@@ -21,9 +26,9 @@ MAX_POINTS = 1000
 NICE_STEPS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
-def bucket_start(ts: float, width_s: int) -> float:
-    """Start of the bucket of width `width_s` (aligned on the Unix epoch) holding `ts`."""
-    return math.floor(ts / width_s) * width_s
+def bucket_start(moment: datetime, width_s: int) -> datetime:
+    """Start of the bucket of width `width_s` (aligned on the Unix epoch) holding `moment` (UTC)."""
+    return datetime.fromtimestamp(math.floor(moment.timestamp() / width_s) * width_s, tz=timezone.utc)
 
 
 def percentile(values: Iterable[float | None], q: float) -> float | None:
@@ -53,7 +58,7 @@ def is_saturated(in_use: float | None, max_value: float | None, pending: float |
     return False
 
 
-def sample_spans(timestamps: Sequence[float], max_gap_s: float) -> list[float]:
+def sample_spans(timestamps: Sequence[datetime], max_gap_s: float) -> list[float]:
     """How long each sample stands for: the time until the next sample.
 
     The newest sample stands for the gap before it (the tick interval); a lone sample
@@ -64,9 +69,9 @@ def sample_spans(timestamps: Sequence[float], max_gap_s: float) -> list[float]:
     n = len(timestamps)
     for i, ts in enumerate(timestamps):
         if i + 1 < n:
-            span = timestamps[i + 1] - ts
+            span = (timestamps[i + 1] - ts).total_seconds()
         elif i > 0:
-            span = ts - timestamps[i - 1]
+            span = (ts - timestamps[i - 1]).total_seconds()
         else:
             span = max_gap_s
         spans.append(min(span, max_gap_s))
@@ -87,8 +92,8 @@ def events_in_spans(samples: Iterable[tuple[float, float | None]], window_s: flo
 
 
 def saturated_seconds(
-    samples: Sequence[tuple[float, float | None, float | None, float | None]],
-    bucket_start_s: float,
+    samples: Sequence[tuple[datetime, float | None, float | None, float | None]],
+    bucket: datetime,
     width_s: int,
     max_gap_s: float,
 ) -> float | None:
@@ -103,9 +108,9 @@ def saturated_seconds(
     spans = sample_spans(timestamps, max_gap_s)
     total = 0.0
     known = False
-    end = bucket_start_s + width_s
+    end = bucket + timedelta(seconds=width_s)
     for (ts, in_use, max_value, pending), span in zip(samples, spans):
-        if not bucket_start_s <= ts < end:
+        if not bucket <= ts < end:
             continue
         flag = is_saturated(in_use, max_value, pending)
         if flag is None:
@@ -132,33 +137,44 @@ def choose_step(range_s: float, base_s: int, *, min_step_s: int = 0, max_points:
 
 @dataclass(frozen=True)
 class Grid:
-    """Evenly spaced chart times: start, start + step, … (count points)."""
+    """Evenly spaced chart buckets: start, start + step, … (count of them), step in seconds."""
 
-    start: int
+    start: datetime
     step: int
     count: int
 
     @property
-    def times(self) -> list[int]:
-        return [self.start + i * self.step for i in range(self.count)]
+    def end(self) -> datetime:
+        """End of the last bucket (exclusive)."""
+        return self.start + timedelta(seconds=self.count * self.step)
 
-    def index(self, ts: float) -> int | None:
-        i = int((ts - self.start) // self.step)
+    @property
+    def times(self) -> list[datetime]:
+        return [self.start + timedelta(seconds=i * self.step) for i in range(self.count)]
+
+    @property
+    def epoch_seconds(self) -> list[int]:
+        """The bucket starts as Unix seconds: the charts' (uPlot's) and the JSON API's wire format."""
+        first = int(self.start.timestamp())
+        return [first + i * self.step for i in range(self.count)]
+
+    def index(self, moment: datetime) -> int | None:
+        i = int((moment - self.start).total_seconds() // self.step)
         return i if 0 <= i < self.count else None
 
 
-def grid_for(end_s: float, range_s: int, step_s: int) -> Grid:
+def grid_for(end: datetime, range_s: int, step_s: int) -> Grid:
     """The grid of `step_s` buckets covering (end - range, end], aligned on the epoch."""
-    last = bucket_start(end_s, step_s)
+    last = bucket_start(end, step_s)
     count = max(1, math.ceil(range_s / step_s))
-    return Grid(start=int(last - (count - 1) * step_s), step=step_s, count=count)
+    return Grid(start=last - timedelta(seconds=(count - 1) * step_s), step=step_s, count=count)
 
 
-def align(grid: Grid, rows: Iterable[tuple[float, float | None]]) -> list[float | None]:
-    """Place (bucket ts, value) rows on the grid; buckets without a row stay None (a gap)."""
+def align(grid: Grid, rows: Iterable[tuple[datetime, float | None]]) -> list[float | None]:
+    """Place (bucket start, value) rows on the grid; buckets without a row stay None (a gap)."""
     out: list[float | None] = [None] * grid.count
-    for ts, value in rows:
-        i = grid.index(ts)
+    for moment, value in rows:
+        i = grid.index(moment)
         if i is not None and value is not None and math.isfinite(value):
             out[i] = value
     return out

@@ -20,6 +20,10 @@ pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc).timestamp()
 
 
+def utc(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+
+
 def table(model) -> list[tuple]:
     fields = ["pool_id", "bucket", *rollup.VALUE_COLUMNS]
     return list(model.objects.order_by("pool_id", "bucket").values_list(*fields))
@@ -61,7 +65,7 @@ def test_it_computes_min_avg_max_p95_and_saturated_seconds_like_lib(two_pools) -
     rollup.rollup(rollup.RES_5M, datetime.fromtimestamp(T0, tz=timezone.utc), datetime.fromtimestamp(T0 + 2400, tz=timezone.utc))
     bucket = T0 + 600  # the third 5-minute bucket
     inside = [(ts, v) for pid, ts, v in rows if pid == a.id and bucket <= ts < bucket + 300]
-    around = [(ts, v["in_use"], v["max"], v["pending"]) for pid, ts, v in rows if pid == a.id and bucket - 30 <= ts < bucket + 330]
+    around = [(utc(ts), v["in_use"], v["max"], v["pending"]) for pid, ts, v in rows if pid == a.id and bucket - 30 <= ts < bucket + 330]
     row = PoolRollup5m.objects.get(pool=a, bucket=datetime.fromtimestamp(bucket, tz=timezone.utc))
 
     in_use = [v["in_use"] for _, v in inside]
@@ -79,7 +83,7 @@ def test_it_computes_min_avg_max_p95_and_saturated_seconds_like_lib(two_pools) -
     assert row.acquisitions == pytest.approx(lib.events_in_spans([(15.0, v["acquisitions"]) for _, v in inside], window_s))
     assert row.acquisitions == pytest.approx(sum(v["acquisitions"] for _, v in inside) * 15 / window_s)
     assert row.acquisitions > 0
-    expected = lib.saturated_seconds(around, bucket, 300, rollup.max_gap_s())
+    expected = lib.saturated_seconds(around, utc(bucket), 300, rollup.max_gap_s())
     # in_use reaches max (10) once per 12-sample cycle, and 11 → 10 with a waiter.
     assert expected == 15 * sum(1 for _, v in inside if v["in_use"] >= 10 or v["pending"] > 0) > 0
     assert row.saturated_s == pytest.approx(expected)

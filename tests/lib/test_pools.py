@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -12,7 +13,11 @@ from poolboard.lib.pools import (
     utilization,
 )
 
-NOW = 1_800_000_000.0
+NOW = datetime(2027, 1, 15, 8, 0, tzinfo=timezone.utc)
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
 
 
 @pytest.mark.parametrize(
@@ -41,25 +46,25 @@ def test_utilization_treats_go_max_zero_as_unlimited() -> None:
     ],
 )
 def test_pool_status(values, status, reason) -> None:
-    result = pool_status(values, NOW - 5, NOW, stale_after_s=45)
+    result = pool_status(values, ago(5), NOW, stale_after_s=45)
     assert (result.status, result.reason) == (status, reason)
 
 
 def test_an_old_sample_is_stale_and_no_sample_is_unknown() -> None:
-    assert pool_status({"max": 1}, NOW - 600, NOW, 45).reason == "no sample for 10m"
+    assert pool_status({"max": 1}, ago(600), NOW, 45).reason == "no sample for 10m"
     assert pool_status({}, None, NOW, 45).status == "unknown"
 
 
 def test_a_service_adds_up_its_pools_and_takes_the_worst_status() -> None:
     pools = [
-        ({"max": 10, "in_use": 10, "idle": 0, "pending": 4, "timeouts": 0}, NOW - 5),
-        ({"max": 10, "in_use": 2, "idle": 8, "pending": 0, "timeouts": 0}, NOW - 8),
-        ({"in_use": 3, "idle": 1}, NOW - 3),  # max unknown: left out of utilization
+        ({"max": 10, "in_use": 10, "idle": 0, "pending": 4, "timeouts": 0}, ago(5)),
+        ({"max": 10, "in_use": 2, "idle": 8, "pending": 0, "timeouts": 0}, ago(8)),
+        ({"in_use": 3, "idle": 1}, ago(3)),  # max unknown: left out of utilization
     ]
     summary = summarize_service(pools, NOW, 45)
     assert (summary.in_use, summary.max, summary.idle, summary.pending) == (15, 20, 9, 4)
     assert summary.utilization == pytest.approx(12 / 20)
-    assert summary.status == "crit" and summary.last_sample == NOW - 3 and summary.pool_count == 3
+    assert summary.status == "crit" and summary.last_sample == ago(3) and summary.pool_count == 3
 
 
 def test_absent_fields_stay_absent_when_summed() -> None:

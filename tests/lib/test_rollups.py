@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from poolboard.lib import rollups as r
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    """The instant `seconds` after the Unix epoch (buckets are aligned on it)."""
+    return EPOCH + timedelta(seconds=seconds)
+
 
 def test_bucket_start_aligns_on_the_epoch() -> None:
-    assert r.bucket_start(601, 300) == 600
-    assert r.bucket_start(600, 300) == 600
-    assert r.bucket_start(599.9, 300) == 300
+    assert r.bucket_start(at(601), 300) == at(600)
+    assert r.bucket_start(at(600), 300) == at(600)
+    assert r.bucket_start(at(599.9), 300) == at(300)
+    # Any time zone in, UTC out.
+    paris = timezone(timedelta(hours=1))
+    assert r.bucket_start(datetime(2026, 3, 2, 11, 7, tzinfo=paris), 300) == datetime(2026, 3, 2, 10, 5, tzinfo=timezone.utc)
 
 
 def test_percentile_interpolates_like_percentile_cont() -> None:
@@ -34,18 +46,18 @@ def test_saturation_needs_waiters_or_a_full_pool() -> None:
 
 
 def test_saturated_seconds_follow_sample_spacing() -> None:
-    samples = [(t, 10.0 if t in (30, 45) else 5.0, 10.0, 0.0) for t in range(0, 300, 15)]
-    assert r.saturated_seconds(samples, 0, 300, max_gap_s=30) == 30
+    samples = [(at(t), 10.0 if t in (30, 45) else 5.0, 10.0, 0.0) for t in range(0, 300, 15)]
+    assert r.saturated_seconds(samples, at(0), 300, max_gap_s=30) == 30
     # The newest sample stands for the gap before it.
-    assert r.saturated_seconds([(0, 1, 10, 0), (15, 10, 10, 0)], 0, 300, 30) == 15
+    assert r.saturated_seconds([(at(0), 1, 10, 0), (at(15), 10, 10, 0)], at(0), 300, 30) == 15
     # A lone sample stands for at most max_gap.
-    assert r.saturated_seconds([(100, 1, 10, 3)], 0, 300, 30) == 30
+    assert r.saturated_seconds([(at(100), 1, 10, 3)], at(0), 300, 30) == 30
     # Neighbours outside the bucket set the span, but do not count themselves.
-    assert r.saturated_seconds([(290, 10, 10, 0), (305, 10, 10, 0)], 0, 300, 30) == 15
+    assert r.saturated_seconds([(at(290), 10, 10, 0), (at(305), 10, 10, 0)], at(0), 300, 30) == 15
     # Capped at the bucket width.
-    assert r.saturated_seconds([(t, 10, 10, 5) for t in range(0, 300, 15)], 0, 300, 100) == 300
+    assert r.saturated_seconds([(at(t), 10, 10, 5) for t in range(0, 300, 15)], at(0), 300, 100) == 300
     # Unknown when nothing can tell.
-    assert r.saturated_seconds([(0, None, None, None)], 0, 300, 30) is None
+    assert r.saturated_seconds([(at(0), None, None, None)], at(0), 300, 30) is None
 
 
 def test_choose_step_keeps_points_under_the_cap() -> None:
@@ -60,9 +72,10 @@ def test_choose_step_keeps_points_under_the_cap() -> None:
 
 
 def test_align_leaves_gaps_as_none_never_zero() -> None:
-    grid = r.grid_for(end_s=1000, range_s=300, step_s=60)
-    assert grid.times == [720, 780, 840, 900, 960]
-    values = r.align(grid, [(780, 2.0), (900, 0.0), (960, float("nan")), (5000, 9.0)])
+    grid = r.grid_for(end=at(1000), range_s=300, step_s=60)
+    assert grid.times == [at(t) for t in (720, 780, 840, 900, 960)] and grid.end == at(1020)
+    assert grid.epoch_seconds == [720, 780, 840, 900, 960]
+    values = r.align(grid, [(at(780), 2.0), (at(900), 0.0), (at(960), float("nan")), (at(5000), 9.0)])
     assert values == [None, 2.0, None, 0.0, None]
 
 

@@ -75,8 +75,8 @@ def service_detail(request, name: str):
     source_stale = service.source.stale_since(now)
     stale_since = service.stale_since or source_stale
     summary = summarize_service(
-        [(p.values(), p.sampled_at.timestamp() if p.sampled_at else None) for p in service.pools.all()],
-        now.timestamp(),
+        [(p.values(), p.sampled_at) for p in service.pools.all()],
+        now,
         stale_after().total_seconds(),
     )
     return json_response(

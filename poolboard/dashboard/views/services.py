@@ -49,8 +49,8 @@ def overview_rows(now) -> list[OverviewRow]:
     stale_s = stale_after().total_seconds()
     rows = []
     for service in Service.objects.for_overview():
-        pools = [(p.values(), p.sampled_at.timestamp() if p.sampled_at else None) for p in service.pools.all()]
-        rows.append(OverviewRow(service, summarize_service(pools, now.timestamp(), stale_s)))
+        pools = [(p.values(), p.sampled_at) for p in service.pools.all()]
+        rows.append(OverviewRow(service, summarize_service(pools, now, stale_s)))
     return rows
 
 
@@ -135,7 +135,7 @@ def service_detail(request, pk: int):
     pools = list(service.pools.all())
     stale_s = stale_after().total_seconds()
     summary = summarize_service(
-        [(p.values(), p.sampled_at.timestamp() if p.sampled_at else None) for p in pools], now.timestamp(), stale_s
+        [(p.values(), p.sampled_at) for p in pools], now, stale_s
     )
     preset = service.preset_object()
     range_key = request.GET.get("range", DEFAULT_RANGE)
