@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import databases, services
+from .views import databases, findings, services
 
 app_name = "api"
 urlpatterns = [
@@ -15,4 +15,6 @@ urlpatterns = [
     path("databases/<slug:name>/sessions/", databases.sessions, name="sessions"),
     path("episodes/", databases.episodes, name="episodes"),
     path("queries/slow/", databases.slow_queries, name="slow-queries"),
+    # views/findings.py
+    path("findings/", findings.findings, name="findings"),
 ]

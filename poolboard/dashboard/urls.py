@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import databases, services
+from .views import databases, diagnosis, services
 
 app_name = "dashboard"
 urlpatterns = [
@@ -17,6 +17,9 @@ urlpatterns = [
     path("databases/<slug:name>/sessions/<int:pid>/signal/", databases.signal_session, name="signal-session"),
     path("queries/slow/", databases.slow_queries, name="slow-queries"),
     path("queries/<str:fingerprint>/", databases.query_detail, name="query"),
+    # views/diagnosis.py: verdicts (leak, saturation, slow queries, churn) with their evidence
+    path("leaks/", diagnosis.leaks, name="leaks"),
+    path("services/<int:pk>/diagnosis/", diagnosis.service_diagnosis, name="service-diagnosis"),
 ]
 
 # Which top-bar entry a page belongs to (the context processor marks it current).
@@ -29,4 +32,6 @@ NAV_SECTIONS = {
     "signal-session": "databases",
     "slow-queries": "slow-queries",
     "query": "slow-queries",
+    "leaks": "leaks",
+    "service-diagnosis": "fleet",
 }

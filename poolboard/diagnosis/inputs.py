@@ -98,3 +98,45 @@ def thresholds_for(overrides: dict | None) -> engine.Thresholds:
 
 def window_start(now: datetime, window: timedelta) -> datetime:
     return now - window
+
+
+def episodes(service_ids: list[int], start: datetime, end: datetime) -> dict[int, list[engine.EpisodeView]]:
+    """{service_id: [EpisodeView]}: episodes open now or seen in the window, one query."""
+    from django.db.models import Q
+
+    from poolboard.databases.models import Episode
+
+    out: dict[int, list[engine.EpisodeView]] = defaultdict(list)
+    rows = (
+        Episode.objects.filter(service_id__in=service_ids)
+        .filter(Q(ended__isnull=True) | Q(last_seen__gt=start))
+        .values_list("service_id", "kind", "query__fingerprint", "first_seen", "last_seen", "peak_age_s", "ended")
+    )
+    for service_id, kind, fingerprint, first_seen, last_seen, peak_age_s, ended in rows:
+        out[service_id].append(
+            engine.EpisodeView(
+                kind=kind,
+                fingerprint=fingerprint or "",
+                first_seen=first_seen,
+                last_seen=last_seen,
+                peak_age_s=peak_age_s,
+                open=ended is None,
+            )
+        )
+    return out
+
+
+def server_points(services, start: datetime, end: datetime) -> dict[int, list[engine.ServerPoint]]:
+    """{service_id: [ServerPoint, oldest first]} from the stored snapshots, one query."""
+    from poolboard.databases.models import Snapshot
+
+    raw = Snapshot.objects.server_points([s.id for s in services], start, end)
+    return {sid: [engine.ServerPoint(**p) for p in points] for sid, points in raw.items()}
+
+
+def agent_reports(services, now: datetime) -> dict[int, list[engine.AgentHeld]]:
+    """{service_id: [AgentHeld]}: the agents' current held-connection groups, one query."""
+    from .models import AgentReport
+
+    raw = AgentReport.objects.current_for(services, now)
+    return {sid: [engine.AgentHeld(**r) for r in rows] for sid, rows in raw.items()}

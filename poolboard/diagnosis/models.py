@@ -182,6 +182,44 @@ class ServiceThresholds(models.Model):
         return f"thresholds for {self.service}"
 
 
+IDLE_STATES = ("idle", "idle in transaction", "idle in transaction (aborted)")
+
+
+def holder_sessions(services, now: datetime) -> dict[str, list[dict]]:
+    """{service name: its idle server sessions, longest idle first} from the newest snapshots.
+
+    These are the connections a leak holds: checked out of the pool but doing nothing on the
+    server. One query (the monitored databases with their last session lists).
+    """
+    from django.utils.dateparse import parse_datetime
+
+    from poolboard.databases.models import MonitoredDatabase
+
+    names = {s.name for s in services}
+    out: dict[str, list[dict]] = {}
+    if not names:
+        return out
+    for db in MonitoredDatabase.objects.enabled().only("name", "last_sessions"):
+        for s in db.last_sessions or []:
+            if s.get("service") not in names or s.get("state") not in IDLE_STATES:
+                continue
+            changed = parse_datetime(s["state_change"]) if s.get("state_change") else None
+            out.setdefault(s["service"], []).append({
+                "database": db.name,
+                "pid": s.get("pid"),
+                "application_name": s.get("application_name", ""),
+                "client_addr": s.get("client_addr") or "",
+                "usename": s.get("usename", ""),
+                "state": s["state"],
+                "fingerprint": s.get("fingerprint") or "",
+                "query": s.get("query") or "",
+                "idle_s": (now - changed).total_seconds() if changed else None,
+            })
+    for rows in out.values():
+        rows.sort(key=lambda r: -(r["idle_s"] or 0))
+    return out
+
+
 # Agent reports (poolboard.agent) ------------------------------------------------------------------
 
 # A report describes the present for this long: the agent re-sends every 15 s while connections are

@@ -1,0 +1,80 @@
+"""One diagnosis pass over many services: read (fixed number of queries), judge (lib), record.
+
+Runs after each collection tick for the services whose data changed, and from
+`manage.py diagnose`. The queries do not grow with the number of services: samples,
+server points, episodes, agent reports, overrides, open findings — one each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from poolboard.fleet.models import Service
+from poolboard.lib import diagnosis as engine
+
+from . import inputs
+from .models import Finding, ServiceThresholds
+
+
+@dataclass
+class PassResult:
+    services: int = 0
+    opened: int = 0
+    updated: int = 0
+    closed: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def window() -> timedelta:
+    return timedelta(seconds=settings.DIAGNOSIS_WINDOW)
+
+
+def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.DiagnosisInput]:
+    """The engine's input for each service, in a fixed number of queries."""
+    ids = [s.id for s in services]
+    start = now - window()
+    samples = inputs.pool_points(ids, start, now)
+    server = inputs.server_points(services, start, now)
+    episodes = inputs.episodes(ids, start, now)
+    agent = inputs.agent_reports(services, now)
+    overrides = dict(ServiceThresholds.objects.filter(service_id__in=ids).values_list("service_id", "overrides"))
+    out = {}
+    for service in services:
+        instances = dict(samples.get(service.id, {}))
+        out[service.id] = engine.DiagnosisInput(
+            service=service.name,
+            now=now,
+            interval_s=float(settings.COLLECT_INTERVAL),
+            total=inputs.total_points(instances),
+            instances=instances,
+            server=server.get(service.id, []),
+            episodes=episodes.get(service.id, []),
+            agent=agent.get(service.id, []),
+            thresholds=inputs.thresholds_for(overrides.get(service.id)),
+        )
+    return out
+
+
+def diagnose_services(services, now: datetime) -> PassResult:
+    services = list(services)
+    result = PassResult(services=len(services))
+    if not services:
+        return result
+    verdicts = {}
+    for service_id, data in build_inputs(services, now).items():
+        verdicts[service_id] = engine.diagnose(data)
+        for finding in verdicts[service_id]:
+            result.kinds[finding.kind] = result.kinds.get(finding.kind, 0) + 1
+    counts = Finding.objects.record(verdicts, now)
+    result.opened, result.updated, result.closed = counts["opened"], counts["updated"], counts["closed"]
+    return result
+
+
+def services_to_diagnose(now: datetime):
+    """Services with a sample in the window, plus those with an open finding (so it can close)."""
+    recent = Service.objects.filter(last_seen_at__gt=now - window())
+    with_open = Service.objects.filter(findings__closed_at__isnull=True)
+    return (recent | with_open).distinct().select_related("source")

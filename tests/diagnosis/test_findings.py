@@ -1,0 +1,121 @@
+"""Findings are stored when they open and close; pages and API show them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from poolboard.diagnosis.models import Finding
+from poolboard.lib import diagnosis as engine
+
+
+def verdict(kind: str, since, severity: str = "warn", leaked: float = 0.0, text: str = "in use rose 3 → 9 of 10") -> engine.Finding:
+    return engine.Finding(
+        kind=kind,
+        severity=severity,
+        confidence=0.8,
+        since=since,
+        evidence=(engine.Evidence(text=text, start=since, end=since + timedelta(minutes=14)),),
+        fix="Return the connection: close the session in a finally block.",
+        suspected_leaked=leaked,
+        detail={"signals": ["floor"]},
+    )
+
+
+@pytest.fixture
+def billing(make_service):
+    return make_service("billing", instances=1, max=10, in_use=9, idle=1)
+
+
+def test_it_opens_updates_and_closes_one_row_per_kind(billing):
+    now = timezone.now()
+    since = now - timedelta(minutes=14)
+    assert Finding.objects.record({billing.id: [verdict("leak", since, leaked=6)]}, now) == {"opened": 1, "updated": 0, "closed": 0}
+    later = now + timedelta(seconds=15)
+    counts = Finding.objects.record({billing.id: [verdict("leak", since, "crit", leaked=7), verdict("saturation", later)]}, later)
+    assert counts == {"opened": 1, "updated": 1, "closed": 0}
+    leak = Finding.objects.get(service=billing, kind="leak")
+    assert (leak.opened_at, leak.last_seen_at, leak.severity, leak.peak_severity, leak.suspected_leaked) == (since, later, "crit", "crit", 7)
+    end = later + timedelta(seconds=15)
+    assert Finding.objects.record({billing.id: [engine.Finding("healthy", "ok", 1.0, end, (), "")]}, end)["closed"] == 2
+    assert list(Finding.objects.open()) == []
+    assert Finding.objects.get(kind="leak").closed_at == end
+    # It comes back: a new row, the old one stays as history.
+    Finding.objects.record({billing.id: [verdict("leak", end)]}, end + timedelta(seconds=15))
+    assert Finding.objects.filter(kind="leak").count() == 2
+
+
+def test_it_leaves_services_it_did_not_judge_alone(billing, make_service):
+    other = make_service("search", instances=1, max=5, in_use=5)
+    now = timezone.now()
+    Finding.objects.record({billing.id: [verdict("leak", now)], other.id: [verdict("saturation", now)]}, now)
+    Finding.objects.record({billing.id: []}, now + timedelta(seconds=15))
+    assert list(Finding.objects.open().values_list("service__name", flat=True)) == ["search"]
+
+
+def test_it_records_many_services_in_a_fixed_number_of_queries(make_service, django_assert_max_num_queries):
+    services = [make_service(f"svc{i}") for i in range(30)]
+    now = timezone.now()
+    Finding.objects.record({s.id: [verdict("leak", now)] for s in services[:10]}, now)
+    with django_assert_max_num_queries(8):
+        Finding.objects.record({s.id: [verdict("saturation", now)] for s in services}, now + timedelta(seconds=15))
+    assert Finding.objects.open().count() == 30
+
+
+def test_it_filters_findings_in_the_api(client, auth, billing, make_service):
+    search = make_service("search")
+    now = timezone.now()
+    Finding.objects.record({billing.id: [verdict("leak", now - timedelta(minutes=5), leaked=4)], search.id: [verdict("saturation", now)]}, now)
+    Finding.objects.record({billing.id: [verdict("leak", now - timedelta(minutes=5), leaked=4)], search.id: []}, now + timedelta(seconds=15))
+    data = client.get("/api/v1/findings/?kind=leak&open=1", headers=auth).json()
+    assert [(f["service"], f["kind"], f["open"], f["suspected_leaked"]) for f in data["findings"]] == [("billing", "leak", True, 4.0)]
+    assert data["findings"][0]["evidence"][0]["text"] == "in use rose 3 → 9 of 10"
+    closed = client.get("/api/v1/findings/?service=search&open=0", headers=auth).json()["findings"]
+    assert [(f["kind"], f["closed_at"] is not None) for f in closed] == [("saturation", True)]
+    bad = client.get("/api/v1/findings/?kind=nonsense", headers=auth)
+    assert bad.status_code == 400 and "unknown kind 'nonsense'" in bad.json()["error"]
+    missing = client.get("/api/v1/findings/?service=nope", headers=auth)
+    assert missing.status_code == 404 and missing.json()["error"] == "no service named 'nope'"
+    paged = client.get("/api/v1/findings/?limit=1", headers=auth).json()
+    assert len(paged["findings"]) == 1 and paged["next_offset"] == 1
+
+
+def test_it_ranks_leak_suspects_on_the_leaks_page(alice_client, billing, make_service):
+    worse = make_service("invoices", instances=1, max=10, in_use=10)
+    now = timezone.now()
+    Finding.objects.record({
+        billing.id: [verdict("leak", now - timedelta(minutes=20), leaked=3, text="billing evidence")],
+        worse.id: [verdict("leak", now - timedelta(minutes=5), leaked=8, text="invoices evidence")],
+    }, now)
+    page = alice_client.get("/leaks/").content.decode()
+    assert "<h1>Leak suspects</h1>" in page
+    assert page.index("invoices evidence") < page.index("billing evidence")
+    assert "~8 connections held" in page
+    by_since = alice_client.get("/leaks/?sort=since").content.decode()
+    assert by_since.index("billing evidence") < by_since.index("invoices evidence")
+    partial = alice_client.get("/leaks/", headers={"HX-Request": "true"}).content.decode()
+    assert partial.lstrip().startswith('<section id="leaks-table"') and "<h1>" not in partial
+    assert "invoices evidence" in partial
+
+
+def test_it_says_so_when_no_leak_is_suspected(alice_client, billing):
+    page = alice_client.get("/leaks/").content.decode()
+    assert "No leak suspected" in page
+
+
+def test_it_shows_the_diagnosis_panel_with_evidence_and_history(alice_client, billing):
+    now = timezone.now()
+    Finding.objects.record({billing.id: [verdict("saturation", now - timedelta(hours=2))]}, now - timedelta(hours=1))
+    Finding.objects.record({billing.id: [verdict("leak", now - timedelta(minutes=14), leaked=6)]}, now)
+    panel = alice_client.get(f"/services/{billing.pk}/diagnosis/", headers={"HX-Request": "true"}).content.decode()
+    assert panel.lstrip().startswith('<section id="diagnosis"')
+    assert "leak suspected" in panel and "~6 connections held" in panel and "in use rose 3 → 9 of 10" in panel
+    assert "Return the connection" in panel
+    assert "Earlier findings (1)" in panel and "saturated" in panel
+
+
+def test_it_calls_a_service_without_findings_healthy(alice_client, billing):
+    panel = alice_client.get(f"/services/{billing.pk}/diagnosis/").content.decode()
+    assert "<b>Healthy</b>" in panel
