@@ -142,10 +142,37 @@ class CollectionCollector:
         yield from (last_duration, errors, runs, last_success, samples, last_error, fresh)
 
 
+class FindingCollector:
+    """The open diagnosis findings, so Grafana and Alertmanager can use the verdicts:
+    `poolboard_finding{service="billing",kind="leak",severity="crit"} 1` (one query)."""
+
+    def collect(self):
+        from poolboard.diagnosis.models import Finding
+
+        finding = GaugeMetricFamily(
+            "poolboard_finding", "1 for each open diagnosis finding", labels=["service", "kind", "severity"]
+        )
+        leaked = GaugeMetricFamily(
+            "poolboard_finding_suspected_leaked_connections",
+            "Connections an open leak finding suspects are held and not working",
+            labels=["service"],
+        )
+        rows = Finding.objects.open().order_by("service__name", "kind").values_list(
+            "service__name", "kind", "severity", "suspected_leaked"
+        )
+        for service, kind, severity, suspected in rows:
+            finding.add_metric([service, kind, severity], 1)
+            if kind == "leak":
+                leaked.add_metric([service], suspected)
+        yield finding
+        yield leaked
+
+
 @login_not_required
 @require_GET
 @never_cache
 def metrics(request):
     registry = CollectorRegistry()
     registry.register(CollectionCollector())
+    registry.register(FindingCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

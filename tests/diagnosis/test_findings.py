@@ -119,3 +119,14 @@ def test_it_shows_the_diagnosis_panel_with_evidence_and_history(alice_client, bi
 def test_it_calls_a_service_without_findings_healthy(alice_client, billing):
     panel = alice_client.get(f"/services/{billing.pk}/diagnosis/").content.decode()
     assert "<b>Healthy</b>" in panel
+
+
+def test_it_exports_open_findings_in_metrics(client, billing, make_service):
+    search = make_service("search")
+    now = timezone.now()
+    Finding.objects.record({billing.id: [verdict("leak", now, "crit", leaked=5)], search.id: [verdict("saturation", now)]}, now)
+    Finding.objects.record({search.id: []}, now + timedelta(seconds=15))
+    text = client.get("/metrics").content.decode()
+    assert 'poolboard_finding{kind="leak",service="billing",severity="crit"} 1.0' in text
+    assert 'poolboard_finding_suspected_leaked_connections{service="billing"} 5.0' in text
+    assert 'service="search"' not in text
