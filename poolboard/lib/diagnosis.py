@@ -78,6 +78,9 @@ class ServerPoint:
     idle_over_threshold: int  # state idle for longer than the leak threshold (from state_change)
     young_sessions: int  # backend_start less than 60 s ago
     longest_active_query_s: float | None = None
+    # Sessions active for longer than the long-query episode threshold (30 s by default).
+    # Optional: episodes alone miss a query no snapshot saw past the threshold.
+    long_queries: int = 0
 
     @property
     def total(self) -> int:
@@ -134,8 +137,10 @@ class Thresholds:
     # Full with no progress for this long is stuck (a caller with a 30 s timeout has
     # given up twice by then).
     stuck_s: float = 60.0
-    # Long queries matter when they hold this share of the pool's connection-time...
-    slow_share: float = 0.3
+    # Long queries matter when they hold this share of the pool's connection-time (as
+    # episodes see it: a lower bound, since a query seen by no snapshot past the episode
+    # threshold is not an episode)...
+    slow_share: float = 0.2
     # ... and at their peak this share of the pool (or 2 connections when max is unknown).
     slow_pool_share: float = 0.25
     # Look-back for slow queries' share of held connection-time.
@@ -569,10 +574,10 @@ def _server_hoard(ctx: _Context) -> _Signal | None:
                 unknown = max(0.0, snap.total - max(in_use[j] + idle[j] for j in near))
             else:
                 pool_idle, unknown = max(0.0, snap.total - min(in_use[j] for j in near)), 0.0
-            # Counted in use by the pool but not working on the server (idle there). A
-            # checkout that starts and ends between the two readings is working on the
-            # server without being in either reading: take the higher reading.
-            checked_out_idle = max(in_use[j] for j in near) - snap.active - snap.idle_in_transaction
+            # Counted in use by the pool but not working on the server (idle there). The
+            # readings on either side are averaged: a checkout that starts and ends between
+            # them is working on the server without being in either, which makes this noisy.
+            checked_out_idle = sum(in_use[j] for j in near) / len(near) - snap.active - snap.idle_in_transaction
             held = [in_use[j] for j in total.between(t - th.leak_s, t) if in_use[j] is not None]
             # The pool must have counted them in use the whole time they sat idle.
             floor = min(held + [in_use[j] for j in near])
@@ -607,18 +612,23 @@ def _server_hoard(ctx: _Context) -> _Signal | None:
         hard = min(sure, floor)
         return (max(0.0, hard), True) if hard >= soft else (max(0.0, soft), False)
 
+    # Carried forward: a hoard once measured stays while as many sessions stay idle past
+    # the threshold and the pool keeps counting them in use (the pool's idle connections
+    # coming and going must not open and close the finding).
+    carried, sure, first = 0.0, False, None
+    for k in range(len(ctx.server)):
+        estimate, is_sure = leaked_at(k)
+        carried = min(carried, float(ctx.server[k].idle_over_threshold), measure(k)[2])
+        if estimate > carried:
+            carried, sure = estimate, is_sure
+        if carried < 1:
+            first = None
+        elif first is None:
+            first = k
     last = len(ctx.server) - 1
-    leaked, sure = leaked_at(last)
-    if leaked < 1:
+    leaked = carried
+    if first is None or leaked < 1:
         return None
-    # The run of snapshots showing the hoard (one miss tolerated).
-    first, misses, k = last, 0, last - 1
-    while k >= 0 and misses <= 1:
-        if leaked_at(k)[0] >= 1:
-            first, misses = k, 0
-        else:
-            misses += 1
-        k -= 1
     snap = ctx.server[last]
     pool_idle_text = ""
     if has_idle and idle[-1] is not None:
@@ -811,6 +821,9 @@ def _rising_floor(ctx: _Context, series: _Series) -> _Signal | None:
     tail = minima[base:]
     if any(b < a for a, b in zip(tail, tail[1:])):
         return None
+    # "Keeps rising": one step up can be a quiet window before a busy one.
+    if sum(1 for a, b in zip(tail, tail[1:]) if b > a) < 2:
+        return None
     rise = tail[-1] - tail[0]
     b_idx, k_idx = buckets[run[base]], buckets[run[-1]]
     b_mean = sum(cols["in_use"][i] for i in b_idx) / len(b_idx)
@@ -850,7 +863,7 @@ def _rising_floor(ctx: _Context, series: _Series) -> _Signal | None:
     if ctx.server:
         s_b, s_k = server_active(run[base]), server_active(run[-1])
         if s_b is not None and s_k is not None:
-            if s_k - s_b >= 0.5 * rise:
+            if s_k - s_b >= 0.5 * rise or (k_mean - s_k) - (b_mean - s_b) < 0.5 * rise:
                 return None  # the server sees the extra connections working
             throughput_text += f"; active on the server {_fmt(s_b)} → {_fmt(s_k)}"
             gates.append("server")
@@ -1057,6 +1070,13 @@ def _slow_queries(ctx: _Context) -> Finding | None:
     for _, d in edges:
         running += d
         peak = max(peak, running)
+    # The snapshots' own count of long queries, where the snapshot gives it.
+    snaps = [p for p, t in zip(ctx.server, ctx.server_ts) if t >= lo]
+    in_use_now = [total.cols["in_use"][i] for i in idx if total.cols["in_use"][i] is not None]
+    if snaps and in_use_now and any(p.long_queries for p in snaps):
+        mean_long = sum(p.long_queries for p in snaps) / len(snaps)
+        share = max(share, min(1.0, mean_long / max(sum(in_use_now) / len(in_use_now), mean_long, 1e-9)))
+        peak = max(peak, max(p.long_queries for p in snaps))
     mx = ctx.max_now()
     enough = peak >= th.slow_pool_share * mx if mx else peak >= 2
     if share < th.slow_share or not enough:

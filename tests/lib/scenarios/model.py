@@ -318,7 +318,7 @@ def simulate(spec: Spec) -> Run:
         if t > spec.duration_s:
             break
         if kind == "snapshot":
-            active = idle = iit = over = young = 0
+            active = idle = iit = over = young = long_queries = 0
             longest = None
             for inst in insts.values():
                 if not alive(inst, t):
@@ -328,13 +328,14 @@ def simulate(spec: Spec) -> Run:
                         active += 1
                         age = t - c.query_start
                         longest = age if longest is None else max(longest, age)
+                        long_queries += age >= LONG_QUERY_S
                     elif c.state == "idle":
                         idle += 1
                         over += t - c.state_change > LEAK_S
                     elif c.state == "idle in transaction":
                         iit += 1
                     young += t - c.born < 60
-            server.append((t, ServerPoint(at(t), active, idle, iit, over, young, longest)))
+            server.append((t, ServerPoint(at(t), active, idle, iit, over, young, longest, long_queries)))
             snapshot_ts.append(t)
             push(t + spec.snapshot_s * rng.uniform(0.95, 1.05), "snapshot")
             continue
