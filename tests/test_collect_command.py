@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from io import StringIO
 
 import pytest
@@ -22,8 +24,24 @@ def test_collect_once_reports_what_it_stored(prometheus_with, make_source) -> No
 
     call_command("collect", "--once", stdout=out)
 
-    assert "main: 1 pools from 9 queries, new services: orders" in out.getvalue()
+    assert "main: 1 pools from 10 queries, new services: orders" in out.getvalue()
     assert Pool.objects.get().in_use == 9
+
+
+def test_collect_once_twice_in_one_slot_says_the_second_had_nothing_to_do(prometheus_with, make_source, settings) -> None:
+    settings.COLLECT_INTERVAL = 3600  # both runs fall in the same slot
+    prom = prometheus_with({"orders": exposition("db_pool")})
+    prom.wait_for("db_pool_in_use_connections")
+    make_source(url=prom.url, presets=["db_pool"], rate_window="10s")
+    call_command("collect", "--once", stdout=StringIO())
+    out, err = StringIO(), StringIO()
+
+    call_command("collect", "--once", stdout=out, stderr=err)
+
+    # Informational, on stdout, and it says what happened and that nothing is wrong.
+    slot = datetime.fromtimestamp(time.time() // 3600 * 3600, tz=timezone.utc).strftime("%H:%M:%S")
+    assert out.getvalue() == f"main: slot {slot} UTC already collected by another run; nothing to do\n"
+    assert err.getvalue() == ""
 
 
 def test_collect_once_exits_non_zero_with_the_reason_when_prometheus_is_down(make_source) -> None:

@@ -52,6 +52,11 @@ def current_slot(now: float | None = None) -> int:
     return int((time.time() if now is None else now) // settings.COLLECT_INTERVAL)
 
 
+def slot_start(slot: int) -> datetime:
+    """When collection slot `slot` begins (UTC)."""
+    return datetime.fromtimestamp(slot * settings.COLLECT_INTERVAL, tz=dt_timezone.utc)
+
+
 def claim_slot(source: PrometheusSource, slot: int) -> CollectionRun | None:
     """Insert the run row for (source, slot); None when another worker already has it."""
     try:
@@ -180,7 +185,8 @@ def collect_source(source: PrometheusSource, slot: int) -> TickResult:
 def _collect_locked(source: PrometheusSource, slot: int) -> TickResult:
     run = claim_slot(source, slot)
     if run is None:
-        return TickResult(source.name, slot, "skipped", error="this slot was already collected")
+        when = slot_start(slot).strftime("%H:%M:%S")
+        return TickResult(source.name, slot, "skipped", error=f"slot {when} UTC already collected by another run")
     if not source.preset_names() and source.discovered_at is None:
         # Nothing configured and never discovered: discover first (one marker query).
         from .discovery import discover_source

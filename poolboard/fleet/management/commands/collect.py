@@ -33,7 +33,9 @@ class Command(BaseCommand):
                 failed += 1
                 self.stderr.write(f"{result.source}: FAILED: {result.error}")
             elif result.status == "skipped":
-                self.stdout.write(f"{result.source}: slot {result.slot} already collected")
+                # Not an error: each slot is collected once, by whoever gets there first
+                # (`collect --once` from cron, the beat, a second worker).
+                self.stdout.write(f"{result.source}: {result.error}; nothing to do")
             else:
                 new = f", new services: {', '.join(result.new_services)}" if result.new_services else ""
                 self.stdout.write(f"{result.source}: {result.samples} pools from {result.queries} queries{new}")
@@ -50,7 +52,9 @@ class Command(BaseCommand):
                 failed += 1
                 self.stderr.write(f"database {result.database}: FAILED: {result.error}")
             elif result.status == "skipped":
-                self.stdout.write(f"database {result.database}: this slot was already stored")
+                self.stdout.write(
+                    f"database {result.database}: this snapshot slot was already stored by another run; nothing to do"
+                )
             else:
                 self.stdout.write(
                     f"database {result.database}: {result.total} connections; episodes"
