@@ -98,3 +98,27 @@ def test_closing_the_agent_leaves_the_pool_as_it_was(make_agent, make_pool) -> N
     assert "getconn" not in vars(pool) and "putconn" not in vars(pool)
     with pool.connection() as connection:
         assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_forked_child_starts_clean_under_its_own_pid(make_agent, make_engine) -> None:
+    import os
+
+    engine = make_engine("main")
+    agent = make_agent(threshold_s=0.01)
+    agent.instrument_sqlalchemy(engine)
+    connection = engine.connect()
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's checkout is not its own
+            os.write(write, json.dumps([agent.instance, agent.held_reports()]).encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as pipe:
+            child_instance, child_reports = json.loads(pipe.read())
+        assert len(agent.held_reports()) == 1  # still the parent's
+    finally:
+        connection.close()
+    assert child_instance.endswith(f":{pid}") and agent.instance.endswith(f":{os.getpid()}")
+    assert child_reports == []
