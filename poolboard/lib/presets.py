@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from . import promql
 from .pools import FIELD_LABELS, FIELDS, PoolKey
@@ -105,8 +105,20 @@ class Preset:
         pool = "/".join(part for part in parts if part)
         return PoolKey(service=service, instance=instance, pool=pool or "default")
 
-    def missing_fields(self) -> list[str]:
-        return [f for f in FIELDS if f not in self.queries]
+    def missing_fields(self, latest: Iterable[Mapping[str, float | None]] | None = None) -> list[str]:
+        """The canonical fields a service on this preset shows as absent, in FIELDS order.
+
+        Without `latest`: the fields the preset has no query for. With the newest values
+        of the service's pools: also the fields it queries but no pool reported, because
+        an exporter may lack a metric its dialect defines (the seed's db_pool set has no
+        max; a Spring app may export only some of HikariCP's meters). A page that lists
+        only the first kind says a pool lacks "overflow, closed" while max, waiting,
+        timeouts, acquire and hold time are all blank too.
+        """
+        reported: set[str] = set()
+        if latest is not None:
+            reported = {f for values in latest for f, value in values.items() if value is not None}
+        return [f for f in FIELDS if f not in self.queries or (latest is not None and f not in reported)]
 
     def field_note(self, name: str) -> str:
         """Why a field is missing, in the preset's words when it has them (pages and API)."""

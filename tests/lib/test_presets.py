@@ -115,3 +115,22 @@ def test_notes_exist_for_every_derived_field() -> None:
     assert "Little's law" in presets.PGXPOOL.notes["pending"]
     assert "unlimited" in presets.GO_SQL.notes["max"]
     assert "get_size()" in presets.ASYNCPG.notes["in_use"]
+
+
+def test_it_counts_fields_no_pool_reported_as_missing_too() -> None:
+    hikari = BUILTIN_PRESETS["hikaricp"]
+    assert hikari.missing_fields() == ["overflow", "conns_closed"]
+    # A HikariCP exporter that gives only some meters: in use, idle, min and opened.
+    latest = [
+        {"max": None, "min": 2.0, "in_use": 3.0, "idle": 1.0, "pending": None, "timeouts": None, "acquisitions": None,
+         "acquire_s": None, "hold_s": None, "conns_opened": 0.0},
+        {"in_use": 1.0, "idle": 2.0},
+    ]
+    assert hikari.missing_fields(latest) == [
+        "max", "pending", "overflow", "timeouts", "acquisitions", "acquire_s", "hold_s", "conns_closed",
+    ]
+    # A 0 is a value (no timeouts in the window), not a missing field; one pool reporting is enough.
+    latest[1].update(max=10.0, pending=0.0, timeouts=0.0)
+    assert hikari.missing_fields(latest) == ["overflow", "acquisitions", "acquire_s", "hold_s", "conns_closed"]
+    # No pools yet: every field is blank.
+    assert hikari.missing_fields([]) == list(FIELDS)
