@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -46,6 +47,32 @@ print(json.dumps({
 }))
 leaked.close()
 """
+
+
+AGENT_FILES = sorted((ROOT / "poolboard" / "agent").glob("*.py"))
+# Imported lazily, inside the function that needs it: the agent runs where they may be missing.
+OPTIONAL = ("prometheus_client", "sqlalchemy", "psycopg_pool")
+
+
+@pytest.mark.parametrize("path", AGENT_FILES, ids=lambda p: p.name)
+def test_agent_modules_import_only_the_standard_library_at_the_top(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    stdlib = set(sys.stdlib_module_names)
+    top_level = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top_level += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            top_level.append(node.module)
+    offenders = [
+        name for name in top_level
+        if name.partition(".")[0] not in stdlib and name != "__future__" and not name.startswith("poolboard.agent")
+    ]
+    assert offenders == [], f"{path.name} imports {offenders} at module level"
+    everything = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    everything += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    assert all(name.partition(".")[0] in {*stdlib, "__future__", "poolboard", *OPTIONAL} for name in everything), everything
+    assert not any(name.startswith("poolboard.") and not name.startswith("poolboard.agent") for name in everything)
 
 
 def run_service(database: str, hash_seed: str) -> dict:
