@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+
+# Where someone is looking at the configuration. Every management command runs the
+# checks, and `collect --once` from cron every 15 s printed the key warning each time.
+SECRET_KEY_WARNING_COMMANDS = ("check", "runserver")
 
 
 @register()
@@ -53,7 +58,12 @@ def configuration_check(app_configs, **kwargs):
                     id="poolboard.E005",
                 )
             )
-    if not settings.DEBUG and settings.SECRET_KEY.startswith("poolboard-development-only"):
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if (
+        not settings.DEBUG
+        and settings.SECRET_KEY.startswith("poolboard-development-only")
+        and command in SECRET_KEY_WARNING_COMMANDS
+    ):
         problems.append(
             Warning(
                 "SECRET_KEY is the development default.",

@@ -216,3 +216,18 @@ def test_the_web_process_makes_the_static_folder_when_it_starts(tmp_path, settin
     settings.STATIC_ROOT = tmp_path / "var" / "static"
     StaticFilesMiddleware(lambda request: None, settings=settings)
     assert settings.STATIC_ROOT.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("argv", "warned"),
+    [(["manage.py", "check"], True), (["manage.py", "runserver"], True), (["manage.py", "collect", "--once"], False),
+     (["manage.py", "migrate"], False)],
+)
+def test_it_warns_about_the_development_secret_key_only_where_someone_reads_the_checks(
+    argv, warned, monkeypatch, settings
+) -> None:
+    settings.DEBUG = False
+    settings.SECRET_KEY = "poolboard-development-only-secret-key-change-me-in-production-0123456789"
+    monkeypatch.setattr(sys, "argv", argv)
+    ids = [problem.id for problem in checks.configuration_check(None)]
+    assert ("poolboard.W006" in ids) is warned
