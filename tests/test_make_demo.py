@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.prom import free_port
+from tests.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.prometheus, pytest.mark.demo]
@@ -78,16 +79,13 @@ def test_make_demo_brings_up_the_fleet_and_ctrl_c_stops_everything(tmp_path) -> 
             [sys.executable, "manage.py", "createapitoken", "e2e"], env=env, cwd=ROOT, capture_output=True, text=True,
             check=True,
         ).stdout.strip()
-        services: list = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        def fresh_services() -> set[str]:
             body = get_json(f"http://127.0.0.1:{web_port}/api/v1/services/", {"Authorization": f"Bearer {token}"})
-            services = [s for s in body["services"] if not s["stale"]]
-            if len(services) >= 6:
-                break
-            time.sleep(3)
-        names = {s["name"] for s in services}
-        assert {"checkout", "search", "billing", "notifications", "reports", "sessions"} <= names, body
+            names = {s["name"] for s in body["services"] if not s["stale"]}
+            return names if len(names) >= 6 else set()
+
+        names = wait_until(fresh_services, timeout=120, interval=1, what="six services with fresh numbers")
+        assert {"checkout", "search", "billing", "notifications", "reports", "sessions"} <= names
         health = get_json(f"http://127.0.0.1:{web_port}/healthz")
         assert health["status"] == "ok", health
     finally:
@@ -96,10 +94,7 @@ def test_make_demo_brings_up_the_fleet_and_ctrl_c_stops_everything(tmp_path) -> 
     assert proc.returncode == 0, out
     assert "every process stopped" in out
     ports = [web_port, prom_port, *range(base_port, base_port + 7)]
-    deadline = time.monotonic() + 10
-    while not all(port_is_free(p) for p in ports) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert [p for p in ports if not port_is_free(p)] == []
+    wait_until(lambda: all(port_is_free(p) for p in ports), timeout=10, what=f"ports {ports} to be free")
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], "processes left running"
     with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres") as conn:

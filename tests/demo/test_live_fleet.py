@@ -26,6 +26,7 @@ from psycopg import sql
 
 from poolboard.demo.fleet import SERVICES, ServiceSpec, instance_ports
 from poolboard.lib.presets import BUILTIN_PRESETS
+from tests.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_URL = os.environ.get("DEMO_TEST_SERVER_URL", "postgresql://root@127.0.0.1:5432")
@@ -273,17 +274,14 @@ def test_an_exporter_port_in_use_stops_the_start_with_a_clear_message() -> None:
         assert f"cannot listen on 127.0.0.1:{clash_port} for {clash_spec.name}" in started.stderr
         assert "Traceback" not in started.stderr
         # The pools opened before the clash were closed again (the server notices within moments).
-        deadline = time.monotonic() + 5
-        while (left := sessions_in(database)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert left == 0
+        wait_until(lambda: sessions_in(database) == 0, timeout=5, what=f"no session left on {database}")
     finally:
         drop_test_database(database)
 
 
 def test_start_log_names_every_service_with_scenario_dialect_and_port(fleet: RunningFleet) -> None:
     log = fleet.log()
-    for spec, instance, port in instance_ports(fleet.base_port):
+    for spec, _instance, port in instance_ports(fleet.base_port):
         line = next(line for line in log.splitlines() if f" {spec.name}: scenario=" in line)
         assert f"scenario={spec.scenario}" in line
         assert f"dialect={spec.dialect}" in line
@@ -423,10 +421,7 @@ def test_sigterm_stops_everything_within_ten_seconds(fleet: RunningFleet) -> Non
     assert exit_code == 0, log
     assert took < 10, log
 
-    deadline = time.monotonic() + 5
-    while (left := demo_sessions()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, left
+    wait_until(lambda: not demo_sessions(), timeout=5, what="no demo session left")
 
     for _spec, _instance, port in instance_ports(fleet.base_port):
         with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
