@@ -24,7 +24,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,14 +33,15 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from psycopg_pool import ConnectionPool  # noqa: E402
 from sqlalchemy.pool import QueuePool  # noqa: E402
 
+from poolboard import dburl  # noqa: E402
 from poolboard.agent import Agent  # noqa: E402
 
 ROUNDS = int(os.getenv("BENCH_ROUNDS", "41"))
 CYCLES = int(os.getenv("BENCH_CYCLES", "200"))
 DEPTH = 30
 
-SERVER = urlsplit(os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard"))
-HOST, PORT, USER = SERVER.hostname or "127.0.0.1", SERVER.port or 5432, SERVER.username or "root"
+SERVER = dburl.parse(os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard"))
+HOST, PORT, USER = SERVER.get("host", "127.0.0.1"), int(SERVER.get("port", 5432)), SERVER.get("user", "root")
 
 
 def at_depth(depth: int, work, *args):
