@@ -8,7 +8,6 @@ stored normalised (poolboard.lib.querytext), never raw unless a setting says so.
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from django.utils.dateparse import parse_datetime
 from poolboard.fleet.models import Service, validate_env_name
 from poolboard.lib import episodes as ep
 from poolboard.lib.attribution import Attributor, Rule
-from poolboard.lib.budget import Budget, ServerSettings, SessionCount as CountRow, compute_budget
+from poolboard.lib.budget import Budget, ServerSettings, compute_budget, state_breakdown
+from poolboard.lib.pools import sum_present
 from poolboard.sources import pgactivity
 
 SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -216,7 +216,8 @@ class MonitoredDatabase(models.Model):
         return None
 
     def latest_snapshot(self) -> Snapshot | None:
-        return self.snapshots.order_by("-slot").first()
+        """The newest snapshot, its counts (with their services) prefetched for budget()."""
+        return self.snapshots.order_by("-slot").prefetch_related(_counts_with_services()).first()
 
 
 class AttributionRule(models.Model):
@@ -260,6 +261,10 @@ def attributor_for(database: MonitoredDatabase) -> Attributor:
     return Attributor([r.to_rule(r.service.name) for r in rules], Service.objects.values_list("name", flat=True))
 
 
+def _counts_with_services() -> models.Prefetch:
+    return models.Prefetch("counts", queryset=SessionCount.objects.select_related("service"))
+
+
 class SnapshotQuerySet(models.QuerySet):
     def newest_per_database(self, databases) -> dict[int, Snapshot]:
         """Each database's newest snapshot, its counts (with their services) prefetched.
@@ -271,9 +276,46 @@ class SnapshotQuerySet(models.QuerySet):
             self.filter(database__in=databases)
             .order_by("database_id", "-slot")
             .distinct("database_id")
-            .prefetch_related(models.Prefetch("counts", queryset=SessionCount.objects.select_related("service")))
+            .prefetch_related(_counts_with_services())
         )
         return {snap.database_id: snap for snap in newest}
+
+    def service_side(self, service: Service) -> dict:
+        """The database side of one service: its sessions in the newest snapshot of each enabled database.
+
+        Plain data for the service page's panel:
+        {"rows": [{"database": name, "taken_at", "states": StateBreakdown, "oldest_xact_s"}],
+         "pool_in_use", "pool_max", "open_episodes"}; a database where the service has
+        no session is left out. Five queries whatever the number of databases: the
+        databases, their newest snapshots, this service's counts in those, its pools
+        and its open episodes.
+        """
+        dbs = list(MonitoredDatabase.objects.enabled())
+        newest = self.filter(database__in=dbs).order_by("database_id", "-slot").distinct("database_id")
+        snapshots = {snap.database_id: snap for snap in newest}
+        by_snapshot: dict[int, dict[str, int]] = {}
+        mine = SessionCount.objects.filter(service=service, snapshot__in=[snap.pk for snap in snapshots.values()])
+        for snapshot_id, state, n in mine.values_list("snapshot_id", "state", "count"):
+            states = by_snapshot.setdefault(snapshot_id, {})
+            states[state] = states.get(state, 0) + n
+        rows = []
+        for db in dbs:
+            snap = snapshots.get(db.pk)
+            if snap is None:
+                continue
+            live = [s for s in db.last_sessions or [] if s.get("service") == service.name]
+            states = state_breakdown(by_snapshot.get(snap.pk, {}))
+            if not states.total and not live:
+                continue
+            oldest = max((s["age_s"] for s in live if s.get("xact_start") and s.get("age_s") is not None), default=None)
+            rows.append({"database": db.name, "taken_at": snap.taken_at, "states": states, "oldest_xact_s": oldest})
+        pools = list(service.pools.all())
+        return {
+            "rows": rows,
+            "pool_in_use": sum_present(p.in_use for p in pools),
+            "pool_max": sum_present(p.max for p in pools),
+            "open_episodes": Episode.objects.open().filter(service=service).count(),
+        }
 
 
 class Snapshot(models.Model):
@@ -304,18 +346,15 @@ class Snapshot(models.Model):
             reserved_connections=self.reserved_connections,
         )
 
-    def budget(self, attribute=None) -> Budget:
-        counts = [
-            CountRow(c.application_name, c.usename, c.client_addr, c.state, c.wait_event_type, c.count)
-            for c in self.counts.all()
-        ]
-        names = {c.id: c.service.name for c in self.counts.all() if c.service_id}
-        by_key = {(c.application_name, c.usename, c.client_addr): names.get(c.id) for c in self.counts.all()}
+    def budget(self) -> Budget:
+        """The server's connections by the service each count was attributed to when stored.
 
-        def stored(app, user, addr):  # the attribution made when the snapshot was stored
-            return by_key.get((app, user, addr or ""))
-
-        return compute_budget(self.server_settings(), counts, attribute or stored)
+        Reads self.counts.all() with each count's service: prefetch them
+        (newest_per_database, MonitoredDatabase.latest_snapshot) to keep it one query.
+        """
+        return compute_budget(
+            self.server_settings(), [(c, c.service.name if c.service_id else None) for c in self.counts.all()]
+        )
 
 
 class SessionCount(models.Model):

@@ -10,9 +10,9 @@ starting "poolboard-") belong to nobody and are left out of episodes.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Iterable
 
 OWN_PREFIX = "poolboard-"
 

@@ -8,8 +8,9 @@ their own slots.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Protocol
 
 from poolboard.lib.attribution import is_own
 from poolboard.lib.episodes import IDLE_IN_TX_STATES
@@ -85,27 +86,29 @@ class Budget:
         return max(self.usable - self.total, 0)
 
 
-def compute_budget(
-    settings: ServerSettings,
-    counts: Iterable[SessionCount],
-    attribute: Callable[[str | None, str | None, str | None], str | None],
-) -> Budget:
+class CountLike(Protocol):
+    """A SessionCount, or anything with its attributes (the stored rows)."""
+
+    application_name: str
+    state: str
+    count: int
+
+
+def compute_budget(settings: ServerSettings, counts: Iterable[tuple[CountLike, str | None]]) -> Budget:
     """Break the server's client connections down by service.
 
-    Every count lands in exactly one slice (a service, poolboard's own
-    sessions, or unattributed), so the slices add up to the total.
+    `counts`: each count with the service it was attributed to when the snapshot
+    was stored (None: nobody). Every count lands in exactly one slice (a service,
+    poolboard's own sessions, or unattributed), so the slices add up to the total.
     Slices are ordered largest first, then by label.
     """
 
     by_label: dict[str, int] = {}
     by_state: dict[str, int] = {}
     total = 0
-    for c in counts:
+    for c, service in counts:
         total += c.count
-        if is_own(c.application_name):
-            label = POOLBOARD
-        else:
-            label = attribute(c.application_name, c.usename, c.client_addr or None) or UNATTRIBUTED
+        label = POOLBOARD if is_own(c.application_name) else service or UNATTRIBUTED
         by_label[label] = by_label.get(label, 0) + c.count
         state = c.state or "unknown"
         by_state[state] = by_state.get(state, 0) + c.count

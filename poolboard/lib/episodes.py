@@ -14,9 +14,9 @@ reused by the server, and the same session can have many episodes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
 
 IDLE_IN_TRANSACTION = "idle_in_transaction"
 LONG_TRANSACTION = "long_transaction"

@@ -40,6 +40,23 @@ def monitored(db, target_dbname):
     )
 
 
+def copy_newest_snapshot(monitored, name: str):
+    """Another monitored database whose newest snapshot (and live sessions) are a copy of `monitored`'s."""
+    from poolboard.databases.models import MonitoredDatabase
+
+    other = MonitoredDatabase.objects.create(
+        name=name, host="127.0.0.1", dbname="postgres", user="root", last_sessions=monitored.last_sessions
+    )
+    snap = monitored.snapshots.order_by("-slot").first()
+    counts = list(snap.counts.all())
+    snap.pk, snap.database = None, other
+    snap.save()
+    for count in counts:
+        count.pk, count.snapshot = None, snap
+        count.save()
+    return other
+
+
 def monitor_sessions() -> int:
     """poolboard-monitor sessions on this run's target database (the server is shared)."""
     import time
@@ -56,4 +73,4 @@ def monitor_sessions() -> int:
         return n
 
 
-__all__ = ["HOST", "PORT", "SUPERUSER", "psycopg", "monitor_sessions"]
+__all__ = ["HOST", "PORT", "SUPERUSER", "psycopg", "copy_newest_snapshot", "monitor_sessions"]

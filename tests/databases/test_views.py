@@ -5,9 +5,10 @@ import time
 import pytest
 from django.contrib.auth.models import Permission
 
-from poolboard.databases.models import BackendAction, Episode, MonitoredDatabase
+from poolboard.databases.models import BackendAction, Episode
 from poolboard.databases.snapshots import snapshot_database
 from poolboard.lib import episodes as ep
+from tests.databases.conftest import copy_newest_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -198,14 +199,7 @@ def test_database_list_query_count_does_not_grow_with_the_databases(alice_client
         alice_client.get("/databases/")
     # Two more databases with a copy of the same snapshot each.
     for name in ("second-db", "third-db"):
-        other = MonitoredDatabase.objects.create(name=name, host="127.0.0.1", dbname="postgres", user="root")
-        snap = monitored.snapshots.order_by("-slot").first()
-        counts = list(snap.counts.all())
-        snap.pk, snap.database = None, other
-        snap.save()
-        for count in counts:
-            count.pk, count.snapshot = None, snap
-            count.save()
+        copy_newest_snapshot(monitored, name)
     with django_assert_num_queries(len(one.captured_queries)):
         html = alice_client.get("/databases/").content.decode()
     assert "second-db" in html and "third-db" in html
@@ -221,21 +215,13 @@ def test_service_panel_query_count_does_not_grow_with_the_databases(alice_client
     with CaptureQueriesContext(connection) as one:
         html = alice_client.get(url).content.decode()
     assert monitored.name in html
-    from poolboard.dashboard.views.databases import service_side
+    from poolboard.databases.models import Snapshot
 
-    [row] = service_side(svc)["rows"]
+    [row] = Snapshot.objects.service_side(svc)["rows"]
     # The fixture's one hostile-svc session runs pg_sleep: active, and counted once.
     assert (row["states"].total, row["states"].active, row["states"].idle_in_tx) == (1, 1, 0)
     for name in ("second-db", "third-db"):
-        other = MonitoredDatabase.objects.create(name=name, host="127.0.0.1", dbname="postgres", user="root",
-                                                 last_sessions=monitored.last_sessions)
-        snap = monitored.snapshots.order_by("-slot").first()
-        counts = list(snap.counts.all())
-        snap.pk, snap.database = None, other
-        snap.save()
-        for count in counts:
-            count.pk, count.snapshot = None, snap
-            count.save()
+        copy_newest_snapshot(monitored, name)
     with django_assert_num_queries(len(one.captured_queries)):
         html = alice_client.get(url).content.decode()
     assert "second-db" in html and "third-db" in html

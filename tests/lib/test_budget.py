@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from poolboard.lib.attribution import Attributor
 from poolboard.lib.budget import POOLBOARD, UNATTRIBUTED, ServerSettings, SessionCount, compute_budget
 
 
-def c(app, n, state="idle", user="u", addr="10.0.0.1", wait=""):
-    return SessionCount(app, user, addr, state, wait, n)
+def c(app, n, state="idle", service=None):
+    """A count with the service it was attributed to when the snapshot was stored."""
+    return SessionCount(app, "u", "10.0.0.1", state, "", n), service
 
 
 def test_usable_subtracts_both_reserves():
@@ -14,16 +14,16 @@ def test_usable_subtracts_both_reserves():
     assert ServerSettings(200, 3, 10).usable == 187
 
 
-def test_slices_add_up_exactly_to_the_total():
+def test_it_adds_slices_up_exactly_to_the_total_by_stored_service():
     counts = [
-        c("billing", 10),
-        c("billing", 5, "active"),
-        c("search", 7, "idle in transaction"),
+        c("billing", 10, service="billing"),
+        c("billing-batch", 5, "active", service="billing"),
+        c("search", 7, "idle in transaction", service="search"),
         c("poolboard-monitor", 1, "active"),
         c("psql", 2),
         c("", 3, ""),
     ]
-    b = compute_budget(ServerSettings(100, 3), counts, Attributor([], ["billing", "search"]))
+    b = compute_budget(ServerSettings(100, 3), counts)
     assert b.total == 28
     assert sum(s.count for s in b.slices) == b.total
     labels = {s.label: s.count for s in b.slices}
@@ -35,16 +35,16 @@ def test_slices_add_up_exactly_to_the_total():
 
 def test_the_80_percent_line():
     settings = ServerSettings(100, 0)
-    b = compute_budget(settings, [c("a", 79)], Attributor([], ["a"]))
+    b = compute_budget(settings, [c("a", 79)])
     assert b.warn_line == 80.0 and not b.over_warn
     assert abs(b.warn_pct - 80.0) < 1e-9
-    b = compute_budget(settings, [c("a", 80)], Attributor([], ["a"]))
+    b = compute_budget(settings, [c("a", 80)])
     assert b.over_warn
     assert b.free == 20
 
 
 def test_over_budget_scales_the_bar_to_the_total():
-    b = compute_budget(ServerSettings(10, 3), [c("a", 9)], Attributor([], ["a"]))
+    b = compute_budget(ServerSettings(10, 3), [c("a", 9)])
     assert b.usable == 7 and b.total == 9
     assert b.utilization > 1
     assert abs(sum(s.pct for s in b.slices) - 100.0) < 1e-9
@@ -52,7 +52,7 @@ def test_over_budget_scales_the_bar_to_the_total():
 
 
 def test_empty_server():
-    b = compute_budget(ServerSettings(100, 3), [], Attributor([], []))
+    b = compute_budget(ServerSettings(100, 3), [])
     assert b.total == 0 and b.slices == [] and b.utilization == 0.0
 
 

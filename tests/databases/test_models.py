@@ -1,0 +1,66 @@
+"""Model and QuerySet methods of the database side, on stored snapshots of a real server."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from poolboard.databases.models import AttributionRule, Snapshot
+from poolboard.databases.snapshots import snapshot_database
+from tests.databases.conftest import copy_newest_snapshot
+
+pytestmark = pytest.mark.django_db
+
+SFX = f"-m{os.getpid()}"  # the target server is shared
+BILLING = "billing" + SFX
+
+
+@pytest.fixture
+def stored(monitored, sessions, make_service, fast_slots):
+    billing = make_service(BILLING)
+    sessions.idle(BILLING)
+    sessions.idle(BILLING)
+    sessions.idle_in_transaction(BILLING)
+    sessions.active(BILLING, "SELECT pg_sleep(30)")
+    time.sleep(1.1)  # past the 1 s thresholds: the idle-in-transaction session is an open episode
+    assert snapshot_database(monitored).status == "ok"
+    monitored.refresh_from_db()
+    return monitored, billing
+
+
+def test_it_budgets_by_the_attribution_stored_with_the_snapshot(stored, make_service, django_assert_num_queries):
+    monitored, billing = stored
+    # A rule added after the snapshot moves nothing: the budget reads what was attributed then.
+    AttributionRule.objects.create(service=make_service("other" + SFX), application_name=BILLING)
+    snap = monitored.latest_snapshot()
+    with django_assert_num_queries(0):  # counts and their services came with the snapshot
+        budget = snap.budget()
+    assert dict((s.label, s.count) for s in budget.slices)[BILLING] == 4
+    assert "other" + SFX not in {s.label for s in budget.slices}
+    assert sum(s.count for s in budget.slices) == budget.total == snap.total
+
+
+def test_it_gives_a_services_database_side_as_plain_data(stored, make_service):
+    monitored, billing = stored
+    side = Snapshot.objects.service_side(billing)
+    [row] = side["rows"]
+    assert row["database"] == monitored.name and row["taken_at"] == monitored.last_snapshot_at
+    states = row["states"]
+    assert (states.total, states.active, states.idle, states.idle_in_tx) == (4, 1, 2, 1)
+    assert row["oldest_xact_s"] >= 1
+    assert side["open_episodes"] >= 1
+    assert (side["pool_in_use"], side["pool_max"]) == (None, None)  # no pool collected: absent, not 0
+    assert Snapshot.objects.service_side(make_service("nobody" + SFX))["rows"] == []
+
+
+def test_it_reads_a_services_database_side_in_five_queries_whatever_the_databases(stored, django_assert_num_queries):
+    monitored, billing = stored
+    with django_assert_num_queries(5):
+        Snapshot.objects.service_side(billing)
+    for name in ("second-db", "third-db"):
+        copy_newest_snapshot(monitored, name)
+    with django_assert_num_queries(5):
+        side = Snapshot.objects.service_side(billing)
+    assert [r["database"] for r in side["rows"]] == [monitored.name, "second-db", "third-db"]
