@@ -17,6 +17,7 @@
 4. snapshot_rows_stored_10000: rows written for a synthetic 10 000-session snapshot
    (counts capped at MAX_COUNT_GROUPS groups by SQL, session rows at the LIMIT).
 
+Runs against a throwaway database (poolboard_bench_snapshot, dropped and re-created).
 Prints `name: value` lines (make bench).
 """
 
@@ -35,11 +36,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "poolboard.settings")
-os.environ.setdefault("POOLBOARD_PROCESS", "bench")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["DATABASE_SNAPSHOT_INTERVAL"] = "1"
 
 import psycopg  # noqa: E402
+
+from throwaway_db import drop_throwaway_database, use_throwaway_database  # noqa: E402
+
+BENCH_DB = "poolboard_bench_snapshot"
 
 PG_BIN = Path(os.getenv("PG_BIN", "/usr/lib/postgresql/15/bin"))
 CONNECTIONS = int(os.getenv("BENCH_CONNECTIONS", "1000"))
@@ -126,7 +130,9 @@ def bare_fetch(cluster: Cluster) -> float:
 def main() -> None:
     import django
 
+    use_throwaway_database(BENCH_DB)
     django.setup()
+    from django.core.management import call_command
     from django.utils import timezone
 
     from poolboard.databases.models import MonitoredDatabase, Snapshot
@@ -135,6 +141,7 @@ def main() -> None:
     from poolboard.lib.budget import ServerSettings, SessionCount
     from poolboard.sources import pgactivity
 
+    call_command("migrate", verbosity=0)
     cluster = Cluster()
     cluster.start()
     conns: list[psycopg.Connection] = []
@@ -218,6 +225,10 @@ def main() -> None:
         if db is not None:
             db.delete()
         cluster.stop()
+        from django.db import connections
+
+        connections.close_all()
+        drop_throwaway_database(BENCH_DB)
 
 
 def vacuum_tables() -> None:
