@@ -260,7 +260,8 @@ class _Series:
 
 
 def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(round(epoch, 3), tz=timezone.utc)
+    # Whole milliseconds, rounded down: stable across ticks, never after the data.
+    return datetime.fromtimestamp(math.floor(epoch * 1000) / 1000, tz=timezone.utc)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
