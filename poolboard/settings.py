@@ -161,6 +161,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "poolboard.inventory",
     "poolboard.fleet",
     "poolboard.dashboard",
     "poolboard.api",

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/services/"
 
 
-def test_createapitoken_prints_a_token_that_is_stored_only_as_a_hash(client, alice) -> None:
+def test_it_prints_a_new_token_once_and_stores_only_its_hash(client, alice) -> None:
     out = StringIO()
     call_command("createapitoken", "alice", stdout=out)
     token = out.getvalue().strip()
@@ -28,7 +28,7 @@ def test_createapitoken_prints_a_token_that_is_stored_only_as_a_hash(client, ali
     assert client.get(URL, headers={"Authorization": f"Bearer {token}"}).json()["services"] == []
 
 
-def test_createapitoken_names_an_unknown_user() -> None:
+def test_it_names_the_unknown_user_it_cannot_make_a_token_for() -> None:
     with pytest.raises(CommandError, match="no user named 'nobody'"):
         call_command("createapitoken", "nobody")
 
@@ -71,20 +71,20 @@ def test_it_answers_the_browser_session_too(alice_client) -> None:
     assert [(s["name"], s["pools"][0]["in_use"]) for s in body["services"]] == [("search", 3)]
 
 
-def test_a_wrong_token_gets_a_401_json_error(client, token) -> None:
+def test_it_answers_a_wrong_token_with_a_401_json_error(client, token) -> None:
     response = client.get(URL, headers={"Authorization": "Bearer pb_not-a-real-token"})
     assert response.status_code == 401
     assert response.json() == {"error": "invalid or revoked API token"}
 
 
-def test_no_credentials_get_a_401_json_error(client) -> None:
+def test_it_answers_no_credentials_with_a_401_json_error(client) -> None:
     response = client.get(URL)
     assert response.status_code == 401
     assert response.json()["error"].startswith("authentication required")
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_the_api_is_read_only(alice_client) -> None:
+def test_it_is_read_only(alice_client) -> None:
     assert alice_client.post(URL).status_code == 405
 
 
@@ -98,7 +98,8 @@ def test_it_answers_strict_json_when_an_exporter_says_nan_and_inf(alice_client) 
     server = FakePrometheus(answer)
     try:
         source = PrometheusSource.objects.create(name="broken", url=server.url, presets=["hikaricp"])
-        assert collect_source(source, current_slot()).status == "ok"
+        result = collect_source(source, current_slot())
+        assert result.status == "ok", result.error
     finally:
         server.close()
 

@@ -71,7 +71,7 @@ def test_it_shows_current_values_and_charts_for_the_default_range(alice_client, 
     [("1h", 30, "raw samples"), ("6h", 30, "raw samples"), ("24h", 120, "raw samples"),
      ("7d", 900, "5-minute rollups"), ("30d", 3600, "1-hour rollups")],
 )
-def test_each_range_button_swaps_the_charts_partial(alice_client, make_service, range_key, step, source_label) -> None:
+def test_it_swaps_the_charts_partial_for_each_range_button(alice_client, make_service, range_key, step, source_label) -> None:
     service = make_service(instances=2, **CURRENT)
     seed(service, 2 * 3600)
     rollup.rollup(rollup.RES_5M, NOW - timedelta(hours=3), NOW)
@@ -95,7 +95,7 @@ def test_each_range_button_swaps_the_charts_partial(alice_client, make_service, 
     assert 'hx-push-url="true"' in html
 
 
-def test_the_poll_gets_only_the_current_values(alice_client, make_service) -> None:
+def test_it_gives_the_poll_only_the_current_values(alice_client, make_service) -> None:
     service = make_service(instances=2, **CURRENT)
     response = alice_client.get(f"/services/{service.pk}/", headers={"HX-Request": "true"})
     html = response.content.decode()
@@ -103,7 +103,7 @@ def test_the_poll_gets_only_the_current_values(alice_client, make_service) -> No
     assert 'hx-trigger="every 10s' in html
 
 
-def test_missing_samples_are_gaps_not_zeros(alice_client, make_service) -> None:
+def test_it_draws_missing_samples_as_gaps_not_zeros(alice_client, make_service) -> None:
     service = make_service(instances=1, **CURRENT)
     # Collection down between 40 and 20 minutes ago.
     seed(service, 3600, skip=lambda ts: NOW.timestamp() - 2400 <= ts < NOW.timestamp() - 1200)
@@ -123,7 +123,7 @@ def test_it_says_which_fields_the_preset_lacks(alice_client, make_service) -> No
     assert "HikariCP has no overflow concept" in html
 
 
-def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client, make_service, monkeypatch) -> None:
+def test_it_names_a_chart_field_the_preset_lacks_instead_of_drawing_zero(alice_client, make_service, monkeypatch) -> None:
     from poolboard.lib import presets
 
     lean = presets.Preset(name="lean", title="Lean", marker="x", queries={"in_use": "x", "max": "y"})
@@ -138,7 +138,7 @@ def test_a_chart_field_the_preset_lacks_is_named_not_drawn_as_zero(alice_client,
     assert "The lean preset gives no acquire time (s)." in html and "The lean preset gives no timeouts." in html
 
 
-def test_empty_states(alice_client, make_service) -> None:
+def test_it_explains_a_service_without_samples(alice_client, make_service) -> None:
     fresh = make_service(name="fresh", instances=2, **CURRENT)
     html = alice_client.get(f"/services/{fresh.pk}/").content.decode()
     assert "No samples in the last 1h" in html and "chart-data" not in html
@@ -147,14 +147,14 @@ def test_empty_states(alice_client, make_service) -> None:
     assert "No samples yet" in html and "No pool of this service has been sampled yet" in html
 
 
-def test_an_unknown_range_falls_back_to_the_default(alice_client, make_service) -> None:
+def test_it_falls_back_to_the_default_range(alice_client, make_service) -> None:
     service = make_service(instances=2, **CURRENT)
     response = alice_client.get(f"/services/{service.pk}/?range=5y")
     assert response.status_code == 200
     assert 'class="on" aria-current="true">1h' in response.content.decode()
 
 
-def test_unknown_service_is_404(alice_client) -> None:
+def test_it_answers_an_unknown_service_with_404(alice_client) -> None:
     assert alice_client.get("/services/999999/").status_code == 404
 
 
@@ -173,7 +173,7 @@ def page_queries(client, service, **kwargs) -> int:
 
 
 @pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}, {"HX-Request": "true", "HX-Target": "pool-charts"}])
-def test_queries_do_not_grow_with_the_fleet_or_its_pools(alice_client, make_service, django_assert_num_queries, headers) -> None:
+def test_it_runs_as_many_queries_whatever_the_fleet_or_pools(alice_client, make_service, django_assert_num_queries, headers) -> None:
     small = make_service(name="svc-0", instances=1, **CURRENT)
     seed(small, 600)
     for i in range(1, 10):
