@@ -284,6 +284,9 @@ X_FRAME_OPTIONS = "DENY"
 COLLECT_INTERVAL = envint("COLLECT_INTERVAL", "15")
 # A service whose newest sample is older than this many ticks is shown as stale.
 STALE_AFTER_TICKS = envint("STALE_AFTER_TICKS", "3")
+# Seconds of history each diagnosis pass judges (raw samples, snapshots, episodes): long
+# enough to see a slow leak's floor rise (1 connection per 10 min shows as 3 steps).
+DIAGNOSIS_WINDOW = envint("DIAGNOSIS_WINDOW", "1800")
 # HTTP timeout (seconds) for every Prometheus call; each source may lower it.
 PROMETHEUS_TIMEOUT = envint("PROMETHEUS_TIMEOUT", "10")
 # Most series one preset query may return; above it the tick fails for that source.

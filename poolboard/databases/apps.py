@@ -6,8 +6,6 @@ class DatabasesConfig(AppConfig):
     verbose_name = "Monitored databases"
 
     def ready(self) -> None:
-        from poolboard.fleet.inventory import register_section
+        from .inventory import register
 
-        from .inventory import export_databases, import_databases
-
-        register_section("databases", export_databases, import_databases)
+        register()  # the inventory file's databases: section

@@ -15,40 +15,55 @@
         attribution:                                  # this database's rules, in order
           - {service: billing, application_name: "billing-*", usename: "", client_addr: ""}
 
+Each database and each of its rules is checked by its ModelForm (poolboard.inventory.forms).
 Rules that apply to every database live in the admin (they are not per-database data).
+Registered from DatabasesConfig.ready().
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from django import forms
 
-from poolboard.fleet.inventory import Writer, model_problems
 from poolboard.fleet.models import Service
-from poolboard.lib import inventory as inv
-from poolboard.lib.inventory import Document, Field
+from poolboard.inventory.forms import MapList, Refused, Text, bind, check_entries, known, yaml_formfield
+from poolboard.inventory.registry import Writer, register_section
+from poolboard.lib.inventory import Document
 
-from .models import SSLMODES, AttributionRule, MonitoredDatabase
+from .models import AttributionRule, MonitoredDatabase
 
-DATABASE_FIELDS = [
-    Field("name", "str", required=True),
-    Field("host", "str", required=True),
-    Field("port", "int", default=5432),
-    Field("dbname", "str", default="postgres"),
-    Field("user", "str", default="poolboard_mon"),
-    Field("sslmode", "str", default="prefer", choices=tuple(SSLMODES)),
-    Field("password_env", "str", default=""),
-    Field("password_file", "str", default=""),
-    Field("enabled", "bool", default=True),
-    Field("idle_in_transaction_s", "int", default=60),
-    Field("query_s", "int", default=30),
-    Field("transaction_s", "int", default=300),
-    Field("admin_user", "str", default=""),
-    Field("admin_password_env", "str", default=""),
-    Field("admin_password_file", "str", default=""),
-    Field("attribution", "map_list", default=list),
+SCALAR_FIELDS = [
+    "host", "port", "dbname", "user", "sslmode", "password_env", "password_file", "enabled",
+    "idle_in_transaction_s", "query_s", "transaction_s", "admin_user", "admin_password_env", "admin_password_file",
 ]
-SCALAR_FIELDS = [f.name for f in DATABASE_FIELDS if f.name not in ("name", "attribution")]
-RULE_KEYS = ("service", "application_name", "usename", "client_addr")
+
+
+class DatabaseForm(forms.ModelForm):
+    file_fields = ("name", *SCALAR_FIELDS, "attribution", "password", "admin_password")
+    attribution = MapList(required=False)
+    password = Refused("give password_env or password_file, never the password itself")
+    admin_password = Refused("give admin_password_env or admin_password_file, never the password itself")
+
+    class Meta:
+        model = MonitoredDatabase
+        fields = ["name", *SCALAR_FIELDS]
+        formfield_callback = yaml_formfield
+
+
+class RuleForm(forms.ModelForm):
+    file_fields = ("service", "application_name", "usename", "client_addr")
+    service = Text()
+
+    class Meta:
+        model = AttributionRule
+        fields = ["application_name", "usename", "client_addr"]
+        formfield_callback = yaml_formfield
+
+    def __init__(self, *args, known_services: set[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_services = known_services
+
+    def clean_service(self) -> str:
+        return known(self.cleaned_data["service"], self.known_services, "no service named {!r}")
 
 
 def export_databases() -> list[dict]:
@@ -65,59 +80,37 @@ def export_databases() -> list[dict]:
 
 
 def import_databases(doc: Document, state: dict) -> Writer:
-    for index, entry in enumerate(doc.data.get("databases") or []):
-        for secret in ("password", "admin_password"):
-            if isinstance(entry, dict) and secret in entry:
-                doc.problem(("databases", index, secret), f"give {secret}_env or {secret}_file, never the password itself")
-    records = inv.check_records(doc, "databases", DATABASE_FIELDS)
     existing = {d.name: d for d in MonitoredDatabase.objects.all()}
-    services = set(Service.objects.values_list("name", flat=True)) | set(state.get("services", set()))
-    rows: list[tuple[MonitoredDatabase, list[dict]]] = []
-    for path, values in records:
-        db = existing.get(values["name"]) or MonitoredDatabase(name=values["name"])
-        for key in SCALAR_FIELDS:
-            setattr(db, key, values[key])
-        bad = False
-        try:
-            db.full_clean(validate_unique=False)
-        except ValidationError as exc:
-            model_problems(doc, path, exc)
-            bad = True
-        rules = []
-        for i, rule in enumerate(values["attribution"]):
-            rule_path = (*path, "attribution", i)
-            unknown = set(rule) - set(RULE_KEYS)
-            if unknown:
-                doc.problem(rule_path, f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (known: {', '.join(RULE_KEYS)})")
-                bad = True
-                continue
-            if rule.get("service") not in services:
-                doc.problem((*rule_path, "service"), f"no service named {rule.get('service')!r}")
-                bad = True
-                continue
-            candidate = AttributionRule(position=i, **{k: str(rule.get(k) or "") for k in RULE_KEYS[1:]})
-            try:
-                candidate.clean()
-            except ValidationError as exc:
-                doc.problem(rule_path, "; ".join(exc.messages))
-                bad = True
-                continue
-            rules.append({k: str(rule.get(k) or "") for k in RULE_KEYS})
-        if not bad:
-            rows.append((db, rules))
+    known_services = set(Service.objects.values_list("name", flat=True)) | set(state.get("services", set()))
+
+    def database_form(entry: dict) -> DatabaseForm:
+        return bind(DatabaseForm, entry, instance=existing.get(entry.get("name")) or MonitoredDatabase())
+
+    def rule_form(entry: dict) -> RuleForm:
+        return bind(RuleForm, entry, instance=AttributionRule(), known_services=known_services)
+
+    rows: list[tuple[MonitoredDatabase, list[tuple[AttributionRule, str]]]] = []
+    for path, form in check_entries(doc, ("databases",), doc.data.get("databases"), database_form):
+        rules = form.cleaned_data["attribution"]
+        valid = check_entries(doc, (*path, "attribution"), rules, rule_form, unique="")
+        if len(valid) == len(rules):
+            rows.append((form.instance, [(f.instance, f.cleaned_data["service"]) for _, f in valid]))
 
     def write() -> dict[str, int]:
-        by_name = {s.name: s for s in Service.objects.all()}
+        services = {s.name: s for s in Service.objects.all()}
         created = sum(1 for db, _ in rows if db.pk is None)
         for db, rules in rows:
             db.save()
             # The file states this database's rules completely: replace them.
             AttributionRule.objects.filter(database=db).delete()
-            AttributionRule.objects.bulk_create(
-                AttributionRule(database=db, service=by_name[r["service"]], position=i, application_name=r["application_name"],
-                                usename=r["usename"], client_addr=r["client_addr"])
-                for i, r in enumerate(rules)
-            )
+            for position, (rule, service_name) in enumerate(rules):
+                rule.database, rule.service, rule.position = db, services[service_name], position
+            AttributionRule.objects.bulk_create(rule for rule, _ in rules)
         return {"created": created, "updated": len(rows) - created}
 
     return write
+
+
+def register() -> None:
+    """Called from DatabasesConfig.ready(), after the fleet's sections (rules name services)."""
+    register_section("databases", export_databases, import_databases)

@@ -7,3 +7,7 @@ class FleetConfig(AppConfig):
 
     def ready(self) -> None:
         from poolboard import checks  # noqa: F401  (registers the system checks)
+
+        from .inventory import register
+
+        register()  # the inventory file's sources:, presets: and services: sections

@@ -1,96 +1,30 @@
-"""Inventory as code: export and import Prometheus sources, custom presets and services.
+"""The fleet's sections of the inventory file: Prometheus sources, custom presets, services.
 
-Other apps add their own sections with `register_section` (the databases app adds
-`databases:`). The contract of a section:
+    sources:
+      - {name: prod, url: http://prometheus:9090, presets: [hikaricp], rate_window: 5m, ...}
+    presets:
+      - {name: acme, source: prod, marker: acme_pool_busy, queries: {in_use: ..., max: ...}, ...}
+    services:
+      - {name: checkout, source: prod, preset: hikaricp, workers_per_instance: 4}
 
-- `export_fn() -> list[dict]`: the section's entries, ordered (by name), each a dict
-  whose keys come in a fixed order; values are YAML scalars, lists or dicts. Export
-  must be deterministic: export → wipe → import → export is byte-identical.
-- `import_fn(doc, state) -> writer`: *checks* the entries of `doc.data[name]` without
-  writing anything; every problem goes to `doc.problem(path, message)` (the path, e.g.
-  `(name, index, "field")`, gives the line). It may record what it defines in `state`
-  (a dict shared by all sections, e.g. `state["sources"]` = source names in the file)
-  for later sections to resolve references. It returns a zero-argument writer that
-  creates or updates the rows; writers run only when no section reported a problem,
-  in registration order, inside one transaction.
-
-Import creates and updates by name; it never deletes anything that is not in the file.
-Register from your AppConfig.ready() so the commands see the section.
+Each entry is checked by the section's ModelForm (poolboard.inventory.forms), so the
+file and the admin refuse the same values; references (a preset's or service's
+source, a source's or service's presets) may name rows defined earlier in the same
+file. Registered from FleetConfig.ready().
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
+from django import forms
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
-from poolboard.lib import inventory as inv
-from poolboard.lib.inventory import Document, Field, InventoryError, Path
+from poolboard.inventory.forms import NameList, Text, TextMap, at, bind, check_entries, known, yaml_formfield
+from poolboard.inventory.registry import Writer, register_section
+from poolboard.lib.inventory import Document
 from poolboard.lib.pools import FIELDS
 from poolboard.lib.presets import BUILTIN_PRESETS
 
 from .models import CustomPreset, PrometheusSource, Service
-
-Writer = Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    export_fn: Callable[[], list[dict]]
-    import_fn: Callable[[Document, dict], Writer | None]
-
-
-_SECTIONS: dict[str, Section] = {}
-
-
-def register_section(name: str, export_fn: Callable[[], list[dict]], import_fn: Callable[[Document, dict], Writer | None]) -> None:
-    """Add (or replace) a top-level section; sections export and import in registration order."""
-    _SECTIONS[name] = Section(name, export_fn, import_fn)
-
-
-def sections() -> list[Section]:
-    return list(_SECTIONS.values())
-
-
-def export_inventory() -> str:
-    return inv.dump(inv.VERSION, {s.name: s.export_fn() for s in sections()})
-
-
-def import_inventory(text: str) -> dict[str, Any]:
-    """Check the whole file, then write it in one transaction. Raises InventoryError; then nothing changed.
-
-    1. Parse (syntax, unknown sections), keeping every value's line.
-    2. Every section checks its entries and returns a writer; problems are collected
-       across all sections so the user sees them all at once.
-    3. Only if there are none: run every writer in one transaction.
-    """
-    doc = inv.parse(text, [s.name for s in sections()])
-    state: dict[str, Any] = {}
-    writers: list[tuple[str, Writer]] = []
-    for section in sections():
-        writer = section.import_fn(doc, state)
-        if writer is not None:
-            writers.append((section.name, writer))
-    doc.check()
-    results: dict[str, Any] = {}
-    with transaction.atomic():
-        for name, writer in writers:
-            results[name] = writer()
-    return results
-
-
-def model_problems(doc: Document, path: Path, exc: ValidationError, field_paths: dict[str, Path] | None = None) -> None:
-    """Report a model's ValidationError on the inventory fields it names."""
-    for model_field, messages in exc.message_dict.items():
-        if model_field == "__all__":
-            target = path
-        else:
-            target = (*path, *(field_paths or {}).get(model_field, (model_field,)))
-        for message in messages:
-            doc.problem(target, message)
 
 
 def _upsert_stats(created: int, updated: int) -> dict[str, int]:
@@ -99,16 +33,32 @@ def _upsert_stats(created: int, updated: int) -> dict[str, int]:
 
 # --- sources ---------------------------------------------------------------------
 
-SOURCE_FIELDS = [
-    Field("name", "str", required=True),
-    Field("url", "str", required=True),
-    Field("enabled", "bool", default=True),
-    Field("timeout_s", "float", default=10.0),
-    Field("rate_window", "str", default="5m"),
-    Field("bearer_token_env", "str", default=""),
-    Field("presets", "str_list", default=list),
-    Field("service_label", "str", default=""),
-]
+
+class SourceForm(forms.ModelForm):
+    file_fields = ("name", "url", "enabled", "timeout_s", "rate_window", "bearer_token_env", "presets", "service_label")
+    presets = NameList(required=False)
+
+    class Meta:
+        model = PrometheusSource
+        fields = ["name", "url", "enabled", "timeout_s", "rate_window", "bearer_token_env", "service_label"]
+        formfield_callback = yaml_formfield
+
+    def __init__(self, *args, known_presets: set[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_presets = known_presets
+
+    def clean_timeout_s(self) -> float:
+        value = self.cleaned_data["timeout_s"]
+        if value <= 0:
+            raise ValidationError(f"must be a number > 0, not {value!r}")
+        return value
+
+    def clean_presets(self) -> list[str]:
+        presets = self.cleaned_data["presets"]
+        errors = [at(i, f"unknown preset {name!r}") for i, name in enumerate(presets) if name not in self.known_presets]
+        if errors:
+            raise ValidationError(errors)
+        return presets
 
 
 def export_sources() -> list[dict]:
@@ -132,26 +82,17 @@ def _preset_names_in_file(doc: Document) -> set[str]:
 
 
 def import_sources(doc: Document, state: dict) -> Writer:
-    records = inv.check_records(doc, "sources", SOURCE_FIELDS)
     existing = {s.name: s for s in PrometheusSource.objects.all()}
     known_presets = set(BUILTIN_PRESETS) | set(CustomPreset.objects.values_list("name", flat=True)) | _preset_names_in_file(doc)
-    rows: list[PrometheusSource] = []
-    for path, values in records:
-        source = existing.get(values["name"]) or PrometheusSource(name=values["name"])
-        for key, value in values.items():
-            setattr(source, key, value)
-        bad = False
-        try:
-            source.clean_fields(exclude=["presets", "discovered_presets"])
-        except ValidationError as exc:
-            model_problems(doc, path, exc)
-            bad = True
-        for i, preset in enumerate(values["presets"]):
-            if preset not in known_presets:
-                doc.problem((*path, "presets", i), f"unknown preset {preset!r}")
-                bad = True
-        if not bad:
-            rows.append(source)
+
+    def make_form(entry: dict) -> SourceForm:
+        instance = existing.get(entry.get("name")) or PrometheusSource()
+        return bind(SourceForm, entry, instance=instance, known_presets=known_presets)
+
+    rows = []
+    for _, form in check_entries(doc, ("sources",), doc.data.get("sources"), make_form):
+        form.instance.presets = form.cleaned_data["presets"]
+        rows.append(form.instance)
     state["sources"] = {s.name for s in rows}
 
     def write() -> dict[str, int]:
@@ -165,17 +106,41 @@ def import_sources(doc: Document, state: dict) -> Writer:
 
 # --- custom presets --------------------------------------------------------------
 
-PRESET_FIELDS = [
-    Field("name", "str", required=True),
-    Field("title", "str", default=""),
-    Field("source", "str", required=True),
-    Field("marker", "str", required=True),
-    Field("service_label", "str", default="job"),
-    Field("instance_label", "str", default="instance"),
-    Field("pool_label", "str", default=""),
-    Field("notes", "str", default=""),
-    Field("queries", "str_map", required=True),
-]
+
+class PresetForm(forms.ModelForm):
+    file_fields = ("name", "title", "source", "marker", "service_label", "instance_label", "pool_label", "notes", "queries")
+    # CustomPreset keeps one template per canonical field; the file maps field → template.
+    paths = {f"{f}_query": ("queries", f) for f in FIELDS}
+    source = Text()
+    queries = TextMap()
+
+    class Meta:
+        model = CustomPreset
+        fields = ["name", "title", "marker", "service_label", "instance_label", "pool_label", "notes",
+                  *(f"{f}_query" for f in FIELDS)]
+        formfield_callback = yaml_formfield
+
+    def __init__(self, *args, known_sources: set[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_sources = known_sources
+        # Checked locally (names, labels, placeholders); not run against Prometheus here:
+        # a file is imported whole or not at all, whatever Prometheus is doing right now.
+        self.instance.check_against_source = False
+
+    def clean_source(self) -> str:
+        return known(self.cleaned_data["source"], self.known_sources, "no Prometheus source named {!r}")
+
+    def clean(self) -> dict:
+        # The templates go to their model fields before CustomPreset.clean() checks them;
+        # a key that is no canonical field is reported and the others still checked.
+        queries = self.cleaned_data.get("queries")
+        if queries is not None:
+            for f in FIELDS:
+                self.cleaned_data[f"{f}_query"] = queries.get(f, "")
+            unknown = [at(f, f"not a canonical field (known: {', '.join(FIELDS)})") for f in queries if f not in FIELDS]
+            if unknown:
+                self.add_error("queries", unknown)
+        return self.cleaned_data
 
 
 def export_presets() -> list[dict]:
@@ -196,40 +161,14 @@ def export_presets() -> list[dict]:
 
 
 def import_presets(doc: Document, state: dict) -> Writer:
-    records = inv.check_records(doc, "presets", PRESET_FIELDS)
     existing = {p.name: p for p in CustomPreset.objects.all()}
-    db_sources = set(PrometheusSource.objects.values_list("name", flat=True))
-    rows: list[tuple[CustomPreset, str]] = []
-    for path, values in records:
-        queries = values["queries"]
-        bad = False
-        for canonical_field in queries:
-            if canonical_field not in FIELDS:
-                doc.problem((*path, "queries", canonical_field), f"not a canonical field (known: {', '.join(FIELDS)})")
-                bad = True
-        if values["source"] not in db_sources | state.get("sources", set()):
-            doc.problem((*path, "source"), f"no Prometheus source named {values['source']!r}")
-            bad = True
-        preset = existing.get(values["name"]) or CustomPreset(name=values["name"])
-        for key in ("title", "marker", "service_label", "instance_label", "pool_label", "notes"):
-            setattr(preset, key, values[key])
-        for canonical_field in FIELDS:
-            setattr(preset, f"{canonical_field}_query", queries.get(canonical_field, ""))
-        # Checked locally (names, labels, placeholders); not run against Prometheus here:
-        # a file is imported whole or not at all, whatever Prometheus is doing right now.
-        preset.check_against_source = False
-        source_id = preset.source_id
-        preset.source_id = None
-        field_paths = {f"{f}_query": ("queries", f) for f in FIELDS}
-        try:
-            preset.clean_fields(exclude=["source"])
-            preset.clean()
-        except ValidationError as exc:
-            model_problems(doc, path, exc, field_paths)
-            bad = True
-        preset.source_id = source_id
-        if not bad:
-            rows.append((preset, values["source"]))
+    known_sources = set(PrometheusSource.objects.values_list("name", flat=True)) | state.get("sources", set())
+
+    def make_form(entry: dict) -> PresetForm:
+        instance = existing.get(entry.get("name")) or CustomPreset()
+        return bind(PresetForm, entry, instance=instance, known_sources=known_sources)
+
+    rows = [(form.instance, form.cleaned_data["source"]) for _, form in check_entries(doc, ("presets",), doc.data.get("presets"), make_form)]
     state["presets"] = {p.name for p, _ in rows}
 
     def write() -> dict[str, int]:
@@ -245,12 +184,26 @@ def import_presets(doc: Document, state: dict) -> Writer:
 
 # --- services --------------------------------------------------------------------
 
-SERVICE_FIELDS = [
-    Field("name", "str", required=True),
-    Field("source", "str", required=True),
-    Field("preset", "str", required=True),
-    Field("workers_per_instance", "int", default=1),
-]
+
+class ServiceForm(forms.ModelForm):
+    file_fields = ("name", "source", "preset", "workers_per_instance")
+    source = Text()
+
+    class Meta:
+        model = Service
+        fields = ["name", "preset", "workers_per_instance"]
+        formfield_callback = yaml_formfield
+
+    def __init__(self, *args, known_sources: set[str], known_presets: set[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_sources = known_sources
+        self.known_presets = known_presets
+
+    def clean_source(self) -> str:
+        return known(self.cleaned_data["source"], self.known_sources, "no Prometheus source named {!r}")
+
+    def clean_preset(self) -> str:
+        return known(self.cleaned_data["preset"], self.known_presets, "unknown preset {!r}")
 
 
 def export_services() -> list[dict]:
@@ -261,46 +214,30 @@ def export_services() -> list[dict]:
 
 
 def import_services(doc: Document, state: dict) -> Writer:
-    records = inv.check_records(doc, "services", SERVICE_FIELDS)
-    sources = set(PrometheusSource.objects.values_list("name", flat=True)) | state.get("sources", set())
-    presets = set(BUILTIN_PRESETS) | set(CustomPreset.objects.values_list("name", flat=True)) | state.get("presets", set())
-    rows: list[dict[str, Any]] = []
-    for path, values in records:
-        bad = False
-        if values["source"] not in sources:
-            doc.problem((*path, "source"), f"no Prometheus source named {values['source']!r}")
-            bad = True
-        if values["preset"] not in presets:
-            doc.problem((*path, "preset"), f"unknown preset {values['preset']!r}")
-            bad = True
-        max_name = Service._meta.get_field("name").max_length
-        if len(values["name"]) > max_name or not values["name"]:
-            doc.problem((*path, "name"), f"must be 1 to {max_name} characters")
-            bad = True
-        if not bad:
-            rows.append(values)
-    state["services"] = {values["name"] for values in rows}
+    existing = {s.name: s for s in Service.objects.all()}
+    known_sources = set(PrometheusSource.objects.values_list("name", flat=True)) | state.get("sources", set())
+    known_presets = set(BUILTIN_PRESETS) | set(CustomPreset.objects.values_list("name", flat=True)) | state.get("presets", set())
+
+    def make_form(entry: dict) -> ServiceForm:
+        instance = existing.get(entry.get("name")) or Service()
+        return bind(ServiceForm, entry, instance=instance, known_sources=known_sources, known_presets=known_presets)
+
+    rows = [(form.instance, form.cleaned_data["source"]) for _, form in check_entries(doc, ("services",), doc.data.get("services"), make_form)]
+    state["services"] = {s.name for s, _ in rows}
 
     def write() -> dict[str, int]:
-        by_name = {s.name: s for s in PrometheusSource.objects.all()}
-        created = 0
-        for values in rows:
-            _, was_created = Service.objects.update_or_create(
-                name=values["name"],
-                defaults={
-                    "source": by_name[values["source"]],
-                    "preset": values["preset"],
-                    "workers_per_instance": values["workers_per_instance"],
-                },
-            )
-            created += was_created
+        sources = {s.name: s for s in PrometheusSource.objects.all()}
+        created = sum(1 for s, _ in rows if s.pk is None)
+        for service, source_name in rows:
+            service.source = sources[source_name]
+            service.save()
         return _upsert_stats(created, len(rows) - created)
 
     return write
 
 
-register_section("sources", export_sources, import_sources)
-register_section("presets", export_presets, import_presets)
-register_section("services", export_services, import_services)
-
-__all__ = ["Field", "InventoryError", "export_inventory", "import_inventory", "model_problems", "register_section"]
+def register() -> None:
+    """Called from FleetConfig.ready(): the fleet's sections, in the order they may reference each other."""
+    register_section("sources", export_sources, import_sources)
+    register_section("presets", export_presets, import_presets)
+    register_section("services", export_services, import_services)

@@ -3,16 +3,17 @@
 Pure: no Django, no I/O. `parse` turns the text into plain data plus the line of every
 value (from yaml's node marks), so every problem can name its line and field:
 
-    line 14: services[2].workers_per_instance: must be a whole number ≥ 1, not 'two'
+    line 14: services[2].workers_per_instance: Enter a whole number.
 
-`Record` checks one list item against its fields' types. Writing to the database is
-the apps' business (poolboard/fleet/inventory.py), after everything was checked.
+Checking each entry (a Django form per section, poolboard.inventory.forms) and writing
+it are the apps' business, after everything was checked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -122,85 +123,6 @@ def parse(text: str, known_sections: Iterable[str]) -> Document:
             doc.problem((name,), "must be a list of entries (- name: ...)")
     doc.check()
     return doc
-
-
-# --- record checks ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    kind: str  # str | int | float | bool | str_list | str_map | map_list
-    required: bool = False
-    default: Any = None
-    choices: tuple[str, ...] = ()
-
-
-def _type_error(f: Field, value: Any) -> str | None:
-    if f.kind == "str":
-        return None if isinstance(value, str) else f"must be text, not {value!r}"
-    if f.kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        return None if ok else f"must be a whole number ≥ 1, not {value!r}"
-    if f.kind == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-        return None if ok else f"must be a number > 0, not {value!r}"
-    if f.kind == "bool":
-        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
-    if f.kind == "str_list":
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        return None if ok else f"must be a list of names, not {value!r}"
-    if f.kind == "str_map":
-        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-        return None if ok else "must map names to text"
-    if f.kind == "map_list":
-        ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
-        return None if ok else "must be a list of mappings (- key: value)"
-    raise ValueError(f.kind)
-
-
-def check_records(doc: Document, section: str, fields: list[Field]) -> list[tuple[Path, dict[str, Any]]]:
-    """Check every entry of `section` against `fields`; returns (path, values with defaults).
-
-    Entries with problems are reported on `doc` and left out; names must be unique.
-    """
-    out: list[tuple[Path, dict[str, Any]]] = []
-    seen: dict[str, int] = {}
-    known = {f.name for f in fields}
-    for index, entry in enumerate(doc.data.get(section) or []):
-        path: Path = (section, index)
-        if not isinstance(entry, dict):
-            doc.problem(path, "must be a mapping (name: ..., ...)")
-            continue
-        ok = True
-        for key in entry:
-            if key not in known:
-                doc.problem((*path, key), f"unknown field (known: {', '.join(f.name for f in fields)})")
-                ok = False
-        values: dict[str, Any] = {}
-        for f in fields:
-            if f.name not in entry or entry[f.name] is None:
-                if f.required:
-                    doc.problem(path, f"{f.name} is required")
-                    ok = False
-                values[f.name] = f.default() if callable(f.default) else f.default
-                continue
-            error = _type_error(f, entry[f.name])
-            if error is None and f.choices and entry[f.name] not in f.choices:
-                error = f"must be one of {', '.join(f.choices)}, not {entry[f.name]!r}"
-            if error:
-                doc.problem((*path, f.name), error)
-                ok = False
-            values[f.name] = entry[f.name]
-        name = values.get("name")
-        if isinstance(name, str):
-            if name in seen:
-                doc.problem((*path, "name"), f"{name!r} already appears in {section}[{seen[name]}]")
-                ok = False
-            seen.setdefault(name, index)
-        if ok:
-            out.append((path, values))
-    return out
 
 
 def dump(version: int, sections: Mapping[str, list[Mapping[str, Any]]]) -> str:

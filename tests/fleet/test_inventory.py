@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from poolboard.fleet.inventory import import_inventory, register_section, _SECTIONS
 from poolboard.fleet.models import CustomPreset, Pool, PrometheusSource, Service
+from poolboard.inventory.registry import import_inventory
 from poolboard.lib.inventory import InventoryError
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +112,9 @@ def test_a_bad_file_names_every_line_and_field_and_changes_nothing(fleet) -> Non
         "line 8: presets[0].name: hikaricp is a built-in preset; choose another name.",
         "line 12: presets[0].queries.in_use: unknown placeholder $selector in template 'sum by ($by) (acme_pool_busy{$selector})'",
         "line 13: presets[0].queries.inuse: not a canonical field (known: max, min, in_use, idle, pending, overflow, timeouts, acquisitions, acquire_s, hold_s, conns_opened, conns_closed)",
-        "line 18: services[0].workers_per_instance: must be a whole number ≥ 1, not 0",
+        # every problem of an entry, not only the first
+        "line 16: services[0].source: no Prometheus source named 'nowhere'",
+        "line 18: services[0].workers_per_instance: Ensure this value is greater than or equal to 1.",
         # the source "new" was refused above, so it cannot be referenced either
         "line 20: services[1].source: no Prometheus source named 'new'",
         "line 21: services[1].preset: unknown preset 'nosuch'",
@@ -136,37 +138,3 @@ def test_a_reference_to_a_missing_source_is_named(fleet) -> None:
         import_inventory("services:\n- name: billing\n  source: nowhere\n  preset: hikaricp\n")
     assert [str(p) for p in caught.value.problems] == ["line 3: services[0].source: no Prometheus source named 'nowhere'"]
     assert not Service.objects.filter(name="billing").exists()
-
-
-def test_a_failure_while_writing_rolls_everything_back(fleet) -> None:
-    def explode() -> None:
-        raise RuntimeError("disk full")
-
-    register_section("boom", lambda: [], lambda doc, state: explode)
-    try:
-        with pytest.raises(RuntimeError):
-            import_inventory("sources:\n- name: brand-new\n  url: http://p:9090\n")
-    finally:
-        _SECTIONS.pop("boom")
-    assert not PrometheusSource.objects.filter(name="brand-new").exists()
-
-
-def test_other_apps_can_add_a_section(fleet) -> None:
-    seen = []
-
-    def import_things(doc, state):
-        for i, entry in enumerate(doc.data.get("things") or []):
-            if entry.get("size", 0) < 0:
-                doc.problem(("things", i, "size"), "must not be negative")
-        return lambda: seen.append(doc.data.get("things"))
-
-    register_section("things", lambda: [{"name": "a", "size": 1}], import_things)
-    try:
-        assert export().endswith("things:\n- name: a\n  size: 1\n")
-        with pytest.raises(InventoryError) as caught:
-            import_inventory("things:\n- name: b\n  size: -1\n")
-        assert str(caught.value) == "line 3: things[0].size: must not be negative"
-        import_inventory("things:\n- name: b\n  size: 2\n")
-        assert seen == [[{"name": "b", "size": 2}]]
-    finally:
-        _SECTIONS.pop("things")

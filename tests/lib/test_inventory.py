@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from poolboard.lib.inventory import Field, InventoryError, check_records, dump, parse
+from poolboard.lib.inventory import InventoryError, dump, parse
 
 SECTIONS = ["sources", "services"]
-FIELDS = [Field("name", "str", required=True), Field("workers", "int", default=1), Field("on", "bool", default=True)]
 
 
 def problems(text: str) -> list[str]:
     with pytest.raises(InventoryError) as caught:
         doc = parse(text, SECTIONS)
-        check_records(doc, "services", FIELDS)
         doc.check()
     return [str(p) for p in caught.value.problems]
 
@@ -31,14 +29,13 @@ def test_unknown_sections_and_versions_are_named() -> None:
     ]
 
 
-def test_field_problems_name_line_and_field() -> None:
-    text = "services:\n  - name: a\n    workers: two\n  - workers: 3\n  - name: a\n    colour: red\n    on: maybe\n"
-    assert problems(text) == [
-        "line 3: services[0].workers: must be a whole number ≥ 1, not 'two'",
-        "line 4: services[1]: name is required",
-        "line 5: services[2].name: 'a' already appears in services[0]",
-        "line 6: services[2].colour: unknown field (known: name, workers, on)",
-        "line 7: services[2].on: must be true or false, not 'maybe'",
+def test_it_names_the_line_of_any_value_and_falls_back_to_the_parent() -> None:
+    doc = parse("services:\n  - name: a\n    workers: two\n  - workers: 3\n", SECTIONS)
+    doc.problem(("services", 0, "workers"), "must be a whole number")
+    doc.problem(("services", 1, "name"), "is required")  # absent: the entry's line
+    assert [str(p) for p in doc.problems] == [
+        "line 3: services[0].workers: must be a whole number",
+        "line 4: services[1].name: is required",
     ]
 
 
@@ -56,5 +53,3 @@ def test_dump_is_deterministic_and_parses_back() -> None:
     assert text == dump(1, sections)
     doc = parse(text, SECTIONS)
     assert doc.data == sections
-    records = check_records(doc, "services", FIELDS)
-    assert records == [(("services", 0), {"name": "a\"b\nc", "workers": 2, "on": False})]
