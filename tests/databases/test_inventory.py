@@ -76,9 +76,15 @@ def test_export_wipe_import_export_is_byte_identical(tmp_path) -> None:
     "entry, message",
     [
         ("  password: hunter2\n", "line 12: databases[0].password: give password_env or password_file, never the password itself"),
-        ("  sslmode: sometimes\n", "line 12: databases[0].sslmode: must be one of disable, allow, prefer, require, verify-ca, verify-full, not 'sometimes'"),
+        ("  sslmode: sometimes\n", "line 12: databases[0].sslmode: Select a valid choice. sometimes is not one of the available choices."),
         ("  attribution:\n  - {service: nobody}\n", "databases[0].attribution[0].service: no service named 'nobody'"),
-        ("  attribution:\n  - {service: billing, client_addr: not-a-cidr}\n", "databases[0].attribution[0]"),
+        ("  attribution:\n  - {service: billing, client_addr: not-a-cidr}\n",
+         "line 13: databases[0].attribution[0]: not an IP network: 'not-a-cidr' (expected e.g. 10.0.0.0/8)"),
+        ("  enabled: 'yes'\n  port: 0\n",
+         "line 12: databases[0].enabled: must be true or false, not 'yes'\n"
+         "line 13: databases[0].port: Ensure this value is greater than or equal to 1."),
+        ("  attribution:\n  - {service: billing, colour: red}\n",
+         "line 13: databases[0].attribution[0].colour: unknown field (known: service, application_name, usename, client_addr)"),
     ],
 )
 def test_bad_entries_name_the_line_and_field_and_change_nothing(tmp_path, entry: str, message: str) -> None:
