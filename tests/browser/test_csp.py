@@ -1,0 +1,101 @@
+"""The pages under the Content-Security-Policy in real Chromium: nothing blocked, charts drawn.
+
+Chromium reports a blocked script, style or eval both as a console message ("... violates
+the following Content Security Policy directive ...") and as a `securitypolicyviolation`
+event; both are collected, from before the first byte of each page.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+
+from poolboard.fleet.models import Pool
+from tests.fleet import factories
+from tests.fleet.factories import write_samples
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+# Runs in every page before its own scripts (Playwright injects it outside the page's CSP).
+RECORD_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__violations = window.__violations || [];
+  window.__violations.push(e.violatedDirective + " blocked " + (e.blockedURI || "inline") + " at " + e.sourceFile + ":" + e.lineNumber);
+});
+"""
+
+
+@pytest.fixture
+def charted_service():
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE fleet_poolsample")
+    source = factories.source(name="demo")
+    service = factories.service_with_pool(source, "search", max=10, in_use=6, idle=4, pending=0, timeouts=0)
+    factories.service_with_pool(source, "billing", max=10, in_use=10, idle=0, pending=3, timeouts=1)
+    pool = Pool.objects.get(service=service)
+    now = time.time()
+    write_samples(
+        (pool.id, now - age, {"max": 10.0, "in_use": 5.0 + (age // 60) % 4, "idle": 5.0 - (age // 60) % 4, "pending": 0.0,
+                              "acquire_s": 0.002, "hold_s": 0.05, "timeouts": 0.0})
+        for age in range(0, 3600, 15)
+    )
+    yield service
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE fleet_poolsample")
+
+
+def test_it_renders_the_overview_and_a_service_page_without_a_csp_violation(
+    browser_page, live_server, alice, charted_service
+) -> None:
+    page = browser_page
+    console_csp: list[str] = []
+    errors: list[str] = []
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.on("console", lambda msg: console_csp.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    response = page.goto(f"{live_server.url}/login/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "alice-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#fleet-table table.fleet")
+    assert page.locator("table.fleet tbody tr").count() == 2
+    # htmx runs under the policy: it swapped its own config in and no indicator <style>.
+    assert page.evaluate("htmx.config.allowEval") is False
+    assert page.evaluate("document.querySelectorAll('head style').length") == 0
+    overview_violations = page.evaluate("window.__violations || []")
+
+    page.goto(f"{live_server.url}/services/{charted_service.pk}/")
+    page.wait_for_selector("[data-chart=connections] .chart-canvas canvas")
+    assert page.locator(".chart-canvas canvas").count() >= 1
+    assert page.locator(".chart-canvas .uplot").count() == page.locator(".chart-canvas canvas").count()
+    # The database-side panel arrives by an htmx request after load: htmx works.
+    page.wait_for_selector("#database-side:not(:has-text('Loading the database side'))")
+    # A bar width set by a style attribute is applied (style-src-attr allows it): 6 of 10 in use.
+    share = page.eval_on_selector("td.util .bar .fill", "el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width")
+    assert share == pytest.approx(0.6, abs=0.02)
+    service_violations = page.evaluate("window.__violations || []")
+
+    assert overview_violations == [] and service_violations == []
+    assert console_csp == []
+    assert errors == []
+
+
+def test_the_check_would_see_a_violation(browser_page, live_server, alice) -> None:
+    """The listeners above are not blind: an inline script on a real page is reported by both."""
+    page = browser_page
+    console_csp: list[str] = []
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.on("console", lambda msg: console_csp.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto(f"{live_server.url}/login/")
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.appendChild(s); }"
+    )
+    page.wait_for_function("(window.__violations || []).length > 0")
+    assert page.evaluate("window.ran") is None
+    assert "script-src-elem blocked inline" in page.evaluate("window.__violations")[0]
+    assert any("violates the following Content Security Policy directive" in text for text in console_csp)
