@@ -106,6 +106,23 @@ def make_service(make_source):
 
 
 @pytest.fixture
+def fake_prometheus():
+    """fake_prometheus(answer) -> a local server answering like a broken Prometheus would
+    (tests/sources/fakes.py: answer(query) -> (status, content type, body)), closed after the test."""
+    from tests.sources.fakes import FakePrometheus
+
+    servers: list[FakePrometheus] = []
+
+    def start(answer) -> FakePrometheus:
+        servers.append(FakePrometheus(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
 def exporters():
     """Start exposition servers: exporters({"job": text, ...}) -> {job: ExpositionServer}."""
     started: list[ExpositionServer] = []

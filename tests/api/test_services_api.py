@@ -10,7 +10,7 @@ from poolboard.api.models import ApiToken
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.models import PrometheusSource
 from tests.fleet import factories
-from tests.sources.fakes import FakePrometheus, json_answer, vector
+from tests.sources.fakes import json_answer, vector
 
 pytestmark = pytest.mark.django_db
 
@@ -88,20 +88,16 @@ def test_it_is_read_only(alice_client) -> None:
     assert alice_client.post(URL).status_code == 405
 
 
-def test_it_answers_strict_json_when_an_exporter_says_nan_and_inf(alice_client) -> None:
+def test_it_answers_strict_json_when_an_exporter_says_nan_and_inf(alice_client, fake_prometheus) -> None:
     # A broken gauge callback exports NaN or ±Inf; Prometheus passes them on as strings.
     def answer(query):
         raw = {"hikaricp_connections_active": "NaN", "hikaricp_connections_max": "+Inf"}
         value = next((v for name, v in raw.items() if f"({name}{{" in query), "-Inf" if "idle" in query else "4")
         return json_answer(vector(1, value))
 
-    server = FakePrometheus(answer)
-    try:
-        source = PrometheusSource.objects.create(name="broken", url=server.url, presets=["hikaricp"])
-        result = collect_source(source, current_slot())
-        assert result.status == "ok", result.error
-    finally:
-        server.close()
+    source = PrometheusSource.objects.create(name="broken", url=fake_prometheus(answer).url, presets=["hikaricp"])
+    result = collect_source(source, current_slot())
+    assert result.status == "ok", result.error
 
     text = alice_client.get(URL).content.decode()
 

@@ -9,22 +9,11 @@ from django.db import connection
 from poolboard.fleet.collection import LOCK_CLASS, collect_source, current_slot
 from poolboard.fleet.models import CollectionRun, Pool, PrometheusSource, Service
 from tests.fleet.factories import raw_sample_count
-from tests.sources.fakes import FakePrometheus, HangingServer, json_answer, vector
+from tests.sources.fakes import HangingServer, json_answer, vector
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_raw_samples")]
-
-
-@pytest.fixture
-def fake():
-    servers = []
-
-    def start(answer):
-        servers.append(FakePrometheus(answer))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
+# Each test runs in a transaction that is rolled back (collection nests in it as a savepoint);
+# the raw-sample table is emptied first, since transactional tests elsewhere leave rows in it.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_raw_samples")]
 
 
 def assert_nothing_stored(source: PrometheusSource, error: str) -> None:
@@ -35,12 +24,12 @@ def assert_nothing_stored(source: PrometheusSource, error: str) -> None:
     assert Service.objects.count() == 0 and Pool.objects.count() == 0 and raw_sample_count() == 0
 
 
-def test_fifty_thousand_series_fail_the_tick_and_nothing_is_stored_half_way(fake) -> None:
+def test_fifty_thousand_series_fail_the_tick_and_nothing_is_stored_half_way(fake_prometheus) -> None:
     # The first two fields answer normally; the third returns 50 000 series.
     def answer(query):
         return json_answer(vector(50_000 if "db_pool_idle_connections" in query else 3))
 
-    server = fake(answer)
+    server = fake_prometheus(answer)
     source = PrometheusSource.objects.create(name="big", url=server.url, presets=["db_pool"])
 
     result = collect_source(source, current_slot())
@@ -51,8 +40,8 @@ def test_fifty_thousand_series_fail_the_tick_and_nothing_is_stored_half_way(fake
     assert len(server.requests) == 3
 
 
-def test_status_error_with_http_200_fails_the_tick_with_prometheus_words(fake) -> None:
-    server = fake(lambda q: json_answer({"status": "error", "errorType": "internal", "error": "out of memory"}))
+def test_status_error_with_http_200_fails_the_tick_with_prometheus_words(fake_prometheus) -> None:
+    server = fake_prometheus(lambda q: json_answer({"status": "error", "errorType": "internal", "error": "out of memory"}))
     source = PrometheusSource.objects.create(name="broken", url=server.url, presets=["hikaricp"])
 
     result = collect_source(source, current_slot())
@@ -62,8 +51,8 @@ def test_status_error_with_http_200_fails_the_tick_with_prometheus_words(fake) -
     assert_nothing_stored(source, error)
 
 
-def test_garbage_fails_the_tick(fake) -> None:
-    server = fake(lambda q: (200, "text/html", b"<html>login</html>"))
+def test_garbage_fails_the_tick(fake_prometheus) -> None:
+    server = fake_prometheus(lambda q: (200, "text/html", b"<html>login</html>"))
     source = PrometheusSource.objects.create(name="proxy", url=server.url, presets=["otel"])
 
     result = collect_source(source, current_slot())
@@ -73,9 +62,9 @@ def test_garbage_fails_the_tick(fake) -> None:
     assert_nothing_stored(source, error)
 
 
-def test_a_response_body_is_never_stored_only_its_status(fake) -> None:
+def test_a_response_body_is_never_stored_only_its_status(fake_prometheus) -> None:
     body = b"<html>Login page of the corporate proxy. session=SECRET-IN-BODY</html>"
-    server = fake(lambda query: (500, "text/html", body))
+    server = fake_prometheus(lambda query: (500, "text/html", body))
     source = PrometheusSource.objects.create(name="proxy", url=server.url, presets=["otel"])
 
     result = collect_source(source, current_slot())
@@ -85,8 +74,8 @@ def test_a_response_body_is_never_stored_only_its_status(fake) -> None:
     assert_nothing_stored(source, error)
 
 
-def test_prometheus_own_error_message_is_kept_but_cut_short(fake) -> None:
-    server = fake(lambda q: json_answer({"status": "error", "errorType": "bad_data", "error": "x" * 5000}, status=400))
+def test_prometheus_own_error_message_is_kept_but_cut_short(fake_prometheus) -> None:
+    server = fake_prometheus(lambda q: json_answer({"status": "error", "errorType": "bad_data", "error": "x" * 5000}, status=400))
     source = PrometheusSource.objects.create(name="p", url=server.url, presets=["otel"])
 
     result = collect_source(source, current_slot())
@@ -106,7 +95,7 @@ def test_a_hanging_prometheus_fails_the_tick_after_the_source_timeout() -> None:
     assert_nothing_stored(source, error)
 
 
-def test_nan_and_inf_are_stored_as_absent(fake) -> None:
+def test_nan_and_inf_are_stored_as_absent(fake_prometheus) -> None:
     def answer(query):
         value = {"hikaricp_connections_max": "+Inf", "hikaricp_connections_active": "NaN"}
         for name, raw in value.items():
@@ -114,7 +103,7 @@ def test_nan_and_inf_are_stored_as_absent(fake) -> None:
                 return json_answer(vector(1, raw))
         return json_answer(vector(1, "4"))
 
-    server = fake(answer)
+    server = fake_prometheus(answer)
     source = PrometheusSource.objects.create(name="nan", url=server.url, presets=["hikaricp"])
 
     # vector() labels the pool pool_name; hikaricp reads `pool`, so the pool is "default".
@@ -124,8 +113,8 @@ def test_nan_and_inf_are_stored_as_absent(fake) -> None:
     assert raw_sample_count() == 1
 
 
-def test_two_ticks_of_one_source_never_overlap(fake) -> None:
-    server = fake(lambda q: json_answer(vector(1)))
+def test_two_ticks_of_one_source_never_overlap(fake_prometheus) -> None:
+    server = fake_prometheus(lambda q: json_answer(vector(1)))
     source = PrometheusSource.objects.create(name="busy", url=server.url, presets=["db_pool"])
     settings = connection.settings_dict
     other = psycopg.connect(
@@ -143,8 +132,8 @@ def test_two_ticks_of_one_source_never_overlap(fake) -> None:
         other.close()
 
 
-def test_a_service_name_owned_by_another_source_is_left_alone(fake) -> None:
-    server = fake(lambda q: json_answer(vector(2)))
+def test_a_service_name_owned_by_another_source_is_left_alone(fake_prometheus) -> None:
+    server = fake_prometheus(lambda q: json_answer(vector(2)))
     first = PrometheusSource.objects.create(name="first", url=server.url, presets=["db_pool"])
     second = PrometheusSource.objects.create(name="second", url=server.url, presets=["db_pool"], timeout_s=2)
     assert collect_source(first, current_slot()).status == "ok"
