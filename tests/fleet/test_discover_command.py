@@ -12,9 +12,9 @@ from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.models import Pool, PrometheusSource, Service
 from poolboard.fleet.tasks import discover_services
 from tests.prom import free_port
-from tests.sources.fakes import FakePrometheus, json_answer
+from tests.sources.fakes import json_answer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def answer(query: str):
@@ -37,10 +37,8 @@ def answer(query: str):
 
 
 @pytest.fixture
-def prometheus():
-    server = FakePrometheus(answer)
-    yield server
-    server.close()
+def prometheus(fake_prometheus):
+    return fake_prometheus(answer)
 
 
 def test_the_command_discovers_services_and_pools(prometheus) -> None:
