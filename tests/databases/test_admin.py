@@ -66,4 +66,5 @@ def test_attribution_rule_validates_cidr(make_service):
 def test_admin_rule_list(client, bob, make_service):
     client.force_login(bob)
     AttributionRule.objects.create(service=make_service("svc"), application_name="svc-*")
-    assert client.get("/admin/databases/attributionrule/").status_code == 200
+    html = client.get("/admin/databases/attributionrule/").content.decode()
+    assert "1 attribution rule" in html and "svc-*" in html
