@@ -99,3 +99,48 @@ def test_the_check_would_see_a_violation(browser_page, live_server, alice) -> No
     assert page.evaluate("window.ran") is None
     assert "script-src-elem blocked inline" in page.evaluate("window.__violations")[0]
     assert any("violates the following Content Security Policy directive" in text for text in console_csp)
+
+
+def test_the_admin_renders_without_a_csp_violation(browser_page, live_server, bob, charted_service) -> None:
+    page = browser_page
+    console_csp: list[str] = []
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.on("console", lambda msg: console_csp.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "bob")
+    page.fill("#id_password", "bob-password")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    seen = []
+    for path in ("/admin/", "/admin/fleet/service/", f"/admin/fleet/service/{charted_service.pk}/change/",
+                 "/admin/fleet/prometheussource/add/"):
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_load_state("load")
+        seen += page.evaluate("window.__violations || []")
+    assert seen == [] and console_csp == []
+
+
+def test_a_hidden_tab_does_not_poll_and_catches_up_when_shown(browser_page, live_server, alice, charted_service) -> None:
+    """The visibility rule that replaced the hx-trigger eval filter (static/js/app.js)."""
+    page = browser_page
+    page.add_init_script("""
+      window.__hidden = false;
+      Object.defineProperty(document, "visibilityState", { get: function () { return window.__hidden ? "hidden" : "visible"; } });
+    """)
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if request.headers.get("hx-request") else None)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "alice-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#fleet-table table.fleet")
+
+    # What the browser does when the tab goes to the background (the 10 s timer's requests
+    # meet the same htmx:beforeRequest rule).
+    page.evaluate("window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_timeout(300)
+    assert polls == []
+
+    with page.expect_request(lambda request: request.headers.get("hx-request") == "true"):
+        page.evaluate("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
+    assert polls and polls[0].startswith(f"{live_server.url}/")
