@@ -9,8 +9,6 @@ window is checked to 15 % (scrape jitter), ratios of rates exactly.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from poolboard.fleet.collection import collect_source, current_slot
@@ -21,6 +19,7 @@ from poolboard.lib.pools import FIELDS
 from poolboard.lib.presets import BUILTIN_PRESETS
 from tests.fleet.exposition import RatedExposition, dialect
 from tests.prom import PrometheusServer
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus, pytest.mark.usefixtures("empty_raw_samples")]
 
@@ -160,14 +159,11 @@ def fleet():
     prom.exporters = servers
     try:
         # Every counter needs a full window of scrapes for increase() to be whole.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def scraped_a_full_window() -> bool:
             got = prom.query(f"min(count_over_time(up[{WINDOW_S}s]))")
-            if got and float(got[0]["value"][1]) >= WINDOW_S - 1 and len(prom.query("up == 1")) == len(JOBS):
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError("Prometheus did not scrape every exporter for a full window")
+            return bool(got) and float(got[0]["value"][1]) >= WINDOW_S - 1 and len(prom.query("up == 1")) == len(JOBS)
+
+        wait_until(scraped_a_full_window, timeout=60, interval=0.5, what="a full window of scrapes of every exporter")
         yield prom
     finally:
         prom.close()
@@ -256,9 +252,8 @@ def test_a_service_that_vanishes_is_marked_stale_and_kept(fleet) -> None:
     template = exporter.template
     exporter.text = ""
     try:
-        fleet_gone = time.monotonic() + 15
-        while fleet.query('db_pool_available{job="notify"}') and time.monotonic() < fleet_gone:
-            time.sleep(0.3)
+        wait_until(lambda: not fleet.query('db_pool_available{job="notify"}'), timeout=15, interval=0.3,
+                   what="Prometheus to drop the notify series")
         found = discover_source(source)
         assert found.stale_services == ["notify"]
         notify = Service.objects.get(name="notify")
@@ -267,9 +262,8 @@ def test_a_service_that_vanishes_is_marked_stale_and_kept(fleet) -> None:
         assert Service.objects.get(name="orders").stale_since is None
     finally:
         exporter.text = template
-        back = time.monotonic() + 15
-        while not fleet.query('db_pool_available{job="notify"}') and time.monotonic() < back:
-            time.sleep(0.3)
+        wait_until(lambda: fleet.query('db_pool_available{job="notify"}'), timeout=15, interval=0.3,
+                   what="the notify series to come back")
     found = discover_source(source)
     assert "notify" not in found.stale_services
     assert Service.objects.get(name="notify").stale_since is None
