@@ -219,20 +219,31 @@ _POOL_FIELDS = (
 class _Series:
     """One pool series as columns of epoch seconds and values (one pass, then cheap)."""
 
-    __slots__ = ("name", "ts", "cols", "n", "_prefix")
+    __slots__ = ("name", "ts", "cols", "n", "_prefix", "_has")
 
     def __init__(self, name: str, points: Iterable[PoolPoint]) -> None:
-        pts = sorted(points, key=lambda p: p.ts)
+        pts = list(points)
         self.name = name
         self.ts = [p.ts.timestamp() for p in pts]
-        self.cols = {f: [getattr(p, f) for p in pts] for f in _POOL_FIELDS}
+        if any(b < a for a, b in zip(self.ts, self.ts[1:])):  # callers give them oldest first; be safe
+            pts.sort(key=lambda p: p.ts)
+            self.ts.sort()
+        rows = [(p.max, p.in_use, p.idle, p.pending, p.timeouts, p.acquire_s, p.hold_s, p.conns_opened,
+                 p.conns_closed, p.acquisitions) for p in pts]
+        columns = list(zip(*rows)) if rows else [()] * len(_POOL_FIELDS)
+        self.cols = {f: list(c) for f, c in zip(_POOL_FIELDS, columns)}
         # Go's database/sql reports max_open = 0 for "unlimited": absent, not zero.
         self.cols["max"] = [m if m is not None and m > 0 else None for m in self.cols["max"]]
         self.n = len(pts)
         self._prefix: tuple[list[float], list[float], list[int]] | None = None
+        self._has: dict[str, bool] = {}
 
     def has(self, name: str) -> bool:
-        return any(v is not None for v in self.cols[name])
+        """Whether the exporter gives the field at all (None somewhere else: no events then)."""
+        found = self._has.get(name)
+        if found is None:
+            found = self._has[name] = any(v is not None for v in self.cols[name])
+        return found
 
     def between(self, start: float, end: float) -> range:
         """Indexes of points with start <= ts <= end."""
@@ -550,41 +561,42 @@ def _server_hoard(ctx: _Context) -> _Signal | None:
     checked-out connections are idle there only between two queries, so when that
     count stayed up at every snapshot for the whole leak threshold, it is the hoard.
     """
-    if not ctx.server_fresh:
-        return None
+    if not ctx.server_fresh or not any(p.idle_over_threshold for p in ctx.server):
+        return None  # both bounds are capped by the sessions idle past the threshold
     total, th = ctx.total, ctx.th
     has_idle = total.has("idle")
     in_use, idle = total.cols["in_use"], total.cols["idle"]
-    measured: dict[int, tuple[float, float, float]] = {}
 
-    def measure(k: int) -> tuple[float, float, float]:
-        """(sure surplus, checked out and idle on the server, pool's in-use floor) at snapshot k."""
-        if k in measured:
-            return measured[k]
-        snap, t = ctx.server[k], ctx.server_ts[k]
+    ts, n, span = total.ts, total.n, 1.5 * ctx.interval
+    measured: list[tuple[float, float, float]] = []  # (sure surplus, checked out and idle, in-use floor)
+    for snap, t in zip(ctx.server, ctx.server_ts):
         # The pool readings on either side of the snapshot (the two are taken at different instants).
-        i = bisect_right(total.ts, t)
-        near = [j for j in (i - 1, i) if 0 <= j < total.n and abs(total.ts[j] - t) <= 1.5 * ctx.interval
-                and in_use[j] is not None]
-        result = (0.0, 0.0, 0.0)
-        if near:
-            if has_idle and all(idle[j] is not None for j in near):
-                pool_idle = max(idle[j] for j in near)
-                # Sessions the pools do not know about (an uninstrumented engine, a cron job
-                # under the same name) are not the pools' hoard.
-                unknown = max(0.0, snap.total - max(in_use[j] + idle[j] for j in near))
-            else:
-                pool_idle, unknown = max(0.0, snap.total - min(in_use[j] for j in near)), 0.0
-            # Counted in use by the pool but not working on the server (idle there). The
-            # readings on either side are averaged: a checkout that starts and ends between
-            # them is working on the server without being in either, which makes this noisy.
-            checked_out_idle = sum(in_use[j] for j in near) / len(near) - snap.active - snap.idle_in_transaction
-            held = [in_use[j] for j in total.between(t - th.leak_s, t) if in_use[j] is not None]
-            # The pool must have counted them in use the whole time they sat idle.
-            floor = min(held + [in_use[j] for j in near])
-            result = (snap.idle_over_threshold - pool_idle - unknown, checked_out_idle, floor)
-        measured[k] = result
-        return result
+        i = bisect_right(ts, t)
+        near = []
+        if i > 0 and t - ts[i - 1] <= span and in_use[i - 1] is not None:
+            near.append(i - 1)
+        if i < n and ts[i] - t <= span and in_use[i] is not None:
+            near.append(i)
+        if not near:
+            measured.append((0.0, 0.0, 0.0))
+            continue
+        near_in_use = [in_use[j] for j in near]
+        if has_idle and all(idle[j] is not None for j in near):
+            pool_idle = max(idle[j] for j in near)
+            # Sessions the pools do not know about (an uninstrumented engine, a cron job
+            # under the same name) are not the pools' hoard.
+            unknown = max(0.0, snap.total - max(in_use[j] + idle[j] for j in near))
+        else:
+            pool_idle, unknown = max(0.0, snap.total - min(near_in_use)), 0.0
+        # Counted in use by the pool but not working on the server (idle there). The
+        # readings on either side are averaged: a checkout that starts and ends between
+        # them is working on the server without being in either, which makes this noisy.
+        checked_out = sum(near_in_use) / len(near_in_use) - snap.active - snap.idle_in_transaction
+        # The pool must have counted them in use the whole time they sat idle.
+        held = [v for v in in_use[bisect_left(ts, t - th.leak_s):i] if v is not None]
+        floor = min(held + near_in_use)
+        measured.append((snap.idle_over_threshold - pool_idle - unknown, checked_out, floor))
+    checked_out_idle = [m[1] for m in measured]
 
     # Whether the pool's idle connections stay young on the server (it hands out each in
     # turn, FIFO): then the count of sessions idle past the threshold only ever steps up,
@@ -596,18 +608,18 @@ def _server_hoard(ctx: _Context) -> _Signal | None:
     aged = [k for k, t in enumerate(ctx.server_ts) if t >= ctx.server_ts[0] + th.leak_s]
     over = [ctx.server[k].idle_over_threshold for k in aged]
     drops = sum(1 for a, b in zip(over, over[1:]) if b < a)
-    quiet = [measure(k)[1] for k in aged if ctx.server[k].idle_over_threshold == 0]
+    quiet = [checked_out_idle[k] for k in aged if ctx.server[k].idle_over_threshold == 0]
     idle_stays_young = (len(aged) >= 4 and drops <= 0.1 * (len(aged) - 1)
                         and len(quiet) >= 3 and (_median(quiet) or 0.0) <= 0.5)
 
     def leaked_at(k: int) -> tuple[float, bool]:
-        sure, _, floor = measure(k)
+        sure, _, floor = measured[k]
         t = ctx.server_ts[k]
         lo = bisect_left(ctx.server_ts, t - th.leak_s - 0.2 * ctx.server_gap)  # snapshots come with jitter
         persistent = 0.0
         if idle_stays_young and k - lo >= 1 and t - ctx.server_ts[lo] >= 0.5 * th.leak_s:
             # The lower median over the threshold: one reading caught mid-checkout is noise.
-            values = sorted(measure(j)[1] for j in range(lo, k + 1))
+            values = sorted(checked_out_idle[lo:k + 1])
             persistent = values[(len(values) - 1) // 2]
         soft = min(persistent, ctx.server[k].idle_over_threshold, floor)
         hard = min(sure, floor)
@@ -619,7 +631,7 @@ def _server_hoard(ctx: _Context) -> _Signal | None:
     carried, sure, first = 0.0, False, None
     for k in range(len(ctx.server)):
         estimate, is_sure = leaked_at(k)
-        carried = min(carried, float(ctx.server[k].idle_over_threshold), measure(k)[2])
+        carried = min(carried, float(ctx.server[k].idle_over_threshold), measured[k][2])
         if estimate > carried:
             carried, sure = estimate, is_sure
         if carried < 1:
