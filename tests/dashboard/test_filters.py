@@ -5,12 +5,12 @@ import pytest
 from poolboard.dashboard.templatetags.pool_extras import num, pct, pct_width, seconds
 
 
-@pytest.mark.parametrize("value, text", [(None, "—"), (-0.0002, "0 ms"), (0.138, "138 ms"), (2.5, "2.50 s"), (600, "10m")])
+@pytest.mark.parametrize(("value", "text"), [(None, "—"), (-0.0002, "0 ms"), (0.138, "138 ms"), (2.5, "2.50 s"), (600, "10m")])
 def test_seconds(value, text) -> None:
     assert seconds(value) == text
 
 
-@pytest.mark.parametrize("value, text", [(None, "—"), (5.0, "5"), (0.25, "0.25"), (12.34, "12.3"), (12500, "12.5k")])
+@pytest.mark.parametrize(("value", "text"), [(None, "—"), (5.0, "5"), (0.25, "0.25"), (12.34, "12.3"), (12500, "12.5k")])
 def test_num(value, text) -> None:
     assert num(value) == text
 

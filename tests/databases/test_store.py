@@ -22,7 +22,8 @@ from poolboard.databases.models import (
 )
 from poolboard.databases.snapshots import store_snapshot
 from poolboard.lib import episodes as ep
-from poolboard.lib.budget import ServerSettings, SessionCount as Count
+from poolboard.lib.budget import ServerSettings
+from poolboard.lib.budget import SessionCount as Count
 from poolboard.sources import pgactivity
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)

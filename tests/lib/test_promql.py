@@ -8,7 +8,7 @@ from poolboard.lib import promql
 
 
 @pytest.mark.parametrize(
-    "value, quoted",
+    ("value", "quoted"),
     [
         ("plain", '"plain"'),
         ('a"b', '"a\\"b"'),

@@ -101,7 +101,7 @@ def test_raw_mode_only_when_asked():
     q = clean("SELECT 'secret'", mode="raw")
     assert q.raw and q.text == "SELECT 'secret'"
     assert not clean("SELECT 'secret'").raw
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown query text mode 'bogus'"):
         clean("SELECT 1", mode="bogus")
 
 
