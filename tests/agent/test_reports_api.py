@@ -160,3 +160,15 @@ def test_createapitoken_replace_revokes_the_tokens_of_the_same_name(alice) -> No
         call_command("createapitoken", "alice", "--name", "demo agent", "--replace", stdout=StringIO())
     call_command("createapitoken", "alice", "--name", "ci", stdout=StringIO())
     assert sorted(ApiToken.objects.values_list("name", flat=True)) == ["ci", "demo agent"]
+
+
+def test_the_diagnosis_reads_the_stored_reports_as_its_agent_input(client, token, make_service) -> None:
+    from poolboard.diagnosis import inputs
+
+    billing = make_service("billing")
+    post(client, batch([report(1, count=3, oldest_hold_s=95.0)]), token)
+    [held] = inputs.agent_reports([billing], timezone.now())[billing.id]
+    assert (held.function, held.count, held.oldest_hold_s, held.instance) == (
+        "billing.exports.leaky_invoice_export", 3, 95.0, "web-1:41"
+    )
+    assert "in leaky_invoice_export" in held.stack
