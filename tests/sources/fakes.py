@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import parse_qs, urlparse
 
 from tests.prom import free_port
@@ -44,7 +44,7 @@ class FakePrometheus:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 query = parse_qs(urlparse(self.path).query).get("query", [""])[0]
                 fake.requests.append(query)
                 status, content_type, body = fake.answer(query)
