@@ -245,6 +245,9 @@ class Processes:
 
     def start(self, name: str, placeholders: dict[str, str]) -> None:
         env = dict(os.environ, POOLBOARD_PROCESS=PROCESS_KIND[name], LOG_LEVEL="WARNING")
+        # Same command; only the access log's line format, so the server's own time per
+        # request (microseconds) can be told apart from the time spent queueing for a worker.
+        env["GUNICORN_CMD_ARGS"] = f"--access-logformat '{ACCESS_LOG_FORMAT}'"
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         log = open(self.work / f"{name}.log", "ab")
         self.children[name] = subprocess.Popen(
@@ -270,6 +273,21 @@ class Processes:
             except ProcessLookupError:
                 pass
             proc.wait()
+
+
+ACCESS_LOG_FORMAT = "access %(U)s %({hx-target}i)s %(s)s %(D)s"
+ACCESS_LINE_RE = re.compile(r"^access (\S+) (\S+) (\d+) (\d+)$", re.M)
+
+
+def server_times(web_log: str) -> dict[str, list[float]]:
+    """Milliseconds the web server spent on each kind of the viewers' requests, from its access log."""
+    times: dict[str, list[float]] = {}
+    for path, target, _status, micros in ACCESS_LINE_RE.findall(web_log):
+        if path.startswith("/login/"):
+            continue  # the start-up probe
+        kind = f"poll {target}" if target != "-" else f"page {kind_of(path)}"
+        times.setdefault(kind, []).append(int(micros) / 1000)
+    return times
 
 
 def wait_http(port: int, path: str, timeout: float) -> None:
@@ -357,6 +375,7 @@ def main() -> None:
             wait_for_beat_tick(source, beat_started, 3 * COLLECT_INTERVAL + 30)
 
             recorder = Recorder()
+            load_before = os.getloadavg()[0]
             start = time.time()
             end = start + DURATION
             rng = random.Random(7)
@@ -381,7 +400,7 @@ def main() -> None:
         processes.stop_all()
         broker.flushdb()
         broker.close()
-        logs = {p.stem: p.read_text(errors="replace")[-2000:] for p in work.glob("*.log")}
+        logs = {p.stem: p.read_text(errors="replace") for p in work.glob("*.log")}
         shutil.rmtree(work, ignore_errors=True)
 
     samples = recorder.samples
@@ -395,6 +414,14 @@ def main() -> None:
         kind_ms = [s.ms for s in samples if s.kind == kind]
         label = re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")
         print(f"load_p95_ms_{label}: {percentile(kind_ms, 0.95):.0f}  (n={len(kind_ms)}, median {statistics.median(kind_ms):.0f})")
+    served = server_times(logs.get("web", ""))
+    for kind in sorted(served):
+        label = re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")
+        print(f"load_server_p95_ms_{label}: {percentile(served[kind], 0.95):.0f}  (median {statistics.median(served[kind]):.0f})")
+    every = [ms for kind_ms in served.values() for ms in kind_ms]
+    if every:
+        print(f"load_server_p95_ms: {percentile(every, 0.95):.0f}  (the server's own time; the rest of load_p95_ms is queueing)")
+    print(f"load_machine_loadavg_1m: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores shared with other work)")
     print(f"load_collect_run_seconds: {', '.join(f'{d:.2f}' for d in durations)}")
     print(f"load_snapshots_stored: {snapshots}")
     print(f"load_collect_slots: {slots}")
@@ -403,7 +430,7 @@ def main() -> None:
     if dead:
         print(f"# these processes died during the run: {', '.join(dead)}")
         for name in dead:
-            print(f"# {name}.log (end):\n{logs.get(name, '')}")
+            print(f"# {name}.log (end):\n{logs.get(name, '')[-2000:]}")
     print(f"load_p95_ms: {percentile(times, 0.95):.0f}")
     print(f"load_p99_ms: {percentile(times, 0.99):.0f}")
     print(f"load_errors: {len(errors)}")

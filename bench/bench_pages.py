@@ -3,6 +3,11 @@
 Prints:
   overview_queries_10 / overview_queries_1000   SQL queries for `/` (must be equal)
   service_queries_10 / service_queries_1000     SQL queries for `/services/<pk>/` (must be equal)
+  overview_ms_1000 / service_ms_1000   server time of each full page at 1 000 services (test
+                    client, median of 21); target < 50. overview_poll_ms_1000 and
+                    service_poll_ms_1000: the same for the partial each page polls every 10 s;
+                    overview_first_after_tick_ms_1000: the overview when its rows must be
+                    computed afresh (once per collection tick per web process, fleet.overview)
   chart_7d_ratio    server time of the 7-day chart partial ÷ Prometheus query_range for the same
                     series (in use, idle, max, waiting of the same 5 pools) at the same step and
                     number of points; target ≤ 1.0
@@ -42,6 +47,7 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 from django.utils import timezone  # noqa: E402
 
 from poolboard.fleet.models import Pool, PrometheusSource, Service  # noqa: E402
+from poolboard.fleet.overview import forget_overview_rows  # noqa: E402
 from poolboard.history.queries import RANGES, step_for  # noqa: E402
 from poolboard.lib.rollups import grid_for  # noqa: E402
 from poolboard.sources.prometheus import PrometheusClient  # noqa: E402
@@ -51,6 +57,7 @@ setup_test_environment()
 call_command("migrate", verbosity=0)
 
 INSTANCES = 5
+PAGE_RUNS = 21
 CHART_SERVICE = "chart-svc"
 
 
@@ -72,6 +79,7 @@ def add_services(source, start: int, count: int) -> None:
 
 
 def count_queries(client: Client, url: str, **headers) -> int:
+    forget_overview_rows()  # count what a request after a collection tick runs, whatever came before
     with CaptureQueriesContext(connection) as ctx:
         response = client.get(url, headers=headers)
     assert response.status_code == 200, (url, response.status_code)
@@ -177,6 +185,25 @@ def main() -> None:
     print(f"overview_queries_1000: {overview_1000}")
     print(f"service_queries_10: {service_10}")
     print(f"service_queries_1000: {service_1000}", flush=True)
+
+    # Server time at 1 000 services: the whole request through Django's test client
+    # (middleware, session, view, template), median of PAGE_RUNS; full pages and the
+    # partials their htmx polls ask for every 10 s.
+    def page_ms(url: str, headers: dict | None = None, after_tick: bool = False) -> float:
+        def get() -> None:
+            if after_tick:
+                forget_overview_rows()
+            response = client.get(url, headers=headers)
+            assert response.status_code == 200, (url, response.status_code)
+
+        return median_time(get, PAGE_RUNS) * 1000
+
+    service_url = f"/services/{first.pk}/"
+    print(f"overview_ms_1000: {page_ms('/'):.1f}")
+    print(f"overview_poll_ms_1000: {page_ms('/', {'HX-Request': 'true', 'HX-Target': 'fleet-table'}):.1f}")
+    print(f"overview_first_after_tick_ms_1000: {page_ms('/', after_tick=True):.1f}")
+    print(f"service_ms_1000: {page_ms(service_url):.1f}")
+    print(f"service_poll_ms_1000: {page_ms(service_url, {'HX-Request': 'true', 'HX-Target': 'pool-current'}):.1f}", flush=True)
 
     # --- 7-day chart: rollups in PostgreSQL vs query_range in Prometheus ----------------
     now = time.time()

@@ -85,3 +85,9 @@ def overview_rows(now: datetime) -> list[OverviewRow]:
     rows, valid_until = compute_overview_rows(now)
     _cached = _Cached(version, valid_until, rows)
     return rows
+
+
+def forget_overview_rows() -> None:
+    """Drop this process's copy: the next call computes afresh (tests, benchmarks)."""
+    global _cached
+    _cached = None

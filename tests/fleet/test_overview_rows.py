@@ -13,9 +13,9 @@ from poolboard.fleet.models import Pool, PrometheusSource, stale_after
 
 @pytest.fixture(autouse=True)
 def empty_cache():
-    overview._cached = None
+    overview.forget_overview_rows()
     yield
-    overview._cached = None
+    overview.forget_overview_rows()
 
 
 def by_name(rows) -> dict:
