@@ -694,7 +694,7 @@ def _abandoned_transactions(ctx: _Context) -> _Signal | None:
         if e.first_seen.timestamp() >= since:
             fingerprints[e.fingerprint] = fingerprints.get(e.fingerprint, 0) + 1
     oldest = max((age for _, age in held), default=max((e.peak_age_s for e in recent), default=0.0))
-    count = len(over_since := [e for e in over if e.first_seen.timestamp() >= since])
+    count = sum(fingerprints.values())
     if held:
         text = (f"{len(held)} of {ctx.service}'s sessions idle in transaction for more than {_dur(th.leak_s)} "
                 f"(oldest {_dur(oldest)}); {count} such episodes since this began")
@@ -704,7 +704,6 @@ def _abandoned_transactions(ctx: _Context) -> _Signal | None:
     detail = {"fingerprints": [{"fingerprint": f, "episodes": n} for f, n in sorted(fingerprints.items(), key=lambda x: -x[1])]}
     if oldest >= th.crit_idle_in_transaction_s:
         detail["critical"] = True
-    del over_since
     return _Signal("idle_in_transaction", float(len(held)), since, 0.75 if held else 0.5,
                    Evidence(text, _ts(since), ctx.inp.now), detail)
 
@@ -759,10 +758,7 @@ def _residual(ctx: _Context, series: _Series) -> _Signal | None:
         if acq is None:
             return None
         if hold is None:
-            if acq > 0:
-                hold = 0.0  # checkouts but no return in the window: nothing accrued
-            else:
-                hold = 0.0
+            hold = 0.0  # no connection came back in the window: no hold-seconds accrued
         mean, sd, n = series.mean_in_use(t - window, t)
         if mean is None or n < 2:
             return None

@@ -184,3 +184,10 @@ def test_it_diagnoses_many_services_by_name():
     points = series(40, max=10, in_use=3, idle=7)
     out = diagnose_many([inp(points), DiagnosisInput("search", NOW, 15.0, points, {"a": points})])
     assert set(out) == {"billing", "search"}
+
+
+def test_it_closes_a_leak_with_the_restart_that_freed_it_and_dates_the_next_one_after():
+    r = run("leak_then_restart")
+    restart = next(start for _, start, _ in r.spec.instances if start > 0)
+    [leak] = [f for f in diagnose(r.input_at(r.ticks[-1])) if f.kind == LEAK]
+    assert leak.since.timestamp() > (r.input_at(restart).now.timestamp())

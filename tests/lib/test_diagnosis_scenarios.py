@@ -44,12 +44,15 @@ def test_it_finds_each_scenarios_expected_kinds_at_the_end(name):
     assert found <= r.spec.expected | r.spec.allowed, f"{name}: unexpected {sorted(found - r.spec.expected - r.spec.allowed)}"
 
 
-@pytest.mark.parametrize("name", [s.name for s in SPECS if s.checks])
+@pytest.mark.parametrize("name", [s.name for s in SPECS if s.checks or s.absent])
 def test_it_finds_what_holds_in_the_middle_of_a_run(name):
     r = run(name)
     for t, expected in r.spec.checks:
         found = kinds_at(r, tick_at_or_before(r, t))
         assert expected <= found, f"{name} at {t:.0f}s: missing {sorted(expected - found)}"
+    for t, unexpected in r.spec.absent:
+        found = kinds_at(r, tick_at_or_before(r, t))
+        assert not unexpected & found, f"{name} at {t:.0f}s: still {sorted(unexpected & found)}"
 
 
 @pytest.mark.parametrize("name", NO_LEAK_CASES)

@@ -83,6 +83,7 @@ class Spec:
     allowed: frozenset[str] = frozenset()  # further kinds that may also show at the end
     leak_deadline: bool = False  # check the 2-interval deadline for the first leak
     checks: tuple[tuple[float, frozenset[str]], ...] = ()  # (time, kinds that must be found then)
+    absent: tuple[tuple[float, frozenset[str]], ...] = ()  # (time, kinds that must not be found then)
     no_leak_ever: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
 
