@@ -344,6 +344,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "rollup-pools": {"task": "poolboard.history.rollup_recent", "schedule": crontab(minute="*/5"), "options": {"expires": 300}},
     "expire-rollups": {"task": "poolboard.history.expire_rollups", "schedule": crontab(hour=3, minute=17), "options": {"expires": 3600}},
+    "prune-agent-reports": {"task": "poolboard.diagnosis.prune_agent_reports", "schedule": crontab(hour=3, minute=27), "options": {"expires": 3600}},
 }
 
 LOGGING = {

@@ -17,3 +17,11 @@ def diagnose_fleet(**kwargs) -> dict:
     now = timezone.now()
     result = diagnose_services(services_to_diagnose(now), now)
     return vars(result)
+
+
+@shared_task(name="poolboard.diagnosis.prune_agent_reports")
+def prune_agent_reports() -> int:
+    """Delete agent reports no agent has renewed for a week (AGENT_REPORT_RETENTION); daily."""
+    from .models import AgentReport
+
+    return AgentReport.objects.prune(timezone.now())

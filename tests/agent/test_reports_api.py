@@ -172,3 +172,15 @@ def test_the_diagnosis_reads_the_stored_reports_as_its_agent_input(client, token
         "billing.exports.leaky_invoice_export", 3, 95.0, "web-1:41"
     )
     assert "in leaky_invoice_export" in held.stack
+
+
+def test_the_daily_task_prunes_reports_older_than_a_week(client, token) -> None:
+    from django.conf import settings
+
+    from poolboard.diagnosis.tasks import prune_agent_reports
+
+    post(client, batch([report(1), report(2)]), token)
+    AgentReport.objects.filter(fingerprint=report(1)["fingerprint"]).update(received_at=timezone.now() - timedelta(days=8))
+    assert prune_agent_reports() == 1
+    assert AgentReport.objects.count() == 1
+    assert settings.CELERY_BEAT_SCHEDULE["prune-agent-reports"]["task"] == prune_agent_reports.name
