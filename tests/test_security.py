@@ -20,7 +20,7 @@ from django.core.management.base import CommandError
 
 from poolboard.databases.models import MonitoredDatabase, SignalRefused
 from poolboard.fleet.collection import collect_source, current_slot
-from poolboard.fleet.inventory import import_inventory
+from poolboard.inventory.registry import import_inventory
 from poolboard.fleet.models import CollectionRun, PrometheusSource
 from poolboard.lib.inventory import InventoryError
 from poolboard.lib.redact import redact_url
