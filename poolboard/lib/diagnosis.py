@@ -484,17 +484,16 @@ def _unchecked(ctx: _Context) -> dict[str, str]:
 def _healthy(ctx: _Context) -> Finding:
     total = ctx.total
     start, end = _ts(total.ts[0]), _ts(total.ts[-1])
-    i_all = range(total.n)
-    in_use = [total.cols["in_use"][i] for i in i_all if total.cols["in_use"][i] is not None]
-    peak = max(in_use) if in_use else None
+    cols = total.cols
+    in_use = [v for v in cols["in_use"] if v is not None]
     mx = ctx.max_now()
-    text = f"in use peaked at {_fmt(peak)}" + (f" of {_fmt(mx)}" if mx else "") + f" over {_dur(total.ts[-1] - total.ts[0])}"
-    pending = [v for v in total.cols["pending"] if v is not None]
-    if pending:
-        text += f", at most {_fmt(max(pending))} waiting"
-    timeouts = [v for v in total.cols["timeouts"] if v is not None]
-    if timeouts:
-        text += f", {_fmt(max(timeouts))} timeouts"
+    text = f"{_fmt(_last(cols['in_use']))}" + (f" of {_fmt(mx)}" if mx else "") + " in use now"
+    if total.has("pending"):
+        text += f", {_fmt(_last(cols['pending']))} waiting"
+    text += f"; over the last {_dur(total.ts[-1] - total.ts[0])} in use peaked at {_fmt(max(in_use))}"
+    pending = [v for v in cols["pending"] if v is not None]
+    if pending and max(pending) > 0:
+        text += f" with up to {_fmt(max(pending))} waiting"
     unchecked = _unchecked(ctx)
     evidence = [Evidence(text, start, end)]
     if unchecked:
