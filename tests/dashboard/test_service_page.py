@@ -160,7 +160,8 @@ def test_it_answers_an_unknown_service_with_404(alice_client) -> None:
 
 def test_it_needs_a_login(client, make_service) -> None:
     service = make_service(instances=2, **CURRENT)
-    assert client.get(f"/services/{service.pk}/").status_code == 302
+    response = client.get(f"/services/{service.pk}/")
+    assert response.status_code == 302 and response["Location"] == f"/login/?next=/services/{service.pk}/"
 
 
 def page_queries(client, service, **kwargs) -> int:
