@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from poolboard.lib.redact import redact_url
+
 # Where someone is looking at the configuration. Every management command runs the
 # checks, and `collect --once` from cron every 15 s printed the key warning each time.
 SECRET_KEY_WARNING_COMMANDS = ("check", "runserver")
@@ -20,7 +22,7 @@ def configuration_check(app_configs, **kwargs):
     if redis.scheme not in ("redis", "rediss", "unix") or not (redis.hostname or redis.path):
         problems.append(
             Error(
-                f"REDIS_URL={settings.REDIS_URL!r} is not a Redis URL.",
+                f"REDIS_URL={redact_url(settings.REDIS_URL)!r} is not a Redis URL.",
                 hint="Use redis://host:6379/0.",
                 id="poolboard.E001",
             )
@@ -29,7 +31,7 @@ def configuration_check(app_configs, **kwargs):
     if prom.scheme not in ("http", "https") or not prom.hostname:
         problems.append(
             Error(
-                f"PROMETHEUS_URL={settings.PROMETHEUS_URL!r} is not an http(s) URL.",
+                f"PROMETHEUS_URL={redact_url(settings.PROMETHEUS_URL)!r} is not an http(s) URL.",
                 hint="Use http://host:9090 (without a trailing /api/v1).",
                 id="poolboard.E002",
             )

@@ -191,6 +191,8 @@ def test_it_redacts_userinfo_and_query_values() -> None:
     assert redact_url("http://prometheus:9090") == "http://prometheus:9090"
     assert redact_url("http://[::1]:9090") == "http://[::1]:9090"
     assert redact_url("http://user:pw@host:notaport") == "***"
+    assert redact_url("redis//:pw@redis:6379/0") == "redis//***@redis:6379/0"
+    assert redact_url("scraper:pw@prometheus:9090") == "***@prometheus:9090"
 
 
 def test_a_client_error_never_names_the_credentials() -> None:

@@ -67,6 +67,15 @@ def test_system_checks_report_bad_urls_and_intervals(settings) -> None:
     assert ids["poolboard.E004"] == "COLLECT_INTERVAL=1 is below 5 seconds."
 
 
+def test_system_checks_never_print_a_password_from_a_url(settings) -> None:
+    settings.REDIS_URL = "redis//:s3cret@redis.internal:6379/0"
+    settings.PROMETHEUS_URL = "ftp://scraper:s3cret@prometheus:9090"
+    messages = [problem.msg for problem in checks.configuration_check(None)]
+    assert "REDIS_URL='redis//***@redis.internal:6379/0' is not a Redis URL." in messages
+    assert "PROMETHEUS_URL='ftp://***@prometheus:9090' is not an http(s) URL." in messages
+    assert not any("s3cret" in m for m in messages)
+
+
 def test_the_default_configuration_passes_the_checks(settings) -> None:
     settings.DEBUG = True
     assert checks.configuration_check(None) == []

@@ -5,6 +5,7 @@ No Django, no I/O.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 HIDDEN = "***"
@@ -22,6 +23,9 @@ def redact_url(url: str) -> str:
         port = parts.port
     except ValueError:
         return HIDDEN
+    if not parts.netloc and "@" in url:
+        # Not a URL urlsplit understands (redis//:pw@host, user:pw@host): hide what precedes the @.
+        return re.sub(r"[^/@]*@", f"{HIDDEN}@", url, count=1)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
