@@ -76,7 +76,7 @@ class ServerPoint:
     idle: int
     idle_in_transaction: int
     idle_over_threshold: int  # state idle for longer than the leak threshold (from state_change)
-    young_sessions: int  # backend_start less than 60 s ago
+    young_sessions: int  # backend_start less than churn_lifetime_s ago (a minute by default)
     longest_active_query_s: float | None = None
     # Sessions active for longer than the long-query episode threshold (30 s by default).
     # Optional: episodes alone miss a query no snapshot saw past the threshold.
@@ -721,8 +721,10 @@ def _agent_held(ctx: _Context) -> _Signal | None:
     if not held:
         return None
     count = sum(r.count for r in held)
-    # A long query is held past the threshold too but is working: the server sees it active.
-    working = sum(1 for e in ctx.inp.episodes if e.kind == LONG_QUERY and e.open) if ctx.server_fresh else 0
+    # A query running longer than the threshold is held past it too but is working: the
+    # server sees it active.
+    working = sum(1 for e in ctx.inp.episodes if e.kind == LONG_QUERY and e.open
+                  and e.peak_age_s + (now - e.last_seen.timestamp()) >= th.leak_s) if ctx.server_fresh else 0
     leaked = count - working
     if leaked < 1:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,6 +17,7 @@ from poolboard.lib.diagnosis import (
     STUCK,
     AgentHeld,
     DiagnosisInput,
+    EpisodeView,
     PoolPoint,
     ServerPoint,
     Thresholds,
@@ -44,9 +46,10 @@ def snapshots(n: int, interval: float = 15.0, **values) -> list[ServerPoint]:
             for i in range(n)]
 
 
-def inp(points, server=(), agent=(), interval=15.0, **kw) -> DiagnosisInput:
+def inp(points, server=(), agent=(), interval=15.0, episodes=(), **kw) -> DiagnosisInput:
     return DiagnosisInput(service="billing", now=NOW + timedelta(seconds=3), interval_s=interval, total=list(points),
-                          instances={"app:8000": list(points)}, server=list(server), agent=list(agent), **kw)
+                          instances={"app:8000": list(points)}, server=list(server), agent=list(agent),
+                          episodes=list(episodes), **kw)
 
 
 def kinds(findings) -> list[str]:
@@ -191,3 +194,13 @@ def test_it_closes_a_leak_with_the_restart_that_freed_it_and_dates_the_next_one_
     restart = next(start for _, start, _ in r.spec.instances if start > 0)
     [leak] = [f for f in diagnose(r.input_at(r.ticks[-1])) if f.kind == LEAK]
     assert leak.since.timestamp() > (r.input_at(restart).now.timestamp())
+
+
+def test_it_does_not_call_a_query_running_past_the_threshold_a_leak_from_the_agent():
+    points = series(40, max=10, in_use=3, idle=7)
+    server = snapshots(40, active=3, idle=7)
+    held = AgentHeld("fp1", "...", "reports.build", 1, 90.0, "app:8000", NOW)
+    running = EpisodeView("long_query", "SELECT * FROM report_rows(?)", NOW - timedelta(seconds=60), NOW, 90.0, True)
+    assert LEAK not in kinds(diagnose(inp(points, server, agent=[held], episodes=[running])))
+    short = replace(running, peak_age_s=35.0)
+    assert LEAK in kinds(diagnose(inp(points, server, agent=[held], episodes=[short])))
