@@ -22,6 +22,17 @@ service's recent history and says what is wrong, with the numbers:
 Per-interval fields (timeouts, conns_opened, conns_closed, acquisitions) are counts
 over the source's rate window, and acquire_s / hold_s averages over it: `rate_window_s`
 says how long that is (the collection interval when the counts are per interval).
+
+What the caller passes (one DiagnosisInput per service):
+- history: the last max(30 min, 6 × rate window) of raw samples; the pool-only leak
+  signals need three windows of max(2 × leak_s, rate window) and the residual one
+  rate window plus `pool_signal_sustain_s`;
+- server: the snapshots over the same span, counted over the service's sessions only;
+- episodes: the service's open episodes and those closed within the history;
+- agent: the newest report per (instance, stack) from the last `agent_stale_s`.
+A finding's `since` comes from the data and stays put from tick to tick while its start
+is inside the history; once the start scrolls out of the history it becomes the oldest
+point, so store `since` when a finding opens and keep it while it stays open.
 """
 
 from __future__ import annotations
