@@ -266,3 +266,24 @@ def test_signal_backend_itself_needs_the_start_time() -> None:
     target = pgactivity.Target(host="127.0.0.1", port=5432, dbname="postgres", user="root")
     with pytest.raises(ValueError, match="backend_start is required"):
         pgactivity.signal_backend(target, None, 4242, None, "terminate")
+
+
+# --- https behind a proxy -----------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_production_redirects_to_https_but_lets_probes_read_healthz_and_metrics(settings) -> None:
+    from django.test import Client
+
+    settings.ALLOWED_HOSTS = ["poolboard.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    client = Client(HTTP_HOST="poolboard.example.com")  # middleware built now, with these settings
+
+    login = client.get("/login/")
+    assert (login.status_code, login["Location"]) == (301, "https://poolboard.example.com/login/")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    proxied = client.get("/login/", headers={"X-Forwarded-Proto": "https"})
+    assert proxied.status_code == 200
+    assert proxied["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
