@@ -154,6 +154,7 @@ def settings_in(env: dict[str, str]) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow  # a fresh `manage.py check --deploy` process: 3-5 s
 def test_it_passes_check_deploy_with_production_env_vars() -> None:
     done = run_in(PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -161,6 +162,7 @@ def test_it_passes_check_deploy_with_production_env_vars() -> None:
     assert done.stdout.strip() == "System check identified no issues (1 silenced)."
 
 
+@pytest.mark.slow  # a fresh `manage.py check --deploy` process: 3-5 s
 def test_check_deploy_names_what_a_plain_http_production_lacks() -> None:
     done = run_in({**PRODUCTION, "HTTPS_ONLY": "false"}, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert done.returncode == 1

@@ -81,6 +81,7 @@ def test_prometheus_config_refuses_what_is_not_a_duration(interval: str) -> None
         prometheus_config(9201, scrape_interval=interval)
 
 
+@pytest.mark.demo  # a fresh `python -m poolboard.demo` process each: 1-2 s
 def test_cli_prints_targets_and_config() -> None:
     targets = run_cli("targets", "--base-port", "9300")
     assert targets.returncode == 0, targets.stderr
@@ -91,6 +92,7 @@ def test_cli_prints_targets_and_config() -> None:
     assert config.stdout == prometheus_config(9300, "15s")
 
 
+@pytest.mark.demo  # a fresh `python -m poolboard.demo` process each: 1-2 s
 def test_cli_explains_a_bad_port_or_interval() -> None:
     bad_port = run_cli("targets", "--base-port", "70000")
     assert bad_port.returncode == 2
@@ -128,6 +130,7 @@ def test_decaying_max_forgets_values_after_about_two_minutes() -> None:
     assert window_max.value() == 0.0
 
 
+@pytest.mark.demo  # a fresh `python -m poolboard.demo` process each: 1-2 s
 def test_cli_explains_a_database_url_it_cannot_use() -> None:
     not_postgres = run_cli("--database-url", "mysql://root@127.0.0.1/demo")
     assert not_postgres.returncode == 2
@@ -138,6 +141,7 @@ def test_cli_explains_a_database_url_it_cannot_use() -> None:
     assert "names no database" in no_database.stderr
 
 
+@pytest.mark.demo  # a fresh `python -m poolboard.demo` process each: 1-2 s
 def test_fleet_reports_an_unreachable_database_and_exits_1() -> None:
     # Port 1 on loopback refuses at once: nothing listens there.
     unreachable = run_cli("--base-port", "9901", "--database-url", "postgresql://root@127.0.0.1:1/poolboard_demo")
