@@ -2,8 +2,8 @@
 
 At checkout the agent keeps, for a few application frames, the module name, the code object and
 the bytecode offset: no strings are built, no line number is looked up (the offset is turned into
-one later) and no frame is kept (a kept frame would keep its locals alive). Formatting and the fingerprint happen on the reporter thread, for the few connections held
-past the threshold.
+one later) and no frame is kept (a kept frame would keep its locals alive). Formatting and the
+fingerprint happen on the reporter thread, for the few connections held past the threshold.
 """
 
 from __future__ import annotations

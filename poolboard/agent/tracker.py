@@ -8,8 +8,8 @@ thread or at scrape time, reading a copy of the dict.
 
 from __future__ import annotations
 
-import time
 import itertools
+import time
 from dataclasses import dataclass
 
 from poolboard.agent.stacks import FrameFilter, Stack
