@@ -221,17 +221,3 @@ class PrometheusClient:
                 raise PrometheusError("bad_answer", "Prometheus sent a range series without values") from None
             out.append(RangeSeries(labels=labels, points=points))
         return out
-
-    def build_info(self) -> dict[str, str]:
-        """The server's version; raises PrometheusError when it is not reachable."""
-        try:
-            response = self._connect._session.get(f"{self.url}/api/v1/status/buildinfo", timeout=self.timeout)
-        except requests.exceptions.Timeout:
-            raise PrometheusError("timeout", f"Prometheus at {self.display_url} did not answer within {self.timeout:g}s") from None
-        except requests.exceptions.RequestException:
-            raise PrometheusError("unreachable", f"cannot connect to Prometheus at {self.display_url}") from None
-        try:
-            body = response.json()
-            return {str(k): str(v) for k, v in body["data"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise PrometheusError("bad_answer", f"{self.display_url} answered HTTP {response.status_code}, not Prometheus' API") from None
