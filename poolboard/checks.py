@@ -51,6 +51,15 @@ def configuration_check(app_configs, **kwargs):
                 id="poolboard.E004",
             )
         )
+    if settings.AXES_FAILURE_LIMIT < 1 or settings.AXES_COOLOFF_TIME.total_seconds() < 60:
+        problems.append(
+            Error(
+                f"LOGIN_FAILURE_LIMIT={settings.AXES_FAILURE_LIMIT} / "
+                f"LOGIN_LOCKOUT_MINUTES={settings.AXES_COOLOFF_TIME.total_seconds() / 60:g} cannot throttle logins.",
+                hint="Use a limit of 1 or more wrong passwords and a lockout of 1 minute or more.",
+                id="poolboard.E007",
+            )
+        )
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         if "expires" not in entry.get("options", {}):
             problems.append(

@@ -76,6 +76,15 @@ def test_system_checks_never_print_a_password_from_a_url(settings) -> None:
     assert not any("s3cret" in m for m in messages)
 
 
+def test_a_login_throttle_that_cannot_work_is_an_error(settings) -> None:
+    from datetime import timedelta
+
+    settings.AXES_COOLOFF_TIME = timedelta(minutes=0)
+    ids = {problem.id: problem for problem in checks.configuration_check(None)}
+    assert ids["poolboard.E007"].msg == "LOGIN_FAILURE_LIMIT=10 / LOGIN_LOCKOUT_MINUTES=0 cannot throttle logins."
+    assert ids["poolboard.E007"].hint == "Use a limit of 1 or more wrong passwords and a lockout of 1 minute or more."
+
+
 def test_the_default_configuration_passes_the_checks(settings) -> None:
     settings.DEBUG = True
     assert checks.configuration_check(None) == []
