@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import psycopg
+
+from tests.wait import wait_until
 
 HOST = os.environ.get("POOLBOARD_TEST_PGHOST", "127.0.0.1")
 PORT = int(os.environ.get("POOLBOARD_TEST_PGPORT", "5432"))
@@ -80,16 +82,31 @@ class Sessions:
         return conn
 
     def wait_active(self, admin, n):
-        for _ in range(100):
-            got = admin.execute(
+        wait_until(
+            lambda: admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
                 " AND pid <> pg_backend_pid()",
                 (self.dbname,),
-            ).fetchone()[0]
-            if got >= n:
-                return
-            time.sleep(0.05)
-        raise AssertionError("sessions did not become active")
+            ).fetchone()[0] >= n,
+            timeout=5, what=f"{n} active sessions",
+        )
+
+    def wait_seen(self, states: dict[str, str], older_than: float = 0.0, timeout: float = 10) -> None:
+        """Until pg_stat_activity shows each application in its state (e.g. {"billing": "idle in
+        transaction"}), in it for at least `older_than` seconds by the server's clock: the age a
+        monitor compares with its thresholds."""
+
+        def seen() -> bool:
+            with admin_conn() as admin:
+                rows = admin.execute(
+                    "SELECT application_name, state, extract(epoch FROM clock_timestamp() - state_change)"
+                    " FROM pg_stat_activity WHERE datname = %s",
+                    (self.dbname,),
+                ).fetchall()
+            ages = {(app, state): float(age) for app, state, age in rows if age is not None}
+            return all(ages.get(key, -1) >= older_than for key in states.items())
+
+        wait_until(seen, timeout=timeout, what=f"{states} for {older_than} s")
 
     def close(self):
         for conn in self.conns:
@@ -101,3 +118,33 @@ class Sessions:
             t.join(timeout=5)
         for conn in self.conns:
             conn.close()
+
+
+def server_now() -> datetime:
+    """The PostgreSQL server's clock, which snapshot times and slots come from."""
+    with admin_conn() as admin:
+        return admin.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def wait_for_next_slot(taken_at: datetime, interval_s: float) -> None:
+    """Until the server's clock is in a later snapshot slot than a snapshot taken at `taken_at`."""
+    slot = taken_at.timestamp() // interval_s
+    wait_until(lambda: server_now().timestamp() // interval_s > slot, timeout=interval_s + 5, what="the next slot")
+
+
+def monitor_sessions(dbname: str) -> int:
+    """poolboard-monitor sessions on `dbname` once closed ones are gone (a backend exits a moment
+    after its client closes the connection), or as many as are left after 3 s."""
+
+    def count() -> int:
+        with admin_conn() as admin:
+            return admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'poolboard-monitor' AND datname = %s",
+                (dbname,),
+            ).fetchone()[0]
+
+    try:
+        wait_until(lambda: count() == 0, timeout=3)
+    except AssertionError:
+        pass
+    return count()
