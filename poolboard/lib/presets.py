@@ -121,8 +121,16 @@ class Preset:
         return [f for f in FIELDS if f not in self.queries or (latest is not None and f not in reported)]
 
     def field_note(self, name: str) -> str:
-        """Why a field is missing, in the preset's words when it has them (pages and API)."""
-        return self.notes.get(name) or f"The {self.name} preset gives no {FIELD_LABELS[name]}"
+        """Why a field is missing, in the preset's words when it has them (pages and API).
+
+        A field the preset queries is missing because the exporter sent no value for it
+        (see `missing_fields(latest)`), not because the preset cannot give it.
+        """
+        if name in self.notes:
+            return self.notes[name]
+        if name in self.queries:
+            return f"No {FIELD_LABELS[name]} reported: the exporter sends none of the series the {self.name} preset reads for it"
+        return f"The {self.name} preset gives no {FIELD_LABELS[name]}"
 
     def marker_matches(self, metric_name: str) -> bool:
         return re.fullmatch(self.marker, metric_name) is not None

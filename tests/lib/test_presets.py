@@ -134,3 +134,12 @@ def test_it_counts_fields_no_pool_reported_as_missing_too() -> None:
     assert hikari.missing_fields(latest) == ["overflow", "acquisitions", "acquire_s", "hold_s", "conns_closed"]
     # No pools yet: every field is blank.
     assert hikari.missing_fields([]) == list(FIELDS)
+
+
+def test_it_says_why_a_field_is_missing_in_the_presets_words_or_by_what_it_lacks() -> None:
+    hikari = BUILTIN_PRESETS["hikaricp"]
+    assert hikari.field_note("conns_closed") == "HikariCP does not export closed connections"
+    assert hikari.field_note("max") == (
+        "No max size reported: the exporter sends none of the series the hikaricp preset reads for it"
+    )
+    assert BUILTIN_PRESETS["asyncpg"].field_note("timeouts") == "The asyncpg preset gives no timeouts"
