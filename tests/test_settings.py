@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -152,15 +152,18 @@ def run_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def settings_in(env: dict[str, str]) -> dict:
+def settings_in(env: dict[str, str], monkeypatch) -> dict:
+    """The settings module's values under `env`: its code run afresh in this process (it has no side effects)."""
+    for name in CONTROLLED:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    values = runpy.run_path(str(ROOT / "poolboard" / "settings.py"))
     names = [
         "HTTPS_ONLY", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
         "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER", "CSRF_TRUSTED_ORIGINS",
     ]
-    code = f"import json, poolboard.settings as s; print(json.dumps({{n: getattr(s, n) for n in {names!r}}}))"
-    done = run_in(env, "-c", code)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return {name: values[name] for name in names}
 
 
 @pytest.mark.slow  # a fresh `manage.py check --deploy` process: 3-5 s
@@ -179,29 +182,29 @@ def test_check_deploy_names_what_a_plain_http_production_lacks() -> None:
         assert check in done.stderr, check
 
 
-def test_it_is_https_only_as_soon_as_it_serves_a_real_host_name() -> None:
-    assert settings_in(PRODUCTION) == {
+def test_it_is_https_only_as_soon_as_it_serves_a_real_host_name(monkeypatch) -> None:
+    assert settings_in(PRODUCTION, monkeypatch) == {
         "HTTPS_ONLY": True, "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SECURE_SSL_REDIRECT": True,
         "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True, "SECURE_HSTS_PRELOAD": False,
         "SECURE_PROXY_SSL_HEADER": None, "CSRF_TRUSTED_ORIGINS": [],
     }
 
 
-def test_the_loopback_defaults_stay_on_plain_http_for_the_demo_and_the_tests() -> None:
-    values = settings_in({})
+def test_the_loopback_defaults_stay_on_plain_http_for_the_demo_and_the_tests(monkeypatch) -> None:
+    values = settings_in({}, monkeypatch)
     assert (values["HTTPS_ONLY"], values["SESSION_COOKIE_SECURE"], values["CSRF_COOKIE_SECURE"]) == (False, False, False)
     assert (values["SECURE_SSL_REDIRECT"], values["SECURE_HSTS_SECONDS"]) == (False, 0)
-    assert settings_in({**PRODUCTION, "HTTPS_ONLY": "false"})["SESSION_COOKIE_SECURE"] is False
+    assert settings_in({**PRODUCTION, "HTTPS_ONLY": "false"}, monkeypatch)["SESSION_COOKIE_SECURE"] is False
 
 
-def test_proxy_header_and_trusted_origins_come_from_the_environment() -> None:
+def test_proxy_header_and_trusted_origins_come_from_the_environment(monkeypatch) -> None:
     values = settings_in({
         **PRODUCTION,
         "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
         "CSRF_TRUSTED_ORIGINS": "https://poolboard.example.com, https://ops.example.com",
         "SECURE_HSTS_SECONDS": "600",
-    })
-    assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    }, monkeypatch)
+    assert values["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://poolboard.example.com", "https://ops.example.com"]
     assert values["SECURE_HSTS_SECONDS"] == 600
 
@@ -214,20 +217,14 @@ def test_a_proxy_header_with_a_value_is_refused_with_the_form_to_use() -> None:
     )
 
 
-def test_importing_settings_creates_no_directories(tmp_path) -> None:
-    # Record every directory creation the import would make, instead of making it.
-    code = (
-        "import os, pathlib, json\n"
-        "made = []\n"
-        "pathlib.Path.mkdir = lambda self, *a, **k: made.append(str(self))\n"
-        "os.makedirs = lambda name, *a, **k: made.append(str(name))\n"
-        "os.mkdir = lambda name, *a, **k: made.append(str(name))\n"
-        "import poolboard.settings\n"
-        "print(json.dumps(made))\n"
-    )
-    done = run_in({}, "-c", code)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+def test_importing_settings_creates_no_directories(monkeypatch) -> None:
+    # Record every directory creation the settings code would make, instead of making it.
+    made: list[str] = []
+    monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: made.append(str(self)))
+    monkeypatch.setattr(os, "makedirs", lambda name, *a, **k: made.append(str(name)))
+    monkeypatch.setattr(os, "mkdir", lambda name, *a, **k: made.append(str(name)))
+    runpy.run_path(str(ROOT / "poolboard" / "settings.py"))
+    assert made == []
 
 
 def test_the_web_process_makes_the_static_folder_when_it_starts(tmp_path, settings) -> None:
