@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import databases, findings, services
+from .views import agent, databases, findings, services
 
 app_name = "api"
 urlpatterns = [
@@ -15,6 +15,8 @@ urlpatterns = [
     path("databases/<slug:name>/sessions/", databases.sessions, name="sessions"),
     path("episodes/", databases.episodes, name="episodes"),
     path("queries/slow/", databases.slow_queries, name="slow-queries"),
+    # views/agent.py: poolboard.agent's held-connection reports (POST, bearer token)
+    path("agent/reports", agent.reports, name="agent-reports"),
     # views/findings.py
     path("findings/", findings.findings, name="findings"),
 ]

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from poolboard.agent.protocol import FINGERPRINT_CHARS, MAX_FUNCTION_CHARS, MAX_NAME_CHARS
 from poolboard.fleet.models import Service
+from poolboard.lib.pools import Verdict
 
 KIND_CHOICES = [
     ("leak", "leak suspected"),
@@ -155,6 +156,9 @@ class Finding(models.Model):
 
     def rank(self) -> tuple[int, int, float]:
         return (KIND_ORDER.get(self.kind, 9), SEVERITY_ORDER.get(self.severity, 9), -self.confidence)
+
+    def verdict(self) -> Verdict:
+        return Verdict(self.kind, self.get_kind_display(), self.severity, self.opened_at, self.summary)
 
     @property
     def is_open(self) -> bool:

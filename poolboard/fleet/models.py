@@ -325,6 +325,38 @@ class Service(models.Model):
         preset = get_preset(self.preset)
         return preset.with_service_label(self.source.service_label) if preset else None
 
+    def summary(self, now: datetime, pools=None, findings=None) -> poolmath.ServiceSummary:
+        """This service's row: its pools added up, led by its open diagnosis findings.
+
+        The overview, the service page and the API all take status and reason from here.
+        `pools` ((values, sampled_at) pairs) and `findings` (open Finding rows) may be
+        given by a caller that read them for many services at once.
+        """
+        # diagnosis.models imports this module: import it here, not at the top.
+        from poolboard.diagnosis.models import Finding
+
+        if pools is None:
+            pools = [(p.values(), p.sampled_at) for p in self.pools.all()]
+        if findings is None:
+            findings = Finding.objects.open().filter(service=self)
+        verdicts = [f.verdict() for f in sorted(findings, key=Finding.rank)]
+        return poolmath.summarize_service(pools, now, stale_after().total_seconds(), verdicts)
+
+    def stale_since_at(self, now: datetime, summary: poolmath.ServiceSummary | None = None) -> datetime | None:
+        """The one answer to "is this service's data stale, since when" (None while fresh).
+
+        Stale when its series vanished from Prometheus, when its source stopped answering,
+        or when its newest sample is older than the stale threshold — whichever began first.
+        """
+        candidates = [self.stale_since, self.source.stale_since(now)]
+        newest = summary.last_sample if summary is not None else max(
+            (p.sampled_at for p in self.pools.all() if p.sampled_at), default=None
+        )
+        if newest is not None and now - newest > stale_after():
+            candidates.append(newest)
+        present = [c for c in candidates if c is not None]
+        return min(present) if present else None
+
 
 class Pool(models.Model):
     """One (service, instance, pool), with its newest canonical values.

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db import connection
 
-from poolboard.lib.pools import FIELDS, ServiceSummary, summarize_service
+from poolboard.lib.pools import FIELDS, ServiceSummary
 
 from .models import Pool, PrometheusSource, Service, stale_after
 
@@ -44,19 +44,29 @@ _cached: _Cached | None = None
 
 
 def data_version() -> tuple:
-    """What the rows were computed from: changes with every finished collection and every service added or removed."""
+    """What the rows were computed from: changes with every finished collection, every service
+    added or removed, and every diagnosis finding opened, refreshed or closed."""
     sources = tuple(PrometheusSource.objects.order_by("pk").values_list("pk", "last_success_at"))
-    services = Service.objects.aggregate(count=Count("pk"), last=Max("pk"))
-    return sources, services["count"], services["last"]
+    # One round trip for services and findings (every poll of every viewer runs this).
+    # A pass that changes no verdict still moves last_seen_at: one recomputation per tick,
+    # which collection's last_success_at already costs anyway.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM fleet_service), (SELECT max(id) FROM fleet_service),"
+            " (SELECT max(id) FROM diagnosis_finding),"
+            " (SELECT count(*) FROM diagnosis_finding WHERE closed_at IS NULL),"
+            " (SELECT max(last_seen_at) FROM diagnosis_finding WHERE closed_at IS NULL)"
+        )
+        return (sources, *cursor.fetchone())
 
 
 def compute_overview_rows(now: datetime) -> tuple[list[OverviewRow], datetime]:
     """Every service's summary at `now`, and the moment a pool of them next turns stale.
 
-    Pools are read as tuples, not model instances: two queries whatever the fleet size.
+    Pools are read as tuples, not model instances: three queries (services, pools, open
+    findings) whatever the fleet size.
     """
     stale = stale_after()
-    stale_s = stale.total_seconds()
     pools: dict[int, list[tuple[dict[str, float | None], datetime | None]]] = {}
     next_stale = now + timedelta(seconds=settings.COLLECT_INTERVAL)
     for service_id, sampled_at, *values in Pool.objects.order_by("instance", "name").values_list(
@@ -65,9 +75,12 @@ def compute_overview_rows(now: datetime) -> tuple[list[OverviewRow], datetime]:
         pools.setdefault(service_id, []).append((dict(zip(FIELDS, values)), sampled_at))
         if sampled_at is not None and now - sampled_at <= stale:
             next_stale = min(next_stale, sampled_at + stale)
+    from poolboard.diagnosis.models import Finding
+
+    findings = Finding.objects.open_by_service()
     rows = [
-        OverviewRow(service, summarize_service(pools.get(service.pk, []), now, stale_s))
-        for service in Service.objects.all()
+        OverviewRow(service, service.summary(now, pools.get(service.pk, []), findings.get(service.pk, [])))
+        for service in Service.objects.select_related("source")
     ]
     return rows, next_stale
 

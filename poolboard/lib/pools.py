@@ -32,6 +32,8 @@ FIELDS: tuple[str, ...] = (
     "conns_opened",
     "conns_closed",
 )
+# Former names of canonical fields, for messages about files written before a rename.
+RENAMED_FIELDS: Mapping[str, str] = {"created": "conns_opened", "closed": "conns_closed"}
 FIELD_LABELS: Mapping[str, str] = {
     "max": "max size",
     "min": "min size",
@@ -158,8 +160,23 @@ def format_age(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """An open diagnosis finding as the summary needs it (lib.diagnosis decides them)."""
+
+    kind: str  # leak | stuck | saturation | slow_queries | churn | not_enough_data
+    label: str  # "leak suspected"
+    severity: str  # crit | warn | info
+    since: datetime
+    text: str  # its first piece of evidence
+
+
+# Verdicts that say something about the data rather than the pool: they never colour a row.
+UNCOLOURED_VERDICTS = ("not_enough_data",)
+
+
+@dataclass(frozen=True)
 class ServiceSummary:
-    """One overview row: a service's pools added up."""
+    """One overview row: a service's pools added up, and what the diagnosis concluded."""
 
     in_use: float | None
     max: float | None
@@ -171,23 +188,38 @@ class ServiceSummary:
     reason: str
     last_sample: datetime | None  # newest sample time of any pool
     pool_count: int
+    verdict: Verdict | None = None  # the one the row leads with
+    verdicts: tuple[Verdict, ...] = ()
 
 
 def summarize_service(
     pools: Iterable[tuple[Mapping[str, float | None], datetime | None]],
     now: datetime,
     stale_after_s: float,
+    verdicts: Iterable[Verdict] = (),
 ) -> ServiceSummary:
     """Add up a service's pools (values, sampled_at) into one row.
 
     Utilization is Σin_use ÷ Σmax over the pools that report both, so one pool with
-    an unknown max does not hide the others. The status is the worst pool's.
+    an unknown max does not hide the others. Without verdicts the status is the worst
+    pool's. With verdicts (most actionable first) the row leads with the first: a leak
+    is no longer "healthy" while in use is below 90 %, and "leak suspected" replaces
+    "exhausted" as the reason — unless the data is stale, which comes first because
+    then no verdict can be trusted.
     """
     pools = list(pools)
     statuses = [pool_status(values, sampled, now, stale_after_s) for values, sampled in pools]
     both = [(v.get("in_use"), effective_max(v.get("max"))) for v, _ in pools]
     both = [(u, m) for u, m in both if u is not None and m is not None]
     worst = min(statuses, key=lambda s: STATUS_ORDER.index(s.status)) if statuses else PoolStatus("unknown", "no pools")
+    verdicts = tuple(verdicts)
+    coloured = [v for v in verdicts if v.kind not in UNCOLOURED_VERDICTS]
+    lead = coloured[0] if coloured else None
+    status, reason = worst.status, worst.reason
+    if lead is not None and status not in ("stale", "unknown"):
+        ranks = [STATUS_ORDER.index(status)] + [STATUS_ORDER.index(v.severity) for v in coloured if v.severity in ("crit", "warn")]
+        status = STATUS_ORDER[min(ranks)]
+        reason = lead.label
     return ServiceSummary(
         in_use=sum_present(v.get("in_use") for v, _ in pools),
         max=sum_present(effective_max(v.get("max")) for v, _ in pools),
@@ -195,8 +227,10 @@ def summarize_service(
         pending=sum_present(v.get("pending") for v, _ in pools),
         timeouts=sum_present(v.get("timeouts") for v, _ in pools),
         utilization=(sum(u for u, _ in both) / sum(m for _, m in both)) if both else None,
-        status=worst.status,
-        reason=worst.reason,
+        status=status,
+        reason=reason,
         last_sample=max_present(sampled for _, sampled in pools),
         pool_count=len(pools),
+        verdict=lead if status not in ("stale", "unknown") else None,
+        verdicts=verdicts,
     )

@@ -18,6 +18,25 @@
     };
   }
 
+  // The time ranges an open finding's evidence refers to, drawn as bands behind the lines
+  // (canvas drawing: nothing inline for the CSP to object to).
+  var BAND = { crit: "rgba(198, 40, 40, 0.10)", warn: "rgba(239, 108, 0, 0.10)", info: "rgba(96, 125, 139, 0.10)" };
+  function drawHighlights(bands) {
+    return function (u) {
+      if (!bands.length) return;
+      var ctx = u.ctx;
+      ctx.save();
+      bands.forEach(function (b) {
+        var x0 = Math.max(u.valToPos(b.start, "x", true), u.bbox.left);
+        var x1 = Math.min(u.valToPos(b.end, "x", true), u.bbox.left + u.bbox.width);
+        if (x1 <= x0) return;
+        ctx.fillStyle = BAND[b.severity] || BAND.info;
+        ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
+      });
+      ctx.restore();
+    };
+  }
+
   function draw() {
     var source = document.getElementById("chart-data");
     if (!source || typeof uPlot === "undefined") return;
@@ -42,7 +61,8 @@
         width: Math.max(box.clientWidth, 300), height: 220, series: series,
         scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
         axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return fmt(u, t); }); }, size: 64 }],
-        legend: { live: true }, cursor: { drag: { x: false, y: false } }
+        legend: { live: true }, cursor: { drag: { x: false, y: false } },
+        hooks: { drawClear: [drawHighlights(data.highlights || [])] }
       };
       var columns = [data.x].concat(chart.series.map(function (s) { return s.values; }));
       drawn.plots.push(new uPlot(opts, columns, box));

@@ -13,7 +13,7 @@ import pytest
 
 from poolboard.diagnosis.models import AgentReport
 
-pytestmark = [pytest.mark.urls("tests.agent.urls"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 THRESHOLD_S = 0.5
 REPORT_EVERY_S = 0.2

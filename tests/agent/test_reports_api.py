@@ -12,7 +12,7 @@ from django.utils import timezone
 from poolboard.agent.protocol import MAX_GROUPS, MAX_STACK_CHARS
 from poolboard.diagnosis.models import AgentReport
 
-pytestmark = [pytest.mark.urls("tests.agent.urls"), pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db]
 
 URL = "/api/v1/agent/reports"
 SENT_AT = "2026-12-01T22:00:00.000+00:00"

@@ -130,3 +130,32 @@ def test_it_exports_open_findings_in_metrics(client, billing, make_service):
     assert 'poolboard_finding{kind="leak",service="billing",severity="crit"} 1.0' in text
     assert 'poolboard_finding_suspected_leaked_connections{service="billing"} 5.0' in text
     assert 'service="search"' not in text
+
+
+def test_it_leads_the_overview_row_with_the_verdict(alice_client, billing):
+    """A leaking service at 60 % in use is no longer 'healthy': the row says leak, since when."""
+    from poolboard.fleet.models import Pool
+
+    Pool.objects.filter(service=billing).update(in_use=6, idle=4)
+    since = timezone.now() - timedelta(minutes=14)
+    Finding.objects.record({billing.id: [verdict("leak", since, "warn", leaked=3, text="6 of billing's sessions idle > 60 s")]}, timezone.now())
+    page = alice_client.get("/").content.decode()
+    row = page[page.index('href="/services/%d/"' % billing.pk) - 300:]
+    assert "status-warn" in row[:400]
+    assert "leak suspected</b> since " + timezone.localtime(since).strftime("%H:%M") in row
+    assert "6 of billing&#x27;s sessions idle &gt; 60 s" in row
+
+
+def test_it_shows_the_diagnosis_panel_on_the_service_page_with_chart_bands(alice_client, billing):
+    since = timezone.now() - timedelta(minutes=14)
+    Finding.objects.record({billing.id: [verdict("leak", since, "crit", leaked=6)]}, timezone.now())
+    page = alice_client.get(f"/services/{billing.pk}/").content.decode()
+    assert page.index('id="diagnosis"') < page.index('id="pool-charts"')
+    assert "~6 connections held" in page
+    from poolboard.dashboard.views.services import highlights
+
+    bands = highlights(Finding.objects.open().filter(service=billing))
+    assert bands == [{"start": since.timestamp(), "end": (since + timedelta(minutes=14)).timestamp(),
+                      "label": "leak suspected", "severity": "crit"}]
+    api = alice_client.get("/api/v1/services/billing/").json()
+    assert (api["status"], api["reason"], api["verdict"]["kind"]) == ("crit", "leak suspected", "leak")

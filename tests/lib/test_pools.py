@@ -82,3 +82,32 @@ def test_format_age(seconds, text) -> None:
 def test_nan_never_leaks_into_sums() -> None:
     summary = summarize_service([({"in_use": parse_sample_value("NaN"), "max": 4}, NOW)], NOW, 45)
     assert summary.in_use is None and not (isinstance(summary.max, float) and math.isnan(summary.max))
+
+
+def test_it_leads_with_a_leak_verdict_even_below_the_warning_line() -> None:
+    from poolboard.lib.pools import Verdict
+
+    leak = Verdict("leak", "leak suspected", "warn", NOW, "in use rose 3 → 6 of 10")
+    summary = summarize_service([({"in_use": 6, "max": 10, "idle": 4}, NOW)], NOW, 45, [leak])
+    assert (summary.status, summary.reason, summary.verdict) == ("warn", "leak suspected", leak)
+
+
+def test_it_keeps_the_worse_of_numbers_and_verdicts() -> None:
+    from poolboard.lib.pools import Verdict
+
+    churn = Verdict("churn", "connection churn", "info", NOW, "opened 40/min")
+    summary = summarize_service([({"in_use": 5, "max": 5, "pending": 3}, NOW)], NOW, 45, [churn])
+    assert (summary.status, summary.reason) == ("crit", "connection churn")
+
+
+def test_it_shows_no_verdict_on_stale_data_or_for_not_enough_data() -> None:
+    from datetime import timedelta
+
+    from poolboard.lib.pools import Verdict
+
+    leak = Verdict("leak", "leak suspected", "crit", NOW, "x")
+    stale = summarize_service([({"in_use": 6, "max": 10}, NOW - timedelta(minutes=5))], NOW, 45, [leak])
+    assert (stale.status, stale.verdict) == ("stale", None)
+    waiting = Verdict("not_enough_data", "not enough data", "info", NOW, "2 points")
+    fresh = summarize_service([({"in_use": 1, "max": 10}, NOW)], NOW, 45, [waiting])
+    assert (fresh.status, fresh.reason, fresh.verdict) == ("ok", "healthy", None)

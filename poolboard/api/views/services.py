@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from poolboard.fleet.models import CANONICAL_FIELDS, Service, stale_after
+from poolboard.api.auth import api_view, json_response
+from poolboard.diagnosis.models import Finding
+from poolboard.fleet.models import CANONICAL_FIELDS, Service
 from poolboard.history.queries import DEFAULT_RANGE, RANGES, SERIES_FIELDS
 from poolboard.history.queries import service_series as service_series_query
-from poolboard.lib.pools import summarize_service
-
-from poolboard.api.auth import api_view, json_response
 
 
 def pool_json(pool, now) -> dict:
@@ -22,23 +21,37 @@ def pool_json(pool, now) -> dict:
     }
 
 
+def summary_json(service, pools: list[dict], summary, now) -> dict:
+    """Status, reason, verdict and staleness: the same answer the overview gives."""
+    stale_since = service.stale_since_at(now, summary)
+    verdict = summary.verdict
+    return {
+        "status": summary.status,
+        "reason": summary.reason,
+        "verdict": {"kind": verdict.kind, "severity": verdict.severity, "since": verdict.since.isoformat(),
+                    "evidence": verdict.text} if verdict else None,
+        "utilization": summary.utilization,
+        "last_seen": service.last_seen_at.isoformat() if service.last_seen_at else None,
+        "stale": bool(stale_since or any(p["stale"] for p in pools) or not pools),
+        "stale_since": stale_since.isoformat() if stale_since else None,
+    }
+
+
 @api_view
 def services(request):
     now = timezone.now()
+    findings = Finding.objects.open_by_service()
     data = []
     for service in Service.objects.for_overview():
-        pools = [pool_json(p, now) for p in service.pools.all()]
-        source_stale = service.source.stale_since(now)
+        rows = list(service.pools.all())
+        pools = [pool_json(p, now) for p in rows]
+        summary = service.summary(now, [(p.values(), p.sampled_at) for p in rows], findings.get(service.pk, []))
         data.append(
             {
                 "name": service.name,
                 "preset": service.preset,
                 "source": service.source.name,
-                "last_seen": service.last_seen_at.isoformat() if service.last_seen_at else None,
-                "stale": bool(service.stale_since or source_stale or any(p["stale"] for p in pools) or not pools),
-                "stale_since": (service.stale_since or source_stale).isoformat()
-                if (service.stale_since or source_stale)
-                else None,
+                **summary_json(service, pools, summary, now),
                 "pools": pools,
             }
         )
@@ -71,25 +84,15 @@ def service_detail(request, name: str):
     service, error = _service_or_404(name)
     if error:
         return error
-    pools = [pool_json(p, now) for p in service.pools.all()]
-    source_stale = service.source.stale_since(now)
-    stale_since = service.stale_since or source_stale
-    summary = summarize_service(
-        [(p.values(), p.sampled_at) for p in service.pools.all()],
-        now,
-        stale_after().total_seconds(),
-    )
+    rows = list(service.pools.all())
+    pools = [pool_json(p, now) for p in rows]
+    summary = service.summary(now, [(p.values(), p.sampled_at) for p in rows])
     return json_response(
         {
             "name": service.name,
             "source": service.source.name,
             "preset": preset_json(service),
-            "status": summary.status,
-            "reason": summary.reason,
-            "utilization": summary.utilization,
-            "last_seen": service.last_seen_at.isoformat() if service.last_seen_at else None,
-            "stale": bool(stale_since or any(p["stale"] for p in pools) or not pools),
-            "stale_since": stale_since.isoformat() if stale_since else None,
+            **summary_json(service, pools, summary, now),
             "pools": pools,
             "generated_at": now.isoformat(),
         }

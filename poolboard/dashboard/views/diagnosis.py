@@ -51,13 +51,18 @@ def leaks(request):
     return render(request, _partial(request, "diagnosis/leaks.html", "leaks-table"), context)
 
 
+def diagnosis_context(service: Service, open_findings: list[Finding], now) -> dict:
+    """What templates/diagnosis/_panel.html needs besides the service (two queries)."""
+    history = list(Finding.objects.filter(service=service, closed_at__isnull=False).order_by("-closed_at")[:10])
+    stacks = AgentReport.objects.stacks_by_service([service], now).get(service.id, [])
+    return {"findings": open_findings, "history": history, "stacks": stacks, "now": now}
+
+
 @require_GET
 def service_diagnosis(request, pk: int):
-    """The Diagnosis panel of one service page (loaded by htmx, then polls itself)."""
+    """The Diagnosis panel of one service page: the page renders it, then it polls itself here."""
     now = timezone.now()
     service = get_object_or_404(Service, pk=pk)
     open_findings = sorted(Finding.objects.open().filter(service=service), key=Finding.rank)
-    history = list(Finding.objects.filter(service=service, closed_at__isnull=False).order_by("-closed_at")[:10])
-    stacks = AgentReport.objects.stacks_by_service([service], now).get(service.id, [])
-    context = {"service": service, "findings": open_findings, "history": history, "stacks": stacks, "now": now}
+    context = {"service": service, **diagnosis_context(service, open_findings, now)}
     return render(request, "diagnosis/_panel.html", context)

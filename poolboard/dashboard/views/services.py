@@ -1,24 +1,20 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from poolboard.fleet.models import PrometheusSource, Service, stale_after
+from poolboard.dashboard.views.diagnosis import diagnosis_context
+from poolboard.diagnosis.models import Finding
+from poolboard.fleet.models import PrometheusSource, Service
+from poolboard.fleet.overview import OverviewRow, overview_rows
 from poolboard.history.queries import DEFAULT_RANGE, RANGES, SERIES_FIELDS, service_series
-from poolboard.lib.pools import FIELD_LABELS, STATUS_ORDER, ServiceSummary, summarize_service
+from poolboard.lib.pools import FIELD_LABELS, STATUS_ORDER
 
 PAGE_SIZE = 100
-
-
-@dataclass
-class OverviewRow:
-    service: Service
-    summary: ServiceSummary
 
 
 def _sort_key(name: str):
@@ -43,15 +39,6 @@ def sort_rows(rows: list[OverviewRow], sort: str, descending: bool) -> list[Over
     present.sort(key=lambda r: r.service.name.lower())  # stable tie-break by name
     present.sort(key=key, reverse=descending)
     return present + absent
-
-
-def overview_rows(now) -> list[OverviewRow]:
-    stale_s = stale_after().total_seconds()
-    rows = []
-    for service in Service.objects.for_overview():
-        pools = [(p.values(), p.sampled_at) for p in service.pools.all()]
-        rows.append(OverviewRow(service, summarize_service(pools, now, stale_s)))
-    return rows
 
 
 @require_GET
@@ -96,13 +83,12 @@ CHARTS = (
 )
 
 
-def field_note(preset, name: str) -> str:
-    """Why a field is missing, in the preset's words when it has them."""
-    return preset.notes.get(name) or f"The {preset.name} preset gives no {FIELD_LABELS[name]}"
+def chart_context(service, pools, preset, range_key: str, now, findings=()) -> dict:
+    """Everything the #pool-charts partial needs, from one SQL query.
 
-
-def chart_context(service, pools, preset, range_key: str, now) -> dict:
-    """Everything the #pool-charts partial needs, from one SQL query."""
+    Each open finding's evidence ranges are drawn as bands on the charts, so the numbers
+    a verdict quotes can be checked against the lines they came from.
+    """
     series = service_series([p.id for p in pools], range_key, now)
     provided = set(preset.queries) if preset else set(SERIES_FIELDS)
     charts = []
@@ -114,7 +100,7 @@ def chart_context(service, pools, preset, range_key: str, now) -> dict:
                 "title": title,
                 "unit": unit,
                 "series": [{"field": f, "label": FIELD_LABELS[f].removesuffix(" (s)"), "values": series.values[f]} for f in present],
-                "missing": [field_note(preset, f) for f in fields if f not in provided],
+                "missing": [preset.field_note(f) for f in fields if f not in provided],
             }
         )
     return {
@@ -122,9 +108,26 @@ def chart_context(service, pools, preset, range_key: str, now) -> dict:
         "ranges": list(RANGES),
         "series": series,
         "charts": charts,
-        "chart_data": {"x": series.times, "step": series.step, "charts": [c for c in charts if c["series"]]},
-        "field_notes": [field_note(preset, f) for f in preset.missing_fields()] if preset else [],
+        "chart_data": {
+            "x": series.times,
+            "step": series.step,
+            "charts": [c for c in charts if c["series"]],
+            "highlights": highlights(findings),
+        },
+        "field_notes": [preset.field_note(f) for f in preset.missing_fields()] if preset else [],
     }
+
+
+def highlights(findings) -> list[dict]:
+    """Chart bands: [{"start": epoch s, "end": epoch s, "label": "leak suspected"}] per evidence."""
+    bands = []
+    for f in findings:
+        for e in f.evidence:
+            start, end = parse_datetime(e["start"]), parse_datetime(e["end"])
+            if start and end:
+                bands.append({"start": start.timestamp(), "end": end.timestamp(), "label": f.get_kind_display(),
+                              "severity": f.severity})
+    return bands
 
 
 @require_GET
@@ -133,10 +136,8 @@ def service_detail(request, pk: int):
     now = timezone.now()
     service = get_object_or_404(Service.objects.for_overview(), pk=pk)
     pools = list(service.pools.all())
-    stale_s = stale_after().total_seconds()
-    summary = summarize_service(
-        [(p.values(), p.sampled_at) for p in pools], now, stale_s
-    )
+    findings = sorted(Finding.objects.open().filter(service=service), key=Finding.rank)
+    summary = service.summary(now, [(p.values(), p.sampled_at) for p in pools], findings)
     preset = service.preset_object()
     range_key = request.GET.get("range", DEFAULT_RANGE)
     if range_key not in RANGES:
@@ -158,5 +159,7 @@ def service_detail(request, pk: int):
         partial = "pool-charts" if request.htmx.target == "pool-charts" else "pool-current"
         template += f"#{partial}"
     if partial != "pool-current":
-        context.update(chart_context(service, pools, preset, range_key, now))
+        context.update(chart_context(service, pools, preset, range_key, now, findings))
+    if partial is None:
+        context.update(diagnosis_context(service, findings, now))
     return render(request, template, context)
