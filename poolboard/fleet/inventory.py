@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from poolboard.inventory.forms import NameList, Text, TextMap, at, bind, check_entries, known, yaml_formfield
 from poolboard.inventory.registry import Writer, register_section
 from poolboard.lib.inventory import Document
-from poolboard.lib.pools import FIELDS
+from poolboard.lib.pools import FIELDS, RENAMED_FIELDS
 from poolboard.lib.presets import BUILTIN_PRESETS
 
 from .models import CustomPreset, PrometheusSource, Service
@@ -137,7 +137,11 @@ class PresetForm(forms.ModelForm):
         if queries is not None:
             for f in FIELDS:
                 self.cleaned_data[f"{f}_query"] = queries.get(f, "")
-            unknown = [at(f, f"not a canonical field (known: {', '.join(FIELDS)})") for f in queries if f not in FIELDS]
+            unknown = [
+                at(f, f"renamed {RENAMED_FIELDS[f]}" if f in RENAMED_FIELDS else f"not a canonical field (known: {', '.join(FIELDS)})")
+                for f in queries
+                if f not in FIELDS
+            ]
             if unknown:
                 self.add_error("queries", unknown)
         return self.cleaned_data

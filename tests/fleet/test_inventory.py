@@ -89,6 +89,7 @@ presets:
   queries:
     in_use: sum by ($by) (acme_pool_busy{$selector})
     inuse: up
+    created: up
 services:
 - name: billing
   source: nowhere
@@ -112,12 +113,14 @@ def test_a_bad_file_names_every_line_and_field_and_changes_nothing(fleet) -> Non
         "line 8: presets[0].name: hikaricp is a built-in preset; choose another name.",
         "line 12: presets[0].queries.in_use: unknown placeholder $selector in template 'sum by ($by) (acme_pool_busy{$selector})'",
         "line 13: presets[0].queries.inuse: not a canonical field (known: max, min, in_use, idle, pending, overflow, timeouts, acquisitions, acquire_s, hold_s, conns_opened, conns_closed)",
+        # an inventory written before the rename says what the field is called now
+        "line 14: presets[0].queries.created: renamed conns_opened",
         # every problem of an entry, not only the first
-        "line 16: services[0].source: no Prometheus source named 'nowhere'",
-        "line 18: services[0].workers_per_instance: Ensure this value is greater than or equal to 1.",
+        "line 17: services[0].source: no Prometheus source named 'nowhere'",
+        "line 19: services[0].workers_per_instance: Ensure this value is greater than or equal to 1.",
         # the source "new" was refused above, so it cannot be referenced either
-        "line 20: services[1].source: no Prometheus source named 'new'",
-        "line 21: services[1].preset: unknown preset 'nosuch'",
+        "line 21: services[1].source: no Prometheus source named 'new'",
+        "line 22: services[1].preset: unknown preset 'nosuch'",
     ]
     assert export() == before
 
