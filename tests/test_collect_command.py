@@ -26,6 +26,8 @@ def test_collect_once_reports_what_it_stored(prometheus_with, make_source) -> No
 
     assert "main: 1 pools from 10 queries, new services: orders" in out.getvalue()
     assert Pool.objects.get().in_use == 9
+    # One tick is too little history to judge: the diagnosis says so rather than "healthy".
+    assert "diagnosis: 1 services (1 not_enough_data); findings 1 opened, 0 closed" in out.getvalue()
 
 
 def test_collect_once_twice_in_one_slot_says_the_second_had_nothing_to_do(prometheus_with, make_source, settings) -> None:

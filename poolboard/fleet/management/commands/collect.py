@@ -40,7 +40,20 @@ class Command(BaseCommand):
                 new = f", new services: {', '.join(result.new_services)}" if result.new_services else ""
                 self.stdout.write(f"{result.source}: {result.samples} pools from {result.queries} queries{new}")
         failed += self.snapshot_databases()
+        if any(r.status == "ok" and r.samples for r in results):
+            self.diagnose()
         return failed
+
+    def diagnose(self) -> None:
+        """Judge the services whose samples just arrived (what the beat's collect task does too)."""
+        from poolboard.diagnosis.tasks import diagnose_fleet
+
+        result = diagnose_fleet()
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(result["kinds"].items())) or "nothing"
+        self.stdout.write(
+            f"diagnosis: {result['services']} services ({kinds}); findings {result['opened']} opened,"
+            f" {result['closed']} closed"
+        )
 
     def snapshot_databases(self) -> int:
         """The database side (issue 4): one pg_stat_activity snapshot per monitored database."""
