@@ -186,6 +186,26 @@ def browser_page(browser):
 
 
 @pytest.fixture
+def csp_violations(browser_page) -> list[str]:
+    """Every Content-Security-Policy violation the page reports, on every page it opens.
+
+    Chromium reports a blocked script, style or eval twice: a `securitypolicyviolation`
+    event (recorded by a script Playwright injects before the page's own, outside its
+    policy) and a console message "... violates the following Content Security Policy ...".
+    """
+    found: list[str] = []
+    browser_page.expose_binding("__pbViolation", lambda source, text: found.append(text))
+    browser_page.add_init_script(
+        """document.addEventListener("securitypolicyviolation", function (e) {
+             window.__pbViolation(e.violatedDirective + " blocked " + (e.blockedURI || "inline")
+                                  + " at " + e.sourceFile + ":" + e.lineNumber);
+           });"""
+    )
+    browser_page.on("console", lambda msg: found.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return found
+
+
+@pytest.fixture
 def screenshot_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

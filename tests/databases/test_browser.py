@@ -74,7 +74,7 @@ def test_hostile_query_text_is_inert(fleet_db, settings, alice, live_server, bro
     assert page.locator("text=Raw query text is being stored").count() == 1
 
 
-def test_screenshots_of_the_database_and_slow_queries_pages(fleet_db, alice, live_server, browser_page, screenshot_dir):
+def test_screenshots_of_the_database_and_slow_queries_pages(fleet_db, alice, live_server, browser_page, csp_violations, screenshot_dir):
     db, sessions = fleet_db
     take_two_snapshots(db)
     page = browser_page
@@ -86,3 +86,4 @@ def test_screenshots_of_the_database_and_slow_queries_pages(fleet_db, alice, liv
     page.goto(live_server.url + "/queries/slow/")
     assert "pg_sleep($1)" in page.inner_text("main") and "reports" in page.inner_text("main")
     page.screenshot(path=str(screenshot_dir / "slow-queries-page.png"), full_page=True)
+    assert csp_violations == []  # budget bars, sessions table and filters all pass the CSP
