@@ -400,11 +400,17 @@ def diagnose(inp: DiagnosisInput) -> list[Finding]:
     for finding in (leak, stuck, saturation):
         if finding is not None:
             findings.append(finding)
-    if pool_usable:
-        for rule in (_slow_queries, _churn):
-            finding = rule(ctx)
-            if finding is not None:
-                findings.append(finding)
+    slow = _slow_queries(ctx) if pool_usable else None
+    if slow is not None and saturation is not None and leak is None:
+        # Exhausted by long queries is not "legitimately busy with short work": the fix is
+        # the queries, not capacity, so the saturation is evidence of the slow queries.
+        findings.remove(saturation)
+        slow = replace(slow, severity=saturation.severity if saturation.severity == "crit" else "warn",
+                       evidence=slow.evidence + saturation.evidence[:1])
+        saturation = None
+    for finding in (slow, _churn(ctx) if pool_usable else None):
+        if finding is not None:
+            findings.append(finding)
     if leak is not None and saturation is not None:
         # Never advise a bigger pool for a leaking one (next-capabilities L6).
         findings[findings.index(saturation)] = replace(
