@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.aggregates import ArrayAgg
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -369,6 +370,12 @@ class SessionCount(models.Model):
     service = models.ForeignKey(
         Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )  # indexed by sessioncount_service, which leads with it
+    # For the diagnosis (sources.pgactivity.GroupAges): the idle sessions' idle ages, oldest
+    # first (a hoarded connection sits idle on the server), the ages of sessions opened in the
+    # last few minutes (churn), the oldest active query's age.
+    idle_ages_s = ArrayField(models.FloatField(), default=list, blank=True)
+    young_ages_s = ArrayField(models.FloatField(), default=list, blank=True)
+    longest_query_s = models.FloatField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -135,7 +135,7 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
                         WHERE id = %s""",
                     [now, version, json.dumps(live, separators=(",", ":")), truncated, db.pk],
                 )
-                _insert_counts(cur, snapshot_id, snap.counts, attribute, services)
+                _insert_counts(cur, snapshot_id, snap.counts, snap.ages, attribute, services)
 
                 # Plain tuples, not model instances: a busy server has hundreds of open episodes.
                 open_rows: dict[ep.EpisodeKey, tuple] = {}
@@ -193,11 +193,12 @@ def _insert_snapshot(cur: psycopg.Cursor, db, slot: int, snap: pgactivity.Snapsh
     )
 
 
-def _insert_counts(cur, snapshot_id, counts, attribute, services) -> None:
+def _insert_counts(cur, snapshot_id, counts, ages, attribute, services) -> None:
     if not counts:
         return
     apps, users, addrs, states, waits, ns, sids = [], [], [], [], [], [], []
-    for c in counts:
+    idle_ages, young_ages, longest = [], [], []
+    for c, a in zip(counts, ages or [pgactivity.GroupAges()] * len(counts), strict=True):
         apps.append(c.application_name[:200])
         users.append(c.usename[:200])
         addrs.append(c.client_addr[:100])
@@ -205,12 +206,19 @@ def _insert_counts(cur, snapshot_id, counts, attribute, services) -> None:
         waits.append(c.wait_event_type[:50])
         ns.append(c.count)
         sids.append(services.get(attribute(c.application_name, c.usename, c.client_addr or None)))
+        # Array literals: unnest() of a 2-D array would flatten rows of different lengths.
+        idle_ages.append(_array_literal(a.idle_s))
+        young_ages.append(_array_literal(a.young_s))
+        longest.append(a.longest_query_s)
     cur.execute(
         f"""INSERT INTO {_table(SessionCount)}
-                (snapshot_id, application_name, usename, client_addr, state, wait_event_type, count, service_id)
-            SELECT %s, * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
-                                     %b::int[], %b::bigint[])""",
-        [snapshot_id, apps, users, addrs, states, waits, ns, sids],
+                (snapshot_id, application_name, usename, client_addr, state, wait_event_type, count, service_id,
+                 idle_ages_s, young_ages_s, longest_query_s)
+            SELECT %s, app, usename, addr, state, wait, n, sid, idle::float8[], young::float8[], longest
+            FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::bigint[],
+                        %b::text[], %b::text[], %b::float8[])
+                 AS v(app, usename, addr, state, wait, n, sid, idle, young, longest)""",
+        [snapshot_id, apps, users, addrs, states, waits, ns, sids, idle_ages, young_ages, longest],
     )
 
 
@@ -282,9 +290,14 @@ def _update_seen(cur, now, updated, open_rows) -> None:
             WHERE e.id = v.id""",
         # The two arrays every ongoing episode is in, as array literals: str() and
         # repr() (exact for floats) run in C, psycopg's list dumpers in Python.
-        [now, "{%s}" % ",".join(map(str, ids)), "{%s}" % ",".join(map(repr, peaks)),
+        [now, _array_literal(ids), _array_literal(peaks),
          changed_ids, states, waits, fps],
     )
+
+
+def _array_literal(values) -> str:
+    """A PostgreSQL array literal of numbers: repr() is exact for floats and runs in C."""
+    return "{" + ",".join(map(repr, values)) + "}"
 
 
 def _upsert_fingerprints(cur, sessions, now) -> None:

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from poolboard.fleet.models import Service
+from poolboard.fleet.models import PrometheusSource, Service
 from poolboard.lib import diagnosis as engine
+from poolboard.lib.promql import duration_seconds
 
 from . import inputs
 from .models import Finding, ServiceThresholds
@@ -36,11 +37,15 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
     """The engine's input for each service, in a fixed number of queries."""
     ids = [s.id for s in services]
     start = now - window()
+    overrides = dict(ServiceThresholds.objects.filter(service_id__in=ids).values_list("service_id", "overrides"))
+    thresholds = {s.id: inputs.thresholds_for(overrides.get(s.id)) for s in services}
     samples = inputs.pool_points(ids, start, now)
-    server = inputs.server_points(services, start, now)
+    server = inputs.server_points(thresholds, start, now)
     episodes = inputs.episodes(ids, start, now)
     agent = inputs.agent_reports(services, now)
-    overrides = dict(ServiceThresholds.objects.filter(service_id__in=ids).values_list("service_id", "overrides"))
+    rate_windows = dict(
+        PrometheusSource.objects.filter(id__in={s.source_id for s in services}).values_list("id", "rate_window")
+    )
     out = {}
     for service in services:
         instances = dict(samples.get(service.id, {}))
@@ -53,7 +58,10 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
             server=server.get(service.id, []),
             episodes=episodes.get(service.id, []),
             agent=agent.get(service.id, []),
-            thresholds=inputs.thresholds_for(overrides.get(service.id)),
+            thresholds=thresholds[service.id],
+            # The per-window counts (acquisitions, opened, timeouts) and mean times are over
+            # the source's rate window, not over one collection interval.
+            rate_window_s=duration_seconds(rate_windows[service.source_id]),
         )
     return out
 

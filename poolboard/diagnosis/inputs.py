@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.db import connection
 
 from poolboard.lib import diagnosis as engine
+from poolboard.lib.episodes import IDLE_IN_TX_STATES
 
 # The canonical fields the engine reads, in PoolPoint order. Counts and gauges are added up
 # over a service's pools; the two mean times are averaged (a mean of means is approximate,
@@ -126,12 +127,47 @@ def episodes(service_ids: list[int], start: datetime, end: datetime) -> dict[int
     return out
 
 
-def server_points(services, start: datetime, end: datetime) -> dict[int, list[engine.ServerPoint]]:
-    """{service_id: [ServerPoint, oldest first]} from the stored snapshots, one query."""
-    from poolboard.databases.models import Snapshot
+# One point per (service, snapshot slot): the service's sessions on every monitored database
+# at that instant. Sessions count as idle past the leak threshold, or young, by their ages
+# (SessionCount.idle_ages_s, young_ages_s) against each service's own thresholds.
+_SERVER_SQL = """
+WITH t(service_id, leak_s, young_s) AS (SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[]))
+SELECT c.service_id, max(s.taken_at),
+       coalesce(sum(c.count) FILTER (WHERE c.state = 'active'), 0),
+       coalesce(sum(c.count) FILTER (WHERE c.state = 'idle'), 0),
+       coalesce(sum(c.count) FILTER (WHERE c.state = ANY(%s)), 0),
+       coalesce(sum((SELECT count(*) FROM unnest(c.idle_ages_s) AS a WHERE a > t.leak_s)), 0),
+       coalesce(sum((SELECT count(*) FROM unnest(c.young_ages_s) AS a WHERE a < t.young_s)), 0),
+       max(c.longest_query_s)
+  FROM databases_sessioncount AS c
+  JOIN t ON t.service_id = c.service_id
+  JOIN databases_snapshot AS s ON s.id = c.snapshot_id
+ WHERE s.taken_at > %s AND s.taken_at <= %s
+ GROUP BY c.service_id, s.slot
+ ORDER BY c.service_id, s.slot
+"""
 
-    raw = Snapshot.objects.server_points([s.id for s in services], start, end)
-    return {sid: [engine.ServerPoint(**p) for p in points] for sid, points in raw.items()}
+
+def server_points(
+    thresholds: dict[int, engine.Thresholds], start: datetime, end: datetime
+) -> dict[int, list[engine.ServerPoint]]:
+    """{service_id: [ServerPoint, oldest first]} from the stored snapshots, one query.
+
+    Idle past each service's leak_s is "idle over the threshold"; younger than its
+    churn_lifetime_s is "young" (a minute by default).
+    """
+    out: dict[int, list[engine.ServerPoint]] = defaultdict(list)
+    ids = list(thresholds)
+    leak_s = [thresholds[i].leak_s for i in ids]
+    young_s = [thresholds[i].churn_lifetime_s for i in ids]
+    with connection.cursor() as cursor:
+        cursor.execute(_SERVER_SQL, [ids, leak_s, young_s, sorted(IDLE_IN_TX_STATES), start, end])
+        for service_id, ts, active, idle, in_tx, idle_over, young, longest in cursor.fetchall():
+            out[service_id].append(engine.ServerPoint(
+                ts=ts, active=int(active), idle=int(idle), idle_in_transaction=int(in_tx),
+                idle_over_threshold=int(idle_over), young_sessions=int(young), longest_active_query_s=longest,
+            ))
+    return out
 
 
 def agent_reports(services, now: datetime) -> dict[int, list[engine.AgentHeld]]:

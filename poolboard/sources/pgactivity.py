@@ -36,6 +36,12 @@ MARK = "/* poolboard */ "
 DEFAULT_MAX_MONITOR_CONNECTIONS = 3
 DEFAULT_SESSION_LIMIT = 200
 MAX_COUNT_GROUPS = 2000
+# Ages kept per count group: the leak rule counts a pool's connections idle past its
+# threshold, so the oldest few hundred per (application, user, address) are plenty.
+IDLE_AGES = 200
+# Sessions opened this recently have their ages kept (lib.diagnosis counts those younger
+# than its churn threshold, a minute by default); older ones are no sign of churn.
+YOUNG_S = 600
 QUERY_CHARS = 1024
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -63,6 +69,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class GroupAges:
+    """Ages in one count group, for the diagnosis (the session list leaves idle sessions out)."""
+
+    idle_s: tuple[float, ...] = ()  # idle sessions' time since state_change, oldest first, at most IDLE_AGES
+    young_s: tuple[float, ...] = ()  # ages of the sessions opened less than YOUNG_S ago, youngest first
+    longest_query_s: float | None = None  # the oldest active query's age
+
+
+@dataclass(frozen=True)
 class Snapshot:
     taken_at: datetime  # the server's now(): the one clock for episodes
     settings: ServerSettings
@@ -72,6 +87,7 @@ class Snapshot:
     sessions_truncated_after: datetime | None  # see lib.episodes.track
     own_pid: int = 0
     elapsed_ms: float = 0.0
+    ages: list[GroupAges] = field(default_factory=list)  # one per count, same order
 
 
 @dataclass(frozen=True)
@@ -277,7 +293,7 @@ def snapshot(
                 # Every read of pg_stat_activity builds a row per backend (1 000 here
                 # and there), so the monitor cap is counted by the counts query itself
                 # rather than by a scan of its own, and checked before anything else.
-                counts, total, monitors = _counts(cur, activity_view)
+                counts, total, monitors, ages = _counts(cur, activity_view)
                 if monitors > limits.max_monitor_connections:
                     raise MonitorError(
                         "too_many_monitors",
@@ -296,6 +312,7 @@ def snapshot(
                 sessions_truncated_after=truncated_after,
                 own_pid=own_pid,
                 elapsed_ms=(time.perf_counter() - t0) * 1000,
+                ages=ages,
             )
         except MonitorError:
             raise
@@ -307,15 +324,21 @@ def snapshot(
         slot.release()
 
 
-def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, int]:
-    """Aggregated counts, their exact total, and how many poolboard-monitor sessions there are."""
+def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, int, list[GroupAges]]:
+    """Aggregated counts, their exact total, how many poolboard-monitor sessions there are,
+    and each count's ages (same order as the counts)."""
     rows = _execute(
         cur,
         f"""SELECT coalesce(application_name, ''), coalesce(usename::text, ''),
                    coalesce(host(client_addr), ''), coalesce(state, ''),
                    coalesce(wait_event_type, ''), count(*) AS n,
                    sum(count(*)) OVER () AS total,
-                   sum(count(*) FILTER (WHERE application_name = %s)) OVER () AS monitors
+                   sum(count(*) FILTER (WHERE application_name = %s)) OVER () AS monitors,
+                   (array_agg(extract(epoch FROM now() - state_change)::float8 ORDER BY state_change)
+                        FILTER (WHERE state = 'idle' AND state_change IS NOT NULL))[1:{IDLE_AGES}],
+                   (array_agg(extract(epoch FROM now() - backend_start)::float8 ORDER BY backend_start DESC)
+                        FILTER (WHERE backend_start > now() - make_interval(secs => {YOUNG_S})))[1:{IDLE_AGES}],
+                   max(extract(epoch FROM now() - query_start)::float8) FILTER (WHERE state = 'active')
             FROM {view}
             -- Without pg_read_all_stats other roles' rows show no backend_type,
             -- state or application_name; count them (as state "") rather than
@@ -327,12 +350,14 @@ def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, in
         (MONITOR_APP, MAX_COUNT_GROUPS),
     ).fetchall()
     counts = [SessionCount(*r[:5], count=int(r[5])) for r in rows]
+    ages = [GroupAges(tuple(r[8] or ()), tuple(r[9] or ()), r[10]) for r in rows]
     total = int(rows[0][6]) if rows else 0
     monitors = int(rows[0][7]) if rows else 0
     listed = sum(c.count for c in counts)
     if listed < total:  # more groups than MAX_COUNT_GROUPS: keep totals exact
         counts.append(SessionCount("(other)", "", "", "", "", total - listed))
-    return counts, total, monitors
+        ages.append(GroupAges())
+    return counts, total, monitors, ages
 
 
 def _sessions(

@@ -1,0 +1,53 @@
+"""The diagnosis' server side: real sessions → a stored snapshot → one ServerPoint per service and snapshot."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from poolboard.databases.models import MonitoredDatabase
+from poolboard.databases.snapshots import snapshot_database
+from poolboard.diagnosis import inputs
+from poolboard.lib.diagnosis import Thresholds
+from tests.pg import HOST, PORT, SUPERUSER, Sessions, throwaway_database
+
+pytestmark = pytest.mark.django_db
+
+SERVICE = f"hoarder-t{os.getpid()}"
+
+
+@pytest.fixture
+def sessions():
+    with throwaway_database(f"pb_test_serverpoints_{os.getpid()}") as dbname:
+        s = Sessions(dbname)
+        yield s
+        s.close()
+
+
+def test_it_counts_idle_past_each_services_leak_threshold_and_young_sessions(sessions, make_service):
+    service = make_service(SERVICE)
+    sessions.idle(SERVICE)
+    sessions.idle(SERVICE)
+    time.sleep(1.2)
+    sessions.idle(SERVICE)  # idle, but not for long
+    sessions.active(SERVICE, "SELECT pg_sleep(30)")
+    database = MonitoredDatabase.objects.create(
+        name="serverpoints-db", host=HOST, port=PORT, dbname=sessions.dbname, user=SUPERUSER
+    )
+    assert snapshot_database(database).status == "ok"
+    now = timezone.now()
+
+    def point(**overrides):
+        points = inputs.server_points({service.id: Thresholds(**overrides)}, now - timedelta(minutes=1), now)
+        (p,) = points[service.id]
+        return p
+
+    p = point(leak_s=1.0)
+    assert (p.active, p.idle, p.idle_in_transaction, p.idle_over_threshold) == (1, 3, 0, 2)
+    assert p.young_sessions == 4 and 0 <= p.longest_active_query_s < 5
+    assert point(leak_s=60.0).idle_over_threshold == 0
+    assert point(churn_lifetime_s=1.0).young_sessions == 2  # the two opened after the pause
