@@ -135,9 +135,12 @@ def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[
             seen_services.add(key.service)
             rows.append((key, service, values))
 
+    # Pool ids only, as tuples: 10 000 Pool instances cost more than the rest of the store.
     existing = {
-        (p.service_id, p.instance, p.name): p
-        for p in Pool.objects.filter(service__source=source)
+        (service_id, instance, name): pool_id
+        for service_id, instance, name, pool_id in Pool.objects.filter(service__source=source).values_list(
+            "service_id", "instance", "name", "id"
+        )
     }
     missing = {
         (service.id, key.instance, key.pool): Pool(service=service, instance=key.instance, name=key.pool, first_seen_at=ts)
@@ -146,9 +149,9 @@ def store(source: PrometheusSource, by_preset, ts: datetime) -> tuple[int, list[
     }
     # One INSERT for all new pools (PostgreSQL returns their ids), not one per pool.
     for pool in Pool.objects.bulk_create(list(missing.values()), batch_size=1000):
-        existing[(pool.service_id, pool.instance, pool.name)] = pool
+        existing[(pool.service_id, pool.instance, pool.name)] = pool.id
     copy_rows = [
-        (existing[(service.id, key.instance, key.pool)].id, ts, *(values.get(f) for f in FIELDS))
+        (existing[(service.id, key.instance, key.pool)], ts, *(values.get(f) for f in FIELDS))
         for key, service, values in rows
     ]
     with connection.cursor() as cursor:
