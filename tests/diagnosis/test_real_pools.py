@@ -64,9 +64,9 @@ BUSY_THREADS = 8
 # Healthy history before the first leak: the leak threshold plus a few snapshots, so that the
 # engine has seen what this pool's idle connections look like on the server.
 WARM_UP_S = LEAK_S + 6
-# A leak is flagged within this many collection intervals after a hoarded connection has been
-# held past the leak threshold (issue 8: "no later than 2 collection intervals").
-FLAG_WITHIN_INTERVALS = 2
+# A leak is flagged within this many collection ticks after a hoarded connection has been held
+# past the leak threshold (issue 8: "no later than 2 collection intervals").
+FLAG_WITHIN_TICKS = 2
 RUN_AFTER_LAST_LEAK_S = LEAK_S + 4
 DEADLINE_S = 40
 
@@ -113,8 +113,6 @@ class RealPool:
         self.threads.append(thread)
 
     def close(self) -> None:
-        for thread in self.threads:
-            thread.join(timeout=5)
         self.pool.close()
         server, thread = self.http
         server.shutdown()
@@ -131,8 +129,10 @@ def real_pools():
     with throwaway_database("pb_test_realpools") as dbname:
         url = URL.create("postgresql+psycopg", username=SUPERUSER, host=HOST, port=PORT, database=dbname)
         try:
-            hoarder, busy = RealPool(HOARDER, url), RealPool(BUSY, url)
-            pools += [hoarder, busy]
+            hoarder = RealPool(HOARDER, url)
+            pools.append(hoarder)
+            busy = RealPool(BUSY, url)
+            pools.append(busy)
 
             def trickle():
                 with hoarder.pool.borrow() as lease:
@@ -164,6 +164,7 @@ def real_pools():
                 lease.release()
             for pool in pools:
                 pool.close()
+            assert not [t.name for pool in pools for t in pool.threads if t.is_alive()]
 
 
 @pytest.fixture
@@ -198,6 +199,7 @@ def test_it_tells_a_hoarding_leak_from_honest_saturation_on_real_pools(real_pool
 
     started = time.time()
     trace: list[str] = []
+    ticks: list[float] = []
     flagged_at = None
     last_slot = None
     while time.time() - started < DEADLINE_S:
@@ -209,6 +211,7 @@ def test_it_tells_a_hoarding_leak_from_honest_saturation_on_real_pools(real_pool
         assert snapshot_database(database).status == "ok"
         now = timezone.now()
         diagnose_services(Service.objects.all(), now)
+        ticks.append(now.timestamp())
         # A tick that ran into the next slot (its snapshot may be in it) is followed by a
         # fresh slot, never by a second tick in that one.
         last_slot = current_slot()
@@ -239,11 +242,13 @@ def test_it_tells_a_hoarding_leak_from_honest_saturation_on_real_pools(real_pool
     server_text = next(e["text"] for e in leak.evidence if "on the server" in e["text"])
     assert "have been idle for more than" in server_text and "in use" in server_text, server_text
     assert HOARDED - 1 <= leak.suspected_leaked <= HOARDED, (leak.suspected_leaked, server_text)
-    # Flagged within FLAG_WITHIN_INTERVALS ticks of the first hoarded connection passing leak_s.
+    # Flagged at one of the first FLAG_WITHIN_TICKS ticks after the first hoarded connection
+    # was held past leak_s (counted in ticks: a tick slowed by a busy machine is still one look).
     first_past_threshold = hoard[0][1] + LEAK_S
-    delay = flagged_at - first_past_threshold
-    print(f"leak flagged {delay:.1f} s after the first hoarded connection was held past {LEAK_S:.0f} s")
-    assert delay <= FLAG_WITHIN_INTERVALS * COLLECT_INTERVAL_S, "\n".join(trace)
+    ticks_to_flag = sum(1 for t in ticks if first_past_threshold <= t <= flagged_at)
+    print(f"leak flagged {flagged_at - first_past_threshold:.1f} s ({ticks_to_flag} ticks) after the first hoarded "
+          f"connection was held past {LEAK_S:.0f} s")
+    assert 1 <= ticks_to_flag <= FLAG_WITHIN_TICKS, "\n".join(trace)
     assert set(found["hoarder"]) == {"leak"}, "\n".join(trace)  # not full, nobody waits: no saturation
 
     busy = found.get("busy", {})
