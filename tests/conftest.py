@@ -92,14 +92,18 @@ def make_service(make_source):
 
     from poolboard.fleet.models import Pool, PrometheusSource, Service
 
+    sources: list[PrometheusSource] = []
+
     def make(name: str = "orders", preset: str = "db_pool", *, instances: int = 0, **values) -> Service:
-        source = PrometheusSource.objects.filter(name="main").first() or make_source()
+        if not sources:
+            sources.append(PrometheusSource.objects.filter(name="main").first() or make_source())
         now = timezone.now()
-        service = Service.objects.create(name=name, source=source, preset=preset, last_seen_at=now if values else None)
+        service = Service.objects.create(name=name, source=sources[0], preset=preset, last_seen_at=now if values else None)
         reading = {"sampled_at": now - timedelta(seconds=5), **values} if values else {}
-        Pool.objects.bulk_create(
-            Pool(service=service, instance=f"10.0.0.{i}:8080", name="main", **reading) for i in range(instances)
-        )
+        if instances:
+            Pool.objects.bulk_create(
+                Pool(service=service, instance=f"10.0.0.{i}:8080", name="main", **reading) for i in range(instances)
+            )
         return service
 
     return make
