@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from io import StringIO
 
 import pytest
@@ -62,17 +62,36 @@ def test_collect_once_without_sources_says_what_to_do(db) -> None:
     assert "no enabled Prometheus source: add one in the admin" in out.getvalue()
 
 
-def test_partitions_are_read_from_the_catalog_once_a_day_per_process(db, django_assert_num_queries) -> None:
-    from datetime import datetime, timedelta, timezone
-
+def test_partitions_are_read_from_the_catalog_once_a_day_per_process(
+    db, django_assert_num_queries, django_capture_on_commit_callbacks
+) -> None:
     from poolboard.fleet import partitions
 
     partitions._ensured_day.clear()
     day = datetime(2030, 5, 1, 12, tzinfo=timezone.utc)
-    partitions.ensure_partitions_today(day)
+    with django_capture_on_commit_callbacks(execute=True):
+        partitions.ensure_partitions_today(day)
     assert "fleet_poolsample_p20300501" in partitions.existing_partitions()
     with django_assert_num_queries(0):
         partitions.ensure_partitions_today(day + timedelta(hours=3))
-    partitions.ensure_partitions_today(day + timedelta(days=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        partitions.ensure_partitions_today(day + timedelta(days=1))
     assert "fleet_poolsample_p20300504" in partitions.existing_partitions()
+    partitions._ensured_day.clear()
+
+
+def test_partitions_made_in_a_transaction_that_rolls_back_are_made_again(db) -> None:
+    from django.db import transaction
+
+    from poolboard.fleet import partitions
+
+    partitions._ensured_day.clear()
+    day = datetime(2030, 6, 1, 12, tzinfo=timezone.utc)
+    with transaction.atomic():
+        partitions.ensure_partitions_today(day)
+        transaction.set_rollback(True)
+    assert "fleet_poolsample_p20300601" not in partitions.existing_partitions()
+    # The day was not remembered: the next tick makes the partitions again.
+    partitions.ensure_partitions_today(day)
+    assert "fleet_poolsample_p20300601" in partitions.existing_partitions()
     partitions._ensured_day.clear()

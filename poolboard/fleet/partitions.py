@@ -52,7 +52,10 @@ def ensure_partitions_today(now: datetime, table: str = RAW_TABLE) -> None:
     day = now.astimezone(timezone.utc).date()
     if _ensured_day.get(table) != day:
         ensure_partitions(now, table)
-        _ensured_day[table] = day
+        # Remembered once committed: partitions made inside a transaction that rolls back
+        # are gone, and a day remembered anyway would send that day's rows to the default
+        # partition, where they later block creating the day's own partition.
+        transaction.on_commit(lambda: _ensured_day.__setitem__(table, day))
 
 
 def drop_expired_partitions(now: datetime, table: str = RAW_TABLE) -> list[str]:
