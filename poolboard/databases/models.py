@@ -338,7 +338,16 @@ class Snapshot(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["database", "slot"], name="snapshot_database_slot")]
         # The unique index (database, slot) also serves "newest snapshot of a database"
-        # and history ranges: slot grows with taken_at.
+        # and one database's history ranges: slot grows with taken_at.
+        indexes = [
+            # Every database's snapshots in a time window (the diagnosis reads the server
+            # side of many services at once, diagnosis.inputs.server_points): without it
+            # that read scans each service's whole history. One entry per snapshot.
+            models.Index(fields=["taken_at"], name="snapshot_taken_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.database_id} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
 
     def server_settings(self) -> ServerSettings:
         return ServerSettings(

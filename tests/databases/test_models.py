@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from poolboard.databases.models import AttributionRule, Snapshot
+from poolboard.databases.models import AttributionRule, MonitoredDatabase, Snapshot
 from poolboard.databases.snapshots import snapshot_database
 from tests.databases.conftest import copy_newest_snapshot
 
@@ -64,3 +64,23 @@ def test_it_reads_a_services_database_side_in_five_queries_whatever_the_database
     with django_assert_num_queries(5):
         side = Snapshot.objects.service_side(billing)
     assert [r["database"] for r in side["rows"]] == [monitored.name, "second-db", "third-db"]
+
+
+def test_it_finds_every_databases_snapshots_in_a_window_by_index(db):
+    """The diagnosis reads many services' server side over a window: the window, not the history."""
+    from datetime import datetime, timedelta, timezone
+
+    from django.db import connection
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    dbs = [MonitoredDatabase.objects.create(name=f"hist-{i}", host="127.0.0.1") for i in range(4)]
+    Snapshot.objects.bulk_create(
+        Snapshot(database=d, slot=i, taken_at=t0 + timedelta(seconds=30 * i), total=1, max_connections=100,
+                 superuser_reserved_connections=3)
+        for d in dbs for i in range(3000)  # 25 hours of 30 s snapshots each
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {Snapshot._meta.db_table}")
+    window = Snapshot.objects.filter(taken_at__gt=t0 + timedelta(hours=20), taken_at__lte=t0 + timedelta(hours=20, minutes=30))
+    assert window.count() == 4 * 60
+    assert "snapshot_taken_at" in window.explain()
