@@ -151,7 +151,7 @@ class Thresholds:
     # Long queries matter when they hold this share of the pool's connection-time (as
     # episodes see it: a lower bound, since a query seen by no snapshot past the episode
     # threshold is not an episode)...
-    slow_share: float = 0.2
+    slow_share: float = 0.15
     # ... and at their peak this share of the pool (or 2 connections when max is unknown).
     slow_pool_share: float = 0.25
     # Look-back for slow queries' share of held connection-time.
@@ -190,8 +190,8 @@ class DiagnosisInput:
     service: str
     now: datetime
     interval_s: float  # collection interval
-    total: list[PoolPoint]  # summed over instances and pools, oldest first
-    instances: dict[str, list[PoolPoint]] = field(default_factory=dict)
+    total: list[PoolPoint] | PoolColumns  # summed over instances and pools, oldest first
+    instances: dict[str, list[PoolPoint] | PoolColumns] = field(default_factory=dict)
     server: list[ServerPoint] = field(default_factory=list)  # empty when the database is not monitored
     episodes: list[EpisodeView] = field(default_factory=list)
     agent: list[AgentHeld] = field(default_factory=list)
@@ -227,14 +227,35 @@ _POOL_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class PoolColumns:
+    """The same history as a list of PoolPoint, as columns: `ts` in epoch seconds (oldest
+    first) and one list per field of _POOL_FIELDS. What a caller reading thousands of series
+    at once passes, to skip building one object per point."""
+
+    ts: list[float]
+    cols: dict[str, list[float | None]]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
 class _Series:
     """One pool series as columns of epoch seconds and values (one pass, then cheap)."""
 
     __slots__ = ("name", "ts", "cols", "n", "_prefix", "_has")
 
-    def __init__(self, name: str, points: Iterable[PoolPoint]) -> None:
-        pts = list(points)
+    def __init__(self, name: str, points: Iterable[PoolPoint] | PoolColumns) -> None:
         self.name = name
+        self._prefix: tuple[list[float], list[float], list[int]] | None = None
+        self._has: dict[str, bool] = {}
+        if isinstance(points, PoolColumns):
+            self.ts = list(points.ts)
+            self.cols = {f: list(points.cols.get(f) or [None] * len(self.ts)) for f in _POOL_FIELDS}
+            self.cols["max"] = [m if m is not None and m > 0 else None for m in self.cols["max"]]
+            self.n = len(self.ts)
+            return
+        pts = list(points)
         self.ts = [p.ts.timestamp() for p in pts]
         if any(b < a for a, b in zip(self.ts, self.ts[1:])):  # callers give them oldest first; be safe
             pts.sort(key=lambda p: p.ts)
@@ -246,8 +267,6 @@ class _Series:
         # Go's database/sql reports max_open = 0 for "unlimited": absent, not zero.
         self.cols["max"] = [m if m is not None and m > 0 else None for m in self.cols["max"]]
         self.n = len(pts)
-        self._prefix: tuple[list[float], list[float], list[int]] | None = None
-        self._has: dict[str, bool] = {}
 
     def has(self, name: str) -> bool:
         """Whether the exporter gives the field at all (None somewhere else: no events then)."""
@@ -375,7 +394,7 @@ def diagnose(inp: DiagnosisInput) -> list[Finding]:
     now = inp.now.timestamp()
     interval = max(1.0, float(inp.interval_s))
     window = float(inp.rate_window_s or interval)
-    total = _Series("(total)", inp.total)
+    total = _Series(inp.service or "(total)", inp.total)
     instance_series = [_Series(name, pts) for name, pts in sorted(inp.instances.items()) if pts] or [total]
     stale_after = max(th.stale_intervals * interval, 20.0)
     live = [s for s in instance_series if s.n and now - s.ts[-1] <= stale_after] or (
@@ -1078,6 +1097,8 @@ def _slow_queries(ctx: _Context) -> Finding | None:
     spans = []
     for e in long_queries:
         s, t = _episode_start(e), _episode_end(e, now)
+        if not e.open:
+            t = min(now, t + ctx.server_gap / 2)  # it ended between its last sighting and the next snapshot
         if t >= lo:
             spans.append((e, max(s, lo), t))
     if not spans:
