@@ -255,6 +255,21 @@ class Processes:
         )
         log.close()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process group has used so far, its forked children included."""
+        groups = {proc.pid: name for name, proc in self.children.items()}
+        used = dict.fromkeys(self.children, 0.0)
+        ticks = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            # After the command: state ppid pgrp ... utime (12th) stime (13th).
+            if int(fields[2]) in groups:
+                used[groups[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
     def dead(self) -> list[str]:
         return [name for name, proc in self.children.items() if proc.poll() is not None]
 
@@ -288,6 +303,14 @@ def server_times(web_log: str) -> dict[str, list[float]]:
         kind = f"poll {target}" if target != "-" else f"page {kind_of(path)}"
         times.setdefault(kind, []).append(int(micros) / 1000)
     return times
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every core, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
 def wait_http(port: int, path: str, timeout: float) -> None:
@@ -376,6 +399,7 @@ def main() -> None:
 
             recorder = Recorder()
             load_before = os.getloadavg()[0]
+            cpu_before, machine_before = processes.cpu_seconds(), machine_cpu_seconds()
             start = time.time()
             end = start + DURATION
             rng = random.Random(7)
@@ -388,6 +412,7 @@ def main() -> None:
                 for future in [pool.submit(v.run) for v in viewers]:
                     future.result(timeout=DURATION + 120)
             finished = time.time()
+            cpu_after, machine_after = processes.cpu_seconds(), machine_cpu_seconds()
             dead = processes.dead()
             slots, missed = missed_ticks(source, start, end)
             window = (datetime.fromtimestamp(start, tz=timezone.utc), datetime.fromtimestamp(end, tz=timezone.utc))
@@ -422,6 +447,15 @@ def main() -> None:
     if every:
         print(f"load_server_p95_ms: {percentile(every, 0.95):.0f}  (the server's own time; the rest of load_p95_ms is queueing)")
     print(f"load_machine_loadavg_1m: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores shared with other work)")
+    elapsed = finished - start
+    for name in cpu_after:
+        print(f"load_cpu_share_{name}: {(cpu_after[name] - cpu_before[name]) / elapsed:.2f} cores")
+    web_cpu = cpu_after["web"] - cpu_before["web"]
+    print(f"load_web_cpu_ms_per_request: {web_cpu * 1000 / max(1, len(samples)):.0f}")
+    busy = (machine_after[0] - machine_before[0]) / elapsed
+    ours = sum(cpu_after[n] - cpu_before[n] for n in cpu_after) / elapsed
+    print(f"load_machine_busy: {busy:.2f} of {os.cpu_count()} cores ({ours:.2f} of them poolboard's processes;"
+          " the rest: this bench, Prometheus, the exporters, PostgreSQL and other work)")
     print(f"load_collect_run_seconds: {', '.join(f'{d:.2f}' for d in durations)}")
     print(f"load_snapshots_stored: {snapshots}")
     print(f"load_collect_slots: {slots}")
