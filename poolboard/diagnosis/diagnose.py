@@ -39,7 +39,7 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
     start = now - window()
     overrides = dict(ServiceThresholds.objects.filter(service_id__in=ids).values_list("service_id", "overrides"))
     thresholds = {s.id: inputs.thresholds_for(overrides.get(s.id)) for s in services}
-    samples = inputs.pool_points(ids, start, now)
+    totals, per_instance = inputs.pool_points(ids, start, now)
     server = inputs.server_points(thresholds, start, now)
     episodes = inputs.episodes(ids, start, now)
     agent = inputs.agent_reports(services, now)
@@ -48,13 +48,12 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
     )
     out = {}
     for service in services:
-        instances = dict(samples.get(service.id, {}))
         out[service.id] = engine.DiagnosisInput(
             service=service.name,
             now=now,
             interval_s=float(settings.COLLECT_INTERVAL),
-            total=inputs.total_points(instances),
-            instances=instances,
+            total=totals.get(service.id, []),
+            instances=per_instance.get(service.id, {}),
             server=server.get(service.id, []),
             episodes=episodes.get(service.id, []),
             agent=agent.get(service.id, []),

@@ -186,38 +186,60 @@ class ServiceThresholds(models.Model):
         return f"thresholds for {self.service}"
 
 
-IDLE_STATES = ("idle", "idle in transaction", "idle in transaction (aborted)")
+IDLE_IN_TX = ("idle in transaction", "idle in transaction (aborted)")
 
 
-def holder_sessions(services, now: datetime) -> dict[str, list[dict]]:
-    """{service name: its idle server sessions, longest idle first} from the newest snapshots.
+def holder_sessions(services, now: datetime, leak_s: float = 60.0) -> dict[str, list[dict]]:
+    """{service name: who holds its idle connections on the server, longest idle first}.
 
-    These are the connections a leak holds: checked out of the pool but doing nothing on the
-    server. One query (the monitored databases with their last session lists).
+    Two sources in the newest snapshot of each enabled database (three queries whatever
+    the fleet size):
+    - idle-in-transaction sessions, one by one (pid, last query fingerprint), from the
+      live session list;
+    - plain idle sessions idle for longer than `leak_s`, by (application, user, client
+      address) group with how many and the longest idle age: snapshots count idle
+      sessions instead of listing them (a healthy pool's idle connections would swamp
+      the list), so there is no pid or query for these.
     """
     from django.utils.dateparse import parse_datetime
 
-    from poolboard.databases.models import MonitoredDatabase
+    from poolboard.databases.models import MonitoredDatabase, Snapshot
 
-    names = {s.name for s in services}
+    by_id = {s.id: s.name for s in services}
+    names = set(by_id.values())
     out: dict[str, list[dict]] = {}
     if not names:
         return out
-    for db in MonitoredDatabase.objects.enabled().only("name", "last_sessions"):
+    databases = list(MonitoredDatabase.objects.enabled().only("name", "last_sessions"))
+    for db in databases:
         for s in db.last_sessions or []:
-            if s.get("service") not in names or s.get("state") not in IDLE_STATES:
+            if s.get("service") not in names or s.get("state") not in IDLE_IN_TX:
                 continue
             changed = parse_datetime(s["state_change"]) if s.get("state_change") else None
             out.setdefault(s["service"], []).append({
-                "database": db.name,
-                "pid": s.get("pid"),
-                "application_name": s.get("application_name", ""),
-                "client_addr": s.get("client_addr") or "",
-                "usename": s.get("usename", ""),
-                "state": s["state"],
-                "fingerprint": s.get("fingerprint") or "",
-                "query": s.get("query") or "",
+                "database": db.name, "pid": s.get("pid"), "sessions": 1,
+                "application_name": s.get("application_name", ""), "client_addr": s.get("client_addr") or "",
+                "usename": s.get("usename", ""), "state": s["state"],
+                "fingerprint": s.get("fingerprint") or "", "query": s.get("query") or "",
                 "idle_s": (now - changed).total_seconds() if changed else None,
+            })
+    newest = Snapshot.objects.newest_per_database(databases)
+    names_by_db = {db.pk: db.name for db in databases}
+    for db_id, snap in newest.items():
+        lag = (now - snap.taken_at).total_seconds() if snap.taken_at else 0.0
+        for count in snap.counts.all():
+            name = by_id.get(count.service_id)
+            if name is None or count.state != "idle":
+                continue
+            # Ages were measured when the snapshot was taken: add the time since.
+            long_idle = [age + lag for age in count.idle_ages_s or [] if age + lag > leak_s]
+            if not long_idle:
+                continue
+            out.setdefault(name, []).append({
+                "database": names_by_db[db_id], "pid": None, "sessions": len(long_idle),
+                "application_name": count.application_name, "client_addr": count.client_addr,
+                "usename": count.usename, "state": "idle", "fingerprint": "", "query": "",
+                "idle_s": max(long_idle),
             })
     for rows in out.values():
         rows.sort(key=lambda r: -(r["idle_s"] or 0))

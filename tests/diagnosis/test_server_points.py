@@ -51,3 +51,13 @@ def test_it_counts_idle_past_each_services_leak_threshold_and_young_sessions(ses
     assert p.young_sessions == 4 and 0 <= p.longest_active_query_s < 5
     assert point(leak_s=60.0).idle_over_threshold == 0
     assert point(churn_lifetime_s=1.0).young_sessions == 2  # the two opened after the pause
+
+    # The leak suspects page lists who holds them: idle groups past the threshold (counted,
+    # not listed, by the snapshot) and idle-in-transaction sessions one by one.
+    from poolboard.diagnosis.models import holder_sessions
+
+    holders = holder_sessions([service], now, leak_s=1.0)[SERVICE]
+    idle = [h for h in holders if h["state"] == "idle"]
+    assert [(h["sessions"], h["application_name"], h["pid"]) for h in idle] == [(2, SERVICE, None)]
+    assert idle[0]["idle_s"] > 1.0 and idle[0]["database"] == "serverpoints-db"
+    assert holder_sessions([service], now, leak_s=60.0).get(SERVICE, []) == []
