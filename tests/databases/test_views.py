@@ -225,3 +225,14 @@ def test_service_panel_query_count_does_not_grow_with_the_databases(alice_client
     with django_assert_num_queries(len(one.captured_queries)):
         html = alice_client.get(url).content.decode()
     assert "second-db" in html and "third-db" in html
+
+
+def test_it_refuses_to_signal_a_session_without_a_known_start(alice_client, signal_setup):
+    """A pid alone may name a later connection (pid reuse): nothing is sent, the page says why."""
+    from poolboard.databases.models import BackendAction
+
+    _, row = signal_setup
+    url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
+    r = alice_client.post(url, {"action": "terminate", "backend_start": ""}, follow=True)
+    assert "has no known start time (backend_start)" in r.content.decode()
+    assert not BackendAction.objects.exists()

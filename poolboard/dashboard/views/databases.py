@@ -7,7 +7,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
@@ -23,6 +22,7 @@ from poolboard.databases.models import (
     MonitoredDatabase,
     QueryFingerprint,
     SecretError,
+    SignalRefused,
     SLOW_QUERY_ORDER,
     Snapshot,
     query_text_mode,
@@ -192,13 +192,6 @@ def service_panel(request, pk: int):
     return render(request, "databases/_service_panel.html", context)
 
 
-def _find_session(db: MonitoredDatabase, pid: int, backend_start: str) -> dict | None:
-    for s in db.last_sessions or []:
-        if s["pid"] == pid and (s.get("backend_start") or "") == backend_start:
-            return s
-    return None
-
-
 @require_http_methods(["GET", "POST"])
 def signal_session(request, name: str, pid: int):
     """Cancel or terminate one backend.
@@ -219,15 +212,16 @@ def signal_session(request, name: str, pid: int):
     if action not in ("cancel", "terminate"):
         return HttpResponse("unknown action", status=400)
     backend_start = request.POST.get("backend_start") or request.GET.get("backend_start", "")
-    session = _find_session(db, pid, backend_start)
-    if session is None:
-        messages.error(request, f"Session {pid} is no longer in the newest snapshot; nothing was done.")
+    try:
+        session, started = db.session_to_signal(pid, backend_start)
+    except SignalRefused as exc:
+        messages.error(request, str(exc))
         return redirect("dashboard:database", name=db.name)
     if request.method == "GET":
         return render(request, "databases/confirm_signal.html", {"db": db, "s": session, "action": action})
 
     audit = BackendAction(
-        database=db, user=request.user, action=action, pid=pid, backend_start=parse_datetime(backend_start),
+        database=db, user=request.user, action=action, pid=pid, backend_start=started,
         application_name=session["application_name"][:200], usename=session["usename"][:200],
         query_text=session.get("query", ""),
     )
