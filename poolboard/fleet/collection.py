@@ -1,7 +1,7 @@
 """One collection tick for one Prometheus source: query, map, store.
 
 Cost is fixed per preset: one instant query per canonical field the preset gives,
-whatever the number of services (DESIGN.md §3).
+whatever the number of services.
 """
 
 from __future__ import annotations

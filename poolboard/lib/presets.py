@@ -6,7 +6,7 @@ cannot give are simply missing from `queries`: absent, never 0 (no `vector(0)`).
 
 Template placeholders (see `promql.render`): `$by` = the identity labels,
 `$sel` = extra matchers, `$w` = the rate window. Exact metric names, types, units
-and labels come from research/pool-metrics.md (section numbers in each title).
+and labels come from each exporter's own source code, not from its README.
 
 Conventions shared by every built-in preset:
 
@@ -110,7 +110,7 @@ class Preset:
 
         Without `latest`: the fields the preset has no query for. With the newest values
         of the service's pools: also the fields it queries but no pool reported, because
-        an exporter may lack a metric its dialect defines (the seed's db_pool set has no
+        an exporter may lack a metric its dialect defines (many db_pool sets have no
         max; a Spring app may export only some of HikariCP's meters). A page that lists
         only the first kind says a pool lacks "overflow, closed" while max, waiting,
         timeouts, acquire and hold time are all blank too.
@@ -179,7 +179,7 @@ def _pool_size_times_user_pools(size_metric: str, pools_metric: str, relabel_fro
 
 DB_POOL = Preset(
     name="db_pool",
-    title="Go-style db_pool_* set (seed write-ups)",
+    title="Go-style custom db_pool_* set",
     marker="db_pool_in_use_connections",
     pool_label="pool_name",
     queries={
@@ -189,7 +189,7 @@ DB_POOL = Preset(
         "pending": _gauge("db_pool_pending_requests"),
         "timeouts": _increase("db_pool_exhausted_total"),
         "acquisitions": _increase("db_connection_hold_duration_seconds_count"),
-        # The seed makes the wait a histogram (_sum), the demo fleet a counter (_total).
+        # Some sets make the wait a histogram (_sum), others (the demo fleet) a counter (_total).
         "acquire_s": _ratio_of_rates("db_pool_wait_duration_seconds_(sum|total)", "db_pool_wait_total"),
         "hold_s": _ratio_of_rates(
             "db_connection_hold_duration_seconds_sum", "db_connection_hold_duration_seconds_count"
@@ -198,7 +198,7 @@ DB_POOL = Preset(
         "conns_closed": _increase("db_pool_connections_closed_total"),
     },
     notes={
-        "max": "db_pool_max_open_connections, when the exporter sets it (the seed's set has none)",
+        "max": "db_pool_max_open_connections, when the exporter sets it (many such sets have none)",
         "pending": "db_pool_pending_requests, when the exporter sets it",
         "acquire_s": "average wait of the acquires that had to wait (db_pool_wait_duration_seconds ÷ db_pool_wait_total)",
         "timeouts": "db_pool_exhausted_total, increase over the rate window",
@@ -209,7 +209,7 @@ DB_POOL = Preset(
 
 ASYNCPG = Preset(
     name="asyncpg",
-    title="asyncpg pool gauges db_pool_size / db_pool_available (seed write-up)",
+    title="asyncpg pool gauges db_pool_size / db_pool_available (custom collector)",
     marker="db_pool_available",
     pool_label="pool_name",
     queries={
@@ -247,7 +247,7 @@ SQLALCHEMY = Preset(
 
 HIKARICP_MICROMETER = Preset(
     name="hikaricp",
-    title="HikariCP via Micrometer (Spring Boot actuator) §1.1",
+    title="HikariCP via Micrometer (Spring Boot actuator)",
     marker="hikaricp_connections_active",
     supersedes=("spring_jdbc",),
     pool_label="pool",
@@ -275,7 +275,7 @@ HIKARICP_MICROMETER = Preset(
 
 HIKARICP_SIMPLECLIENT = Preset(
     name="hikaricp_tracker",
-    title="HikariCP's own Prometheus tracker (simpleclient) §1.3",
+    title="HikariCP's own Prometheus tracker (simpleclient)",
     marker="hikaricp_active_connections",
     pool_label="pool",
     queries={
@@ -306,7 +306,7 @@ HIKARICP_SIMPLECLIENT = Preset(
 
 SPRING_JDBC = Preset(
     name="spring_jdbc",
-    title="Spring Boot generic DataSource gauges jdbc_connections_* §1.2",
+    title="Spring Boot generic DataSource gauges jdbc_connections_*",
     marker="jdbc_connections_active",
     pool_label="name",
     queries={
@@ -323,7 +323,7 @@ SPRING_JDBC = Preset(
 
 GO_SQL = Preset(
     name="go_sql",
-    title="Go database/sql via client_golang DBStats (go_sql_*) §2.1",
+    title="Go database/sql via client_golang DBStats (go_sql_*)",
     marker="go_sql_in_use_connections",
     pool_label="db_name",
     queries={
@@ -349,7 +349,7 @@ GO_SQL = Preset(
 
 PGXPOOL = Preset(
     name="pgxpool",
-    title="pgx v5 pgxpool via IBM/pgxpoolprometheus §2.3",
+    title="pgx v5 pgxpool via IBM/pgxpoolprometheus",
     marker="pgxpool_acquired_conns",
     pool_label="db_name",
     queries={
@@ -375,7 +375,7 @@ PGXPOOL = Preset(
 
 OTELSQL = Preset(
     name="otelsql",
-    title="Go database/sql via OpenTelemetry XSAM/otelsql (db_sql_connection_*) §2.2",
+    title="Go database/sql via OpenTelemetry XSAM/otelsql (db_sql_connection_*)",
     marker="db_sql_connection_open",
     pool_label="db_name",
     queries={
@@ -403,7 +403,7 @@ OTELSQL = Preset(
 
 OTEL_OLD_SEMCONV = Preset(
     name="otel_old",
-    title="OpenTelemetry db.client.connections.* (semconv ≤ 1.25: Java agent default, SQLAlchemy) §3",
+    title="OpenTelemetry db.client.connections.* (semconv ≤ 1.25: Java agent default, SQLAlchemy)",
     marker="db_client_connections_usage(_connections)?",
     pool_label="pool_name",
     queries={
@@ -433,7 +433,7 @@ OTEL_OLD_SEMCONV = Preset(
 
 OTEL_NEW_SEMCONV = Preset(
     name="otel",
-    title="OpenTelemetry db.client.connection.* (semconv ≥ 1.27) §3",
+    title="OpenTelemetry db.client.connection.* (semconv ≥ 1.27)",
     marker="db_client_connection_count",
     pool_label="db_client_connection_pool_name",
     queries={
@@ -460,7 +460,7 @@ OTEL_NEW_SEMCONV = Preset(
 
 NPGSQL_8 = Preset(
     name="npgsql",
-    title="Npgsql 8.x / 9.x (.NET, old db.client.connections.* names, seconds) §3.4",
+    title="Npgsql 8.x / 9.x (.NET, old db.client.connections.* names, seconds)",
     marker="db_client_connections_create_time_seconds_count",
     supersedes=("otel_old",),
     pool_label="pool_name",
@@ -482,7 +482,7 @@ NPGSQL_8 = Preset(
 
 NPGSQL_10 = Preset(
     name="npgsql10",
-    title="Npgsql 10 (.NET, db.client.connection.* and npgsql-specific names) §3.4",
+    title="Npgsql 10 (.NET, db.client.connection.* and npgsql-specific names)",
     marker="db_client_connection_npgsql_pending_requests",
     supersedes=("otel",),
     pool_label="db_client_connection_pool_name",
@@ -504,7 +504,7 @@ NPGSQL_10 = Preset(
 
 NODE_POSTGRES = Preset(
     name="node_postgres",
-    title="node-postgres pg.Pool via node-postgres-prometheus-exporter (pg_pool_*) §6.2",
+    title="node-postgres pg.Pool via node-postgres-prometheus-exporter (pg_pool_*)",
     marker="pg_pool_active_connections",
     pool_label="database",
     extra_pool_labels=("host",),
@@ -526,7 +526,7 @@ NODE_POSTGRES = Preset(
 
 PGBOUNCER = Preset(
     name="pgbouncer",
-    title="PgBouncer via prometheus-community/pgbouncer_exporter §4.1",
+    title="PgBouncer via prometheus-community/pgbouncer_exporter",
     marker="pgbouncer_stats(_totals)?_client_wait_seconds_total",
     pool_label="database",
     queries={
@@ -562,7 +562,7 @@ PGBOUNCER = Preset(
 
 PGBOUNCER_SPREAKER = Preset(
     name="pgbouncer_spreaker",
-    title="PgBouncer via spreaker/prometheus-pgbouncer-exporter §4.2",
+    title="PgBouncer via spreaker/prometheus-pgbouncer-exporter",
     marker="pgbouncer_stats_transactions_total",
     pool_label="database",
     queries={

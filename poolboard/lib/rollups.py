@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 FIVE_MINUTES = 300
 ONE_HOUR = 3600
 
-# At most this many points per chart series (DESIGN.md §9).
+# At most this many points per chart series: more than a chart is pixels wide says nothing more.
 MAX_POINTS = 1000
 
 # Steps a chart may use, in seconds: round numbers people read on an axis.

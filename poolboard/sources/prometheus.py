@@ -2,7 +2,7 @@
 
 No Django here. Every call is bounded by an HTTP timeout; retries are limited to one
 quick retry on gateway errors (the client's default of 3 retries with backoff turns
-one slow query into ~4x its time, research/pool-metrics.md §9.3).
+one slow query into ~4x its time).
 """
 
 from __future__ import annotations

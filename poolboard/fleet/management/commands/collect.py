@@ -56,7 +56,7 @@ class Command(BaseCommand):
         )
 
     def snapshot_databases(self) -> int:
-        """The database side (issue 4): one pg_stat_activity snapshot per monitored database."""
+        """The database side: one pg_stat_activity snapshot per monitored database."""
         from poolboard.databases.snapshots import snapshot_all
 
         failed = 0
