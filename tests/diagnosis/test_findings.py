@@ -159,3 +159,17 @@ def test_it_shows_the_diagnosis_panel_on_the_service_page_with_chart_bands(alice
                       "label": "leak suspected", "severity": "crit"}]
     api = alice_client.get("/api/v1/services/billing/").json()
     assert (api["status"], api["reason"], api["verdict"]["kind"]) == ("crit", "leak suspected", "leak")
+
+
+def test_it_refuses_unknown_or_negative_threshold_overrides_in_the_admin(client, bob, billing):
+    from poolboard.diagnosis.models import ServiceThresholds
+
+    client.force_login(bob)
+    url = "/admin/diagnosis/servicethresholds/add/"
+    bad = client.post(url, {"service": billing.pk, "overrides": '{"leak_secs": 120, "stuck_s": -1}'}).content.decode()
+    assert "&#x27;leak_secs&#x27; is not a threshold" in bad and "stuck_s must be a positive number, not -1" in bad
+    assert not ServiceThresholds.objects.exists()
+    client.post(url, {"service": billing.pk, "overrides": '{"leak_s": 120}'})
+    assert ServiceThresholds.objects.get().overrides == {"leak_s": 120}
+    page = client.get("/admin/diagnosis/finding/").content.decode()
+    assert "Findings" in page
