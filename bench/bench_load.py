@@ -8,14 +8,16 @@
    poolboard/processes.py (as `make demo` starts them) on a free loopback port, with
    COLLECT_INTERVAL=15 and DATABASE_SNAPSHOT_INTERVAL=30, and a Redis database of
    their own (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12).
-3. 50 viewers, each with a session of its own (made in the session table: a login
-   throttle would rightly refuse 50 logins a second from one address), keep three tabs
-   open: the overview, one service page and the database page. Each tab behaves as
+3. 50 viewers, each a user with a session of its own (made by Django's login machinery,
+   Client.force_login, in the session table the web server reads: the benchmark
+   measures the pages, not 50 password hashes), keep three tabs open: the overview,
+   one service page and the database page. Each tab behaves as
    htmx does: a full page load, then the elements with hx-trigger="load" are fetched,
    then every element with hx-trigger="every Ns" is fetched again N s after its last
    answer, with the HX-Request/HX-Target/HX-Trigger headers htmx sends, at the URL its
    hx-get names (read from the pages, so template changes are followed). About once a
-   minute a viewer reloads one of its tabs (a full page load). For DURATION seconds.
+   minute a viewer reloads one of its tabs (a full page load; static files are left
+   out, as a browser has them cached). For DURATION seconds.
 4. A collection tick is missed when a 15 s slot lying wholly inside the load window has
    no successful CollectionRun, or its run finished after the next slot began.
 
@@ -25,7 +27,11 @@ Prints:
   load_errors                non-200 answers, answers without the element asked for,
                              timeouts and connection errors; target 0
   load_collect_ticks_missed  target 0
-and, to read them: requests, per-kind p95, collection run durations, snapshots stored.
+and, to read them: requests per second; p95 per kind of request, client-side and the
+server's own (gunicorn's access log: the difference is time spent queueing for one of
+the two sync workers); CPU used by the web, worker and beat process groups and by the
+whole machine (the benchmark shares 2 cores with whatever else runs); each collection
+run's duration and how many seconds into its slot it started; snapshots stored.
 
 Everything listens on and talks to 127.0.0.1 only; every process is stopped and the
 database dropped at the end, whatever happens.
@@ -416,9 +422,9 @@ def main() -> None:
             dead = processes.dead()
             slots, missed = missed_ticks(source, start, end)
             window = (datetime.fromtimestamp(start, tz=timezone.utc), datetime.fromtimestamp(end, tz=timezone.utc))
-            durations = sorted(
+            runs = list(
                 CollectionRun.objects.filter(source=source, started__range=window, duration_s__isnull=False)
-                .values_list("duration_s", flat=True)
+                .order_by("slot").values_list("slot", "started", "duration_s")
             )
             snapshots = db.snapshots.filter(taken_at__range=window).count()
     finally:
@@ -456,7 +462,10 @@ def main() -> None:
     ours = sum(cpu_after[n] - cpu_before[n] for n in cpu_after) / elapsed
     print(f"load_machine_busy: {busy:.2f} of {os.cpu_count()} cores ({ours:.2f} of them poolboard's processes;"
           " the rest: this bench, Prometheus, the exporters, PostgreSQL and other work)")
-    print(f"load_collect_run_seconds: {', '.join(f'{d:.2f}' for d in durations)}")
+    print(f"load_collect_run_seconds: {', '.join(f'{d:.2f}' for _, _, d in runs)}")
+    # Seconds into its slot each run started: near 0 when beat fires as each slot begins.
+    offsets = ", ".join(f"{started.timestamp() - slot * COLLECT_INTERVAL:.2f}" for slot, started, _ in runs)
+    print(f"load_collect_run_start_in_slot_seconds: {offsets}")
     print(f"load_snapshots_stored: {snapshots}")
     print(f"load_collect_slots: {slots}")
     for sample in errors[:10]:
