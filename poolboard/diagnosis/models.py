@@ -26,9 +26,10 @@ KIND_CHOICES = [
 ]
 SEVERITY_CHOICES = [("crit", "critical"), ("warn", "warning"), ("info", "info")]
 SEVERITY_ORDER = {"crit": 0, "warn": 1, "info": 2, "ok": 3}
-# Which verdicts the overview leads with when several hold: the most actionable first
-# (a leak is a code fix someone can make now; saturation is a capacity decision).
-KIND_ORDER = {"stuck": 0, "leak": 1, "slow_queries": 2, "saturation": 3, "churn": 4, "not_enough_data": 5}
+# Which verdict a row leads with when several hold: the most actionable first. A leak names
+# the code to fix, so it leads even when the pool it emptied is now stuck (the stuck
+# finding's critical severity still colours the row); saturation is a capacity decision.
+KIND_ORDER = {"leak": 0, "stuck": 1, "slow_queries": 2, "saturation": 3, "churn": 4, "not_enough_data": 5}
 
 
 class FindingQuerySet(models.QuerySet):

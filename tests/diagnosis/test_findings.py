@@ -173,3 +173,10 @@ def test_it_refuses_unknown_or_negative_threshold_overrides_in_the_admin(client,
     assert ServiceThresholds.objects.get().overrides == {"leak_s": 120}
     page = client.get("/admin/diagnosis/finding/").content.decode()
     assert "Findings" in page
+
+
+def test_it_leads_with_the_leak_when_the_leak_has_made_the_pool_stuck(billing):
+    now = timezone.now()
+    Finding.objects.record({billing.id: [verdict("stuck", now, "crit"), verdict("leak", now - timedelta(minutes=3), "warn", leaked=10)]}, now)
+    summary = billing.summary(now)
+    assert (summary.status, summary.reason, summary.verdict.kind) == ("crit", "leak suspected", "leak")
