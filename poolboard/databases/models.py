@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from poolboard.fleet.models import Service, validate_env_name
 from poolboard.lib import episodes as ep
-from poolboard.lib.attribution import Attributor, Rule
+from poolboard.lib.attribution import Rule
 from poolboard.lib.budget import Budget, ServerSettings, compute_budget, state_breakdown
 from poolboard.lib.pools import sum_present
 from poolboard.sources import pgactivity
@@ -221,6 +221,14 @@ class MonitoredDatabase(models.Model):
         return self.snapshots.order_by("-slot").prefetch_related(_counts_with_services()).first()
 
 
+class AttributionRuleQuerySet(models.QuerySet):
+    def for_database(self, database: MonitoredDatabase | int):
+        """The enabled rules for sessions on `database` (its own and every database's), in order,
+        as rows of lib.attribution.Rule's fields."""
+        rules = self.filter(enabled=True).filter(models.Q(database=database) | models.Q(database=None))
+        return rules.values_list("service__name", "application_name", "usename", "client_addr")
+
+
 class AttributionRule(models.Model):
     """Session → service, first match by position; blank fields match anything."""
 
@@ -233,6 +241,8 @@ class AttributionRule(models.Model):
     usename = models.CharField("user", max_length=200, blank=True)
     client_addr = models.CharField(max_length=100, blank=True, help_text="CIDR, e.g. 10.1.0.0/16")
     enabled = models.BooleanField(default=True)
+
+    objects = AttributionRuleQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "id"]
@@ -251,15 +261,6 @@ class AttributionRule(models.Model):
 
     def to_rule(self, service_name: str) -> Rule:
         return Rule(service_name, self.application_name, self.usename, self.client_addr)
-
-
-def attributor_for(database: MonitoredDatabase) -> Attributor:
-    rules = (
-        AttributionRule.objects.filter(enabled=True)
-        .filter(models.Q(database=database) | models.Q(database=None))
-        .select_related("service")
-    )
-    return Attributor([r.to_rule(r.service.name) for r in rules], Service.objects.values_list("name", flat=True))
 
 
 def _counts_with_services() -> models.Prefetch:
@@ -393,6 +394,9 @@ class SessionCount(models.Model):
         ]
         # (snapshot) lookups for the database page use the FK index Django creates.
 
+    def __str__(self) -> str:
+        return f"{self.count} × {self.application_name or '?'} {self.state or 'unknown'}"
+
 
 class QueryFingerprint(models.Model):
     fingerprint = models.CharField(max_length=16, unique=True)
@@ -505,6 +509,9 @@ class Episode(models.Model):
             models.Index(fields=["database", "-first_seen"], name="episode_recent"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} pid {self.pid} from {self.started:%Y-%m-%d %H:%M:%S}"
+
     def key(self) -> ep.EpisodeKey:
         return ep.EpisodeKey(self.kind, self.pid, self.backend_start, self.started)
 
@@ -530,3 +537,6 @@ class BackendAction(models.Model):
 
     class Meta:
         ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.action} pid {self.pid} by {self.user_id}"

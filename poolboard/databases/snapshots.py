@@ -7,6 +7,7 @@ so a redelivered task stores nothing twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -72,19 +73,23 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
        rules and the database's open episodes.
     2. Compare the session rows with the open episodes (lib.episodes);
        poolboard's own sessions are left out.
-    3. Write the rest: upsert the query fingerprints, insert the aggregated
-       counts (each attributed to a service), open, update and close episodes,
-       and keep the newest session rows (already normalised) on the database row.
+    3. Write the rest: the live session rows (already normalised) on the
+       database row, the aggregated counts (each attributed to a service), the
+       query fingerprints, and the episodes opened, updated and closed.
 
-    Three round trips to poolboard's database: the statements of step 1, those
-    of step 3 (each batch sent as one pipeline, psycopg), and the COMMIT; each
-    statement handles all its rows at once (arrays and unnest()). Python
-    work that needs no answer is done while the server runs the statements
-    already sent. The statements run on a server-side-binding cursor of Django's
-    connection, inside Django's transaction, so parameters (arrays included)
-    and the open episodes travel in binary: Django's client-side binding quotes
-    every array element and parses every timestamp in Python, which cost more
-    than the SQL itself.
+    Why raw psycopg cursors rather than the ORM (measured with bench/bench_snapshot.py,
+    whose snapshot_ratio bar is 2): three round trips to poolboard's database, the
+    statements of step 1, those of step 3 (each batch sent as one pipeline), and
+    the COMMIT. Reading the services and rules through the ORM instead adds two round
+    trips, and on a loaded 2-core machine each costs a scheduling delay: the store
+    went from 59-78 ms to 82-106 ms and the ratio over the bar. So the reads are
+    defined by QuerySets (one definition of "the rules for this database") and their
+    SQL runs in the pipeline. Each statement handles all its rows at once (arrays and
+    unnest()); Python work that needs no answer is done while the server runs the
+    statements already sent. The cursors are server-side-binding cursors of Django's
+    connection, inside Django's transaction, so parameters (arrays included) and the
+    open episodes travel in binary: Django's client-side binding quotes every array
+    element and parses every timestamp in Python, which cost more than the SQL itself.
     """
 
     slot = int(snap.taken_at.timestamp() // snapshot_interval())
@@ -101,20 +106,13 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
                 # (episodes resume from the next snapshot), never consistency. Not
                 # waiting for the WAL flush saves ~5 ms of a ~17 ms store.
                 cur.execute("SET LOCAL synchronous_commit = off")
-                services_cur.execute(f"SELECT name, id FROM {_table(Service)}")
+                services_cur.execute(*_services_sql())
                 if attribute is None:
-                    rules_cur.execute(_RULES_SQL, [db.pk])
-                open_cur.execute(
-                    f"""SELECT id, kind, pid, backend_start, started, peak_age_s, state, wait_event,
-                               query_id IS NULL
-                        FROM {_table(Episode)} WHERE database_id = %s AND ended IS NULL""",
-                    [db.pk],
-                    binary=True,  # timestamps parsed in C, not by Django's text loader
-                )
+                    rules_cur.execute(*_rules_sql(db.pk))
+                _select_open_episodes(open_cur, db)
                 _insert_snapshot(cur, db, slot, snap)
-                live = [_session_json(s, now) for s in sessions]  # attributed below
+                live = [_session_json(s, now) for s in sessions]  # while the server works; attributed below
                 pipeline.sync()
-
                 row = cur.fetchone()
                 if row is None:  # another worker stored this slot
                     return SnapshotResult(db.name, "skipped", total=snap.total)
@@ -126,57 +124,68 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
                 # What needs no episode tracking first: the server works on it while Python tracks.
                 for item, s in zip(live, sessions):
                     item["service"] = attribute(s.application_name, s.usename, s.client_addr or None)
-                version = _version(snap.settings.server_version_num)
-                truncated = snap.sessions_truncated_after is not None
-                cur.execute(
-                    f"""UPDATE {_table(MonitoredDatabase)}
-                        SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::json,
-                            last_sessions_truncated = %s, last_error_kind = ''
-                        WHERE id = %s""",
-                    [now, version, json.dumps(live, separators=(",", ":")), truncated, db.pk],
-                )
+                _update_database_row(cur, db, now, live, snap)
                 _insert_counts(cur, snapshot_id, snap.counts, snap.ages, attribute, services)
-
                 # Plain tuples, not model instances: a busy server has hundreds of open episodes.
-                open_rows: dict[ep.EpisodeKey, tuple] = {}
-                previous = []
-                for row in open_cur.fetchall():
-                    key = ep.EpisodeKey(row[1], row[2], row[3], row[4])
-                    open_rows[key] = row
-                    previous.append(ep.OpenEpisode(key, row[5]))
+                open_rows = {ep.EpisodeKey(*row[1:5]): row for row in open_cur.fetchall()}
+                previous = [ep.OpenEpisode(key, row[5]) for key, row in open_rows.items()]
                 changes = ep.track(previous, sessions, db.thresholds(), now, snap.sessions_truncated_after)
                 _upsert_fingerprints(cur, [o.session for o in changes.opened + changes.updated], now)
                 _insert_episodes(cur, db, now, changes.opened, attribute, services)
                 _update_seen(cur, now, changes.updated, open_rows)
-                if changes.closed:
-                    cur.execute(
-                        f"UPDATE {_table(Episode)} SET ended = %s WHERE id = ANY(%b::bigint[])",
-                        [now, [open_rows[c.key][0] for c in changes.closed]],
-                    )
+                _close_episodes(cur, now, [open_rows[c.key][0] for c in changes.closed])
     except IntegrityError:
         return SnapshotResult(db.name, "skipped", total=snap.total)
-    db.last_snapshot_at = now
-    db.server_version = version
-    db.last_sessions = live
-    db.last_sessions_truncated = truncated
-    db.last_error_kind = ""
     return SnapshotResult(
         db.name, "ok", total=snap.total, opened=len(changes.opened), updated=len(changes.updated),
         closed=len(changes.closed), elapsed_ms=snap.elapsed_ms,
     )
 
 
-# The rules of models.attributor_for() (enabled; this database's or every
-# database's; by position), as plain rows for the pipeline.
-_RULES_SQL = f"""
-    SELECT s.name, r.application_name, r.usename, r.client_addr
-    FROM {AttributionRule._meta.db_table} AS r JOIN {Service._meta.db_table} AS s ON s.id = r.service_id
-    WHERE r.enabled AND (r.database_id = %s OR r.database_id IS NULL)
-    ORDER BY r.position, r.id"""
+# The reads of step 1 are QuerySets (one definition each), compiled to SQL once per
+# process and run on a cursor of the pipeline: compiling them on every store cost ~1 ms.
+@functools.cache
+def _services_sql() -> tuple[str, tuple]:
+    return Service.objects.values_list("name", "id").query.sql_with_params()
+
+
+@functools.lru_cache(maxsize=1024)
+def _rules_sql(database_id: int) -> tuple[str, tuple]:
+    return AttributionRule.objects.for_database(database_id).query.sql_with_params()
 
 
 def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
+
+
+def _select_open_episodes(cur: psycopg.Cursor, db) -> None:
+    cur.execute(
+        f"""SELECT id, kind, pid, backend_start, started, peak_age_s, state, wait_event, query_id IS NULL
+            FROM {_table(Episode)} WHERE database_id = %s AND ended IS NULL""",
+        [db.pk],
+        binary=True,  # timestamps parsed in C, not by Django's text loader
+    )
+
+
+def _update_database_row(cur: psycopg.Cursor, db, now, live: list[dict], snap: pgactivity.Snapshot) -> None:
+    """The newest snapshot on the database row (pages read one row), and on `db` itself."""
+    db.last_snapshot_at = now
+    db.server_version = _version(snap.settings.server_version_num)
+    db.last_sessions = live
+    db.last_sessions_truncated = snap.sessions_truncated_after is not None
+    db.last_error_kind = ""
+    cur.execute(
+        f"""UPDATE {_table(MonitoredDatabase)}
+            SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::json,
+                last_sessions_truncated = %s, last_error_kind = ''
+            WHERE id = %s""",
+        [now, db.server_version, json.dumps(live, separators=(",", ":")), db.last_sessions_truncated, db.pk],
+    )
+
+
+def _close_episodes(cur: psycopg.Cursor, now, ids: list[int]) -> None:
+    if ids:
+        cur.execute(f"UPDATE {_table(Episode)} SET ended = %s WHERE id = ANY(%b::bigint[])", [now, ids])
 
 
 def _insert_snapshot(cur: psycopg.Cursor, db, slot: int, snap: pgactivity.Snapshot) -> None:

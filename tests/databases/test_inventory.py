@@ -73,7 +73,7 @@ def test_export_wipe_import_export_is_byte_identical(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "entry, message",
+    ("entry", "message"),
     [
         ("  password: hunter2\n", "line 12: databases[0].password: give password_env or password_file, never the password itself"),
         ("  sslmode: sometimes\n", "line 12: databases[0].sslmode: Select a valid choice. sometimes is not one of the available choices."),

@@ -164,7 +164,8 @@ def test_ten_thousand_sessions_store_a_bounded_number_of_rows(monitored, make_se
 
     from django.utils import timezone
 
-    from poolboard.lib.budget import ServerSettings, SessionCount as Count
+    from poolboard.lib.budget import ServerSettings
+    from poolboard.lib.budget import SessionCount as Count
 
     now = timezone.now()
     counts = [Count(f"app{i % 50}", "u", f"10.0.{i % 200}.1", "idle in transaction", "Client", 1) for i in range(10_000)]
