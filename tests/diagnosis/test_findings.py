@@ -180,3 +180,20 @@ def test_it_leads_with_the_leak_when_the_leak_has_made_the_pool_stuck(billing):
     Finding.objects.record({billing.id: [verdict("stuck", now, "crit"), verdict("leak", now - timedelta(minutes=3), "warn", leaked=10)]}, now)
     summary = billing.summary(now)
     assert (summary.status, summary.reason, summary.verdict.kind) == ("crit", "leak suspected", "leak")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_skips_a_pass_while_another_is_running(make_service):
+    """A slow pass on a big fleet must not pile up behind itself: the second one skips."""
+    import psycopg
+    from django.db import connection
+
+    from poolboard.diagnosis.tasks import LOCK_CLASS, diagnose_fleet
+
+    make_service("billing", instances=1, max=10, in_use=3)
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "dbname")}) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_CLASS])
+        assert diagnose_fleet()["skipped"] == "another diagnosis pass is running"
+    assert diagnose_fleet()["services"] == 1
