@@ -10,23 +10,20 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
-from poolboard.fleet.models import Service
-from poolboard.lib.budget import state_breakdown
-from poolboard.lib.episodes import IDLE_IN_TX_STATES
-from poolboard.lib.pools import sum_present
-from poolboard.sources import pgactivity
-
 from poolboard.databases.models import (
+    SLOW_QUERY_ORDER,
     BackendAction,
     Episode,
     MonitoredDatabase,
     QueryFingerprint,
     SecretError,
     SignalRefused,
-    SLOW_QUERY_ORDER,
     Snapshot,
     query_text_mode,
 )
+from poolboard.fleet.models import Service
+from poolboard.lib.episodes import IDLE_IN_TX_STATES
+from poolboard.sources import pgactivity
 
 SESSION_SORTS = ("age", "pid", "application_name", "usename", "state")
 SLOW_SORTS = tuple(SLOW_QUERY_ORDER)
@@ -153,42 +150,10 @@ def query_detail(request, fingerprint: str):
     return render(request, _partial(request, "databases/query.html", "query-episodes"), context)
 
 
-def service_side(service: Service) -> dict:
-    """The database side of one service: its sessions in the newest snapshot of each database.
-
-    A fixed number of queries whatever the number of databases (it is part of the
-    service page): databases, their newest snapshots with counts, pools, open episodes.
-    """
-    dbs = list(MonitoredDatabase.objects.enabled())
-    newest = Snapshot.objects.newest_per_database(dbs)
-    rows = []
-    for db in dbs:
-        snap = newest.get(db.pk)
-        if snap is None:
-            continue
-        by_state: dict[str, int] = {}
-        for count in snap.counts.all():
-            if count.service_id == service.id:
-                by_state[count.state] = by_state.get(count.state, 0) + count.count
-        mine = [s for s in db.last_sessions or [] if s.get("service") == service.name]
-        oldest = max((s["age_s"] for s in mine if s.get("xact_start") and s.get("age_s") is not None), default=None)
-        states = state_breakdown(by_state)
-        if not states.total and not mine:
-            continue
-        rows.append({"db": db, "snapshot": snap, "states": states, "oldest_xact_s": oldest})
-    pools = list(service.pools.all())
-    return {
-        "rows": rows,
-        "pool_in_use": sum_present(p.in_use for p in pools),
-        "pool_max": sum_present(p.max for p in pools),
-        "open_episodes": Episode.objects.open().filter(service=service).count(),
-    }
-
-
 @require_GET
 def service_panel(request, pk: int):
     service = get_object_or_404(Service, pk=pk)
-    context = {"service": service, "side": service_side(service), "now": timezone.now()}
+    context = {"service": service, "side": Snapshot.objects.service_side(service), "now": timezone.now()}
     return render(request, "databases/_service_panel.html", context)
 
 
