@@ -55,7 +55,10 @@ def test_export_wipe_import_export_is_byte_identical(fleet, tmp_path) -> None:
     out = StringIO()
     call_command("importinventory", str(path), stdout=out)
 
-    assert out.getvalue() == "sources: 2 created, 0 updated\npresets: 1 created, 0 updated\nservices: 2 created, 0 updated\ndatabases: 0 created, 0 updated\n"
+    assert out.getvalue().splitlines() == [
+        "sources: 2 created, 0 updated", "presets: 1 created, 0 updated", "services: 2 created, 0 updated",
+        "databases: 0 created, 0 updated",
+    ]
     assert export() == first
     assert "sources:\n- name: edge\n" in first and "workers_per_instance: 4" in first
     assert CustomPreset.objects.get().queries()["max"] == 'sum by ($by) (acme_pool_limit{kind="hard",$sel})'
@@ -69,7 +72,10 @@ def test_export_to_a_file(fleet, tmp_path) -> None:
 
 def test_import_updates_by_name_and_deletes_nothing(fleet) -> None:
     text = "services:\n- name: checkout\n  source: edge\n  preset: hikaricp\n  workers_per_instance: 8\n"
-    assert import_inventory(text) == {"sources": {"created": 0, "updated": 0}, "presets": {"created": 0, "updated": 0}, "services": {"created": 0, "updated": 1}, "databases": {"created": 0, "updated": 0}}
+    unchanged = {"created": 0, "updated": 0}
+    assert import_inventory(text) == {
+        "sources": unchanged, "presets": unchanged, "services": {"created": 0, "updated": 1}, "databases": unchanged,
+    }
     checkout = Service.objects.get(name="checkout")
     assert (checkout.source.name, checkout.workers_per_instance) == ("edge", 8)
     assert Service.objects.count() == 2 and Pool.objects.count() == 1
@@ -112,7 +118,8 @@ def test_a_bad_file_names_every_line_and_field_and_changes_nothing(fleet) -> Non
         "line 6: sources[0].presets[1]: unknown preset 'nosuch'",
         "line 8: presets[0].name: hikaricp is a built-in preset; choose another name.",
         "line 12: presets[0].queries.in_use: unknown placeholder $selector in template 'sum by ($by) (acme_pool_busy{$selector})'",
-        "line 13: presets[0].queries.inuse: not a canonical field (known: max, min, in_use, idle, pending, overflow, timeouts, acquisitions, acquire_s, hold_s, conns_opened, conns_closed)",
+        "line 13: presets[0].queries.inuse: not a canonical field (known: max, min, in_use, idle, pending, overflow,"
+        " timeouts, acquisitions, acquire_s, hold_s, conns_opened, conns_closed)",
         # an inventory written before the rename says what the field is called now
         "line 14: presets[0].queries.created: renamed conns_opened",
         # every problem of an entry, not only the first
