@@ -145,6 +145,11 @@ class Thresholds:
     # A saturation finding stays open through quiet gaps shorter than this: bursty load
     # that exhausts the pool every few minutes is one problem.
     saturation_clear_s: float = 300.0
+    # Saturation means legitimately busy: while the server sees the service's sessions, fewer
+    # than this share of them active over the episode means the full pool is held, not
+    # working (a leak or stuck callers), so it is not called saturation. A pool that is
+    # honestly busy keeps most of its connections running queries.
+    saturation_active_share: float = 0.5
     # Full with no progress for this long is stuck (a caller with a 30 s timeout has
     # given up twice by then).
     stuck_s: float = 60.0
@@ -1068,6 +1073,18 @@ def _saturation(ctx: _Context, stuck: Finding | None) -> Finding | None:
             active = sum(p.active for p in during) / len(during)
             sessions = sum(p.total for p in during) / len(during)
             longest = max((p.longest_active_query_s or 0.0) for p in during)
+            # Judge by the snapshots taken while the pool was full (bursty load idles between).
+            near = max(ctx.interval, ctx.server_gap)
+            full_ts = [series.ts[i] for i in episode]
+
+            def taken_while_full(t: float) -> bool:
+                i = bisect_left(full_ts, t)
+                return any(abs(f - t) <= near for f in full_ts[max(0, i - 1):i + 1])
+
+            while_full = [p for p, t in zip(ctx.server, ctx.server_ts) if t >= start and taken_while_full(t)]
+            full_sessions = sum(p.total for p in while_full)
+            if full_sessions and sum(p.active for p in while_full) < th.saturation_active_share * full_sessions:
+                return None  # full but not working: not honest saturation (see Thresholds)
             evidence.append(Evidence(
                 f"on the server {_fmt(active)} of {_fmt(sessions)} sessions active on average, longest query {_fmt(longest)} s",
                 _ts(start), _ts(end)))

@@ -204,3 +204,18 @@ def test_it_does_not_call_a_query_running_past_the_threshold_a_leak_from_the_age
     assert LEAK not in kinds(diagnose(inp(points, server, agent=[held], episodes=[running])))
     short = replace(running, peak_age_s=35.0)
     assert LEAK in kinds(diagnose(inp(points, server, agent=[held], episodes=[short])))
+
+
+def test_it_does_not_call_a_pool_full_of_idle_sessions_saturated() -> None:
+    """All 10 in use with waiters, but the server sees all 10 sessions idle: held, not busy."""
+    from datetime import datetime, timedelta, timezone
+
+    from poolboard.lib.diagnosis import DiagnosisInput, PoolPoint, ServerPoint, diagnose
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    points = [PoolPoint(ts=now - timedelta(seconds=15 * (40 - i)), max=10, in_use=10, idle=0, pending=3, timeouts=5,
+                        acquisitions=30, hold_s=0.002) for i in range(41)]
+    server = [ServerPoint(ts=now - timedelta(seconds=30 * (20 - i)), active=0, idle=10, idle_in_transaction=0,
+                          idle_over_threshold=10, young_sessions=0) for i in range(21)]
+    kinds = {f.kind for f in diagnose(DiagnosisInput("billing", now, 15.0, points, server=server, rate_window_s=60.0))}
+    assert "saturation" not in kinds and "leak" in kinds
