@@ -17,7 +17,7 @@
 4. snapshot_rows_stored_10000: rows written for a synthetic 10 000-session snapshot
    (counts capped at MAX_COUNT_GROUPS groups by SQL, session rows at the LIMIT).
 
-Runs against a throwaway database (poolboard_bench_snapshot, dropped and re-created).
+Runs against a throwaway database (poolboard_bench_snapshot_<pid>, created and dropped).
 Prints `name: value` lines (make bench).
 """
 
@@ -43,7 +43,8 @@ import psycopg  # noqa: E402
 
 from throwaway_db import drop_throwaway_database, use_throwaway_database  # noqa: E402
 
-BENCH_DB = "poolboard_bench_snapshot"
+# Per process: a second run at the same time (make bench in another checkout) must not drop this one.
+BENCH_DB = f"poolboard_bench_snapshot_{os.getpid()}"
 
 PG_BIN = Path(os.getenv("PG_BIN", "/usr/lib/postgresql/15/bin"))
 CONNECTIONS = int(os.getenv("BENCH_CONNECTIONS", "1000"))
