@@ -140,20 +140,36 @@ def episodes(service_ids: list[int], start: datetime, end: datetime) -> dict[int
 # at that instant. Sessions count as idle past the leak threshold, or young, by their ages
 # (SessionCount.idle_ages_s, young_ages_s) against each service's own thresholds.
 _SERVER_SQL = """
-WITH t(service_id, leak_s, young_s) AS (SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[]))
-SELECT c.service_id, max(s.taken_at),
+WITH t(service_id, leak_s, young_s) AS (SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[])),
+-- The databases each service had sessions on in the window ...
+seen AS (
+    SELECT DISTINCT c.service_id, s.database_id
+      FROM databases_sessioncount AS c
+      JOIN t ON t.service_id = c.service_id
+      JOIN databases_snapshot AS s ON s.id = c.snapshot_id
+     WHERE s.taken_at > %s AND s.taken_at <= %s
+),
+-- ... and every snapshot of those databases, so a snapshot in which the service had no
+-- session is a point of zeros (a restart, an idle pool that closed its connections), not a gap.
+snaps AS (
+    SELECT seen.service_id, s.id, s.slot, s.taken_at
+      FROM seen
+      JOIN databases_snapshot AS s ON s.database_id = seen.database_id
+     WHERE s.taken_at > %s AND s.taken_at <= %s
+)
+SELECT snaps.service_id, max(snaps.taken_at),
        coalesce(sum(c.count) FILTER (WHERE c.state = 'active'), 0),
        coalesce(sum(c.count) FILTER (WHERE c.state = 'idle'), 0),
        coalesce(sum(c.count) FILTER (WHERE c.state = ANY(%s)), 0),
        coalesce(sum((SELECT count(*) FROM unnest(c.idle_ages_s) AS a WHERE a > t.leak_s)), 0),
        coalesce(sum((SELECT count(*) FROM unnest(c.young_ages_s) AS a WHERE a < t.young_s)), 0),
        max(c.longest_query_s)
-  FROM databases_sessioncount AS c
-  JOIN t ON t.service_id = c.service_id
-  JOIN databases_snapshot AS s ON s.id = c.snapshot_id
- WHERE s.taken_at > %s AND s.taken_at <= %s
- GROUP BY c.service_id, s.slot
- ORDER BY c.service_id, s.slot
+  FROM snaps
+  JOIN t ON t.service_id = snaps.service_id
+  -- sessioncount_service (service, snapshot) serves this join.
+  LEFT JOIN databases_sessioncount AS c ON c.snapshot_id = snaps.id AND c.service_id = snaps.service_id
+ GROUP BY snaps.service_id, snaps.slot
+ ORDER BY snaps.service_id, snaps.slot
 """
 
 
@@ -170,7 +186,7 @@ def server_points(
     leak_s = [thresholds[i].leak_s for i in ids]
     young_s = [thresholds[i].churn_lifetime_s for i in ids]
     with connection.cursor() as cursor:
-        cursor.execute(_SERVER_SQL, [ids, leak_s, young_s, sorted(IDLE_IN_TX_STATES), start, end])
+        cursor.execute(_SERVER_SQL, [ids, leak_s, young_s, start, end, start, end, sorted(IDLE_IN_TX_STATES)])
         for service_id, ts, active, idle, in_tx, idle_over, young, longest in cursor.fetchall():
             out[service_id].append(engine.ServerPoint(
                 ts=ts, active=int(active), idle=int(idle), idle_in_transaction=int(in_tx),

@@ -61,3 +61,23 @@ def test_it_counts_idle_past_each_services_leak_threshold_and_young_sessions(ses
     assert [(h["sessions"], h["application_name"], h["pid"]) for h in idle] == [(2, SERVICE, None)]
     assert idle[0]["idle_s"] > 1.0 and idle[0]["database"] == "serverpoints-db"
     assert holder_sessions([service], now, leak_s=60.0).get(SERVICE, []) == []
+
+
+def test_it_gives_a_point_of_zeros_for_a_snapshot_without_the_services_sessions(sessions, make_service):
+    """A restart or a pool that closed its connections is a zero on the server, not a gap."""
+    service = make_service(SERVICE)
+    database = MonitoredDatabase.objects.create(
+        name="serverpoints-db", host=HOST, port=PORT, dbname=sessions.dbname, user=SUPERUSER
+    )
+    sessions.idle(SERVICE)
+    assert snapshot_database(database).status == "ok"
+    sessions.close()
+    from poolboard.databases.models import Snapshot
+
+    # The next slot's snapshot sees none of its sessions.
+    snap = Snapshot.objects.get()
+    Snapshot.objects.filter(pk=snap.pk).update(slot=snap.slot - 1, taken_at=snap.taken_at - timedelta(seconds=30))
+    assert snapshot_database(database).status == "ok"
+    now = timezone.now()
+    points = inputs.server_points({service.id: Thresholds()}, now - timedelta(minutes=5), now)[service.id]
+    assert [(p.idle, p.active) for p in points] == [(1, 0), (0, 0)]
