@@ -2,9 +2,11 @@
 
 Prints:
   diagnosis_queries_10 / diagnosis_queries_1000   SQL queries of one diagnosis pass (must be equal)
-  diagnosis_tick_ms_1000   wall time of one pass over 1 000 services (median of 5): read the
-                           window (30 min of raw samples at a 15 s interval, 2 pools each,
-                           snapshots, episodes, agent reports), judge, record findings
+  diagnosis_tick_ms_1000   wall time of one pass over 1 000 services (median of 5), as the task
+                           runs it in one transaction: read the window (30 min of raw samples at
+                           a 15 s interval, 2 instances each; the server-side, episode and agent
+                           queries run too but find nothing: no database is monitored here),
+                           judge, record findings
   diagnosis_rows_1000      raw samples inside the window the pass reads
 
 Runs against a throwaway database (poolboard_bench_diagnosis, dropped and re-created). The
