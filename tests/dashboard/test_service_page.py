@@ -191,3 +191,14 @@ def test_it_runs_as_many_queries_whatever_the_fleet_or_pools(alice_client, make_
         alice_client.get(f"/services/{small.pk}/", headers=headers)
     with django_assert_num_queries(expected):
         alice_client.get(f"/services/{big.pk}/", headers=headers)
+
+
+def test_it_names_every_field_shown_blank_not_only_those_the_preset_lacks(alice_client, make_service) -> None:
+    # A HikariCP exporter that sends only in use, idle and min: max, waiting, timeouts,
+    # acquire and hold time are blank too, not only overflow and connections closed.
+    service = make_service(name="sparse", preset="hikaricp", instances=1, in_use=3, idle=1, min=2)
+    html = alice_client.get(f"/services/{service.pk}/").content.decode()
+    assert (
+        "exporter does not provide: max size, waiting, overflow, timeouts, acquisitions, acquire time (s), "
+        "hold time (s), connections opened, connections closed" in html
+    )

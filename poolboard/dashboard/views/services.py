@@ -147,7 +147,10 @@ def service_detail(request, pk: int):
         "pools": [(p, p.status(now)) for p in pools],
         "summary": summary,
         "preset": preset,
-        "missing_fields": preset.missing_fields() if preset else [],
+        # Every field shown as "—": the preset's gaps and the series its exporter does not send.
+        "missing_fields": [FIELD_LABELS[f] for f in preset.missing_fields([p.values() for p in pools] or None)]
+        if preset
+        else [],
         "source_stale_since": service.source.stale_since(now),
         "now": now,
         "range": range_key,
