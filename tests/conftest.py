@@ -3,6 +3,8 @@
 One fixture per concept, here, for every test package:
 - alice: a normal user; bob: staff (admin access); `token`/`auth`: an API token of alice's.
 - `make_source`, `make_service`: Prometheus sources and services with pools.
+- `monitored`, `sessions`, `snapped`: a monitored PostgreSQL database (a throwaway one on the
+  local server) with real sessions in chosen states, and one snapshot of them.
 - `prometheus_with`: the real Prometheus binary scraping exposition servers.
 - `browser_page`: Playwright driving Debian's Chromium (/usr/bin/chromium).
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import HOST, PORT, SUPERUSER, Sessions, throwaway_database
 from tests.prom import ExpositionServer, PrometheusServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -107,6 +110,62 @@ def make_service(make_source):
         return service
 
     return make
+
+
+@pytest.fixture(scope="session")
+def target_dbname():
+    """A throwaway database on the local server for monitored sessions, dropped after the run."""
+    with throwaway_database(f"pb_test_dbside_{os.getpid()}") as name:
+        yield name
+
+
+@pytest.fixture
+def sessions(target_dbname):
+    s = Sessions(target_dbname)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fast_slots(settings):
+    # One snapshot slot per second, so a test can take several snapshots.
+    settings.DATABASE_SNAPSHOT_INTERVAL = 1
+    return settings
+
+
+@pytest.fixture
+def monitored(db, target_dbname):
+    from poolboard.databases.models import MonitoredDatabase
+
+    return MonitoredDatabase.objects.create(
+        name="orders-db", host=HOST, port=PORT, dbname=target_dbname, user=SUPERUSER,
+        idle_in_transaction_s=1, query_s=1, transaction_s=3600,
+    )
+
+
+# Query text a page or the API must never run or show unescaped: markup in literals and identifiers.
+HOSTILE_QUERY = (
+    "SELECT pg_sleep(30), '<script>alert(1)</script>' AS \"<script>alert('x')</script>\","
+    " 1 AS \"<div hx-get='/admin/' hx-trigger='load'>x</div>\", 'card=4111111111111111'"
+)
+
+
+@pytest.fixture
+def snapped(monitored, sessions, make_service, fast_slots):
+    """`monitored` after one snapshot: service hostile-svc running HOSTILE_QUERY, and a session of
+    idle-svc idle in transaction. Thresholds of 0 s make both episodes at once (no waiting for
+    them to age); the tests of the thresholds themselves are in tests/databases/test_snapshots.py."""
+    from poolboard.databases.snapshots import snapshot_database
+
+    monitored.idle_in_transaction_s = monitored.query_s = 0
+    monitored.save(update_fields=["idle_in_transaction_s", "query_s"])
+    svc = make_service("hostile-svc")
+    sessions.active("hostile-svc", HOSTILE_QUERY)
+    sessions.idle_in_transaction("idle-svc")
+    sessions.wait_seen({"hostile-svc": "active", "idle-svc": "idle in transaction"})
+    assert snapshot_database(monitored).status == "ok"
+    monitored.refresh_from_db()
+    return monitored, svc
 
 
 @pytest.fixture

@@ -91,10 +91,11 @@ class Sessions:
             timeout=5, what=f"{n} active sessions",
         )
 
-    def wait_seen(self, states: dict[str, str], older_than: float = 0.0, timeout: float = 10) -> None:
-        """Until pg_stat_activity shows each application in its state (e.g. {"billing": "idle in
-        transaction"}), in it for at least `older_than` seconds by the server's clock: the age a
-        monitor compares with its thresholds."""
+    def wait_seen(self, states, older_than: float = 0.0, timeout: float = 10) -> None:
+        """Until pg_stat_activity shows a session of each application in its state ({"billing":
+        "idle in transaction"}, or (application, state) pairs), in it for at least `older_than`
+        seconds by the server's clock: the age a monitor compares with its thresholds."""
+        wanted = list(states.items()) if isinstance(states, dict) else list(states)
 
         def seen() -> bool:
             with admin_conn() as admin:
@@ -103,10 +104,13 @@ class Sessions:
                     " FROM pg_stat_activity WHERE datname = %s",
                     (self.dbname,),
                 ).fetchall()
-            ages = {(app, state): float(age) for app, state, age in rows if age is not None}
-            return all(ages.get(key, -1) >= older_than for key in states.items())
+            oldest: dict[tuple[str, str], float] = {}
+            for app, state, age in rows:
+                if age is not None:
+                    oldest[(app, state)] = max(float(age), oldest.get((app, state), 0.0))
+            return all(oldest.get(key, -1.0) >= older_than for key in wanted)
 
-        wait_until(seen, timeout=timeout, what=f"{states} for {older_than} s")
+        wait_until(seen, timeout=timeout, what=f"{wanted} for {older_than} s")
 
     def close(self):
         for conn in self.conns:

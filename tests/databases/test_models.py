@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from poolboard.databases.models import AttributionRule, MonitoredDatabase, Snapshot
 from poolboard.databases.snapshots import snapshot_database
-from tests.databases.conftest import copy_newest_snapshot
+from tests.databases.factories import copy_newest_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +23,8 @@ def stored(monitored, sessions, make_service, fast_slots):
     sessions.idle(BILLING)
     sessions.idle_in_transaction(BILLING)
     sessions.active(BILLING, "SELECT pg_sleep(30)")
-    time.sleep(1.1)  # past the 1 s thresholds: the idle-in-transaction session is an open episode
+    # Past the 1 s thresholds: the idle-in-transaction session is an open episode.
+    sessions.wait_seen([(BILLING, "idle"), (BILLING, "active"), (BILLING, "idle in transaction")], older_than=1)
     assert snapshot_database(monitored).status == "ok"
     monitored.refresh_from_db()
     return monitored, billing

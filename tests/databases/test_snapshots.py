@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import pytest
 
@@ -13,11 +12,12 @@ from poolboard.databases.models import (
     QueryFingerprint,
     SessionCount,
     Snapshot,
+    snapshot_interval,
 )
 from poolboard.databases.snapshots import snapshot_all, snapshot_database, store_snapshot
 from poolboard.lib import episodes as ep
 from poolboard.sources import pgactivity
-from tests.databases.conftest import monitor_sessions
+from tests.pg import monitor_sessions, wait_for_next_slot
 
 pytestmark = pytest.mark.django_db
 
@@ -26,8 +26,8 @@ SFX = f"-t{os.getpid()}"
 BILLING = "billing" + SFX
 
 
-def wait_next_slot():
-    time.sleep(1.05)
+def wait_next_slot(database) -> None:
+    wait_for_next_slot(database.snapshots.latest("taken_at").taken_at, snapshot_interval())
 
 
 def test_idle_in_transaction_and_slow_query_become_attributed_episodes_within_two_snapshots(
@@ -38,11 +38,12 @@ def test_idle_in_transaction_and_slow_query_become_attributed_episodes_within_tw
     sessions.idle_in_transaction(BILLING, "SELECT 'card=4111111111111111'")
     sessions.active("reports-worker-7", "SELECT pg_sleep(30), 'token=abc'")
     AttributionRule.objects.create(service=reports, application_name="reports-*")
-    time.sleep(1.1)  # past the 1 s thresholds
+    sessions.wait_seen({BILLING: "idle in transaction", "reports-worker-7": "active"}, older_than=1)  # the thresholds
 
     first = snapshot_database(monitored)
     assert first.status == "ok", first.error
-    wait_next_slot()
+    wait_next_slot(monitored)
+    sessions.wait_seen({BILLING: "idle in transaction"}, older_than=2)
     second = snapshot_database(monitored)
     assert second.status == "ok"
 
@@ -53,11 +54,11 @@ def test_idle_in_transaction_and_slow_query_become_attributed_episodes_within_tw
     slow = Episode.objects.get(database=monitored, kind=ep.LONG_QUERY, application_name="reports-worker-7")
     assert slow.service == reports and slow.application_name == "reports-worker-7"
     assert slow.query.text == "SELECT pg_sleep($1), $2"
-    assert monitor_sessions() == 0
+    assert monitor_sessions(monitored.dbname) == 0
 
     # The session ends: the next snapshot closes its episodes.
     sessions.close()
-    wait_next_slot()
+    wait_next_slot(monitored)
     third = snapshot_database(monitored)
     assert third.closed >= 2
     iit.refresh_from_db()
@@ -87,13 +88,14 @@ def test_a_redelivered_slot_stores_nothing_twice(monitored, sessions):
     assert Snapshot.objects.filter(database=monitored).count() == 1
 
 
-def test_own_sessions_are_left_out_of_episodes(monitored, sessions, fast_slots):
+def test_it_leaves_its_own_sessions_out_of_episodes(monitored, sessions, fast_slots):
     sessions.idle_in_transaction("poolboard-worker")
-    time.sleep(1.1)
+    sessions.idle_in_transaction(BILLING)  # the same state, not poolboard's: the one kept
+    sessions.wait_seen({"poolboard-worker": "idle in transaction", BILLING: "idle in transaction"}, older_than=1)
     snapshot_database(monitored)
-    assert not Episode.objects.filter(application_name__startswith="poolboard-").exists()
+    assert list(Episode.objects.values_list("application_name", flat=True)) == [BILLING]
     monitored.refresh_from_db()
-    assert all(not s["application_name"].startswith("poolboard-") for s in monitored.last_sessions)
+    assert {s["application_name"] for s in monitored.last_sessions} == {BILLING}
 
 
 def test_unreachable_target_records_a_sanitised_error(db, monkeypatch, caplog):
@@ -135,7 +137,7 @@ def test_password_file_is_read_and_never_stored(db, tmp_path, target_dbname):
 def test_raw_literals_never_reach_the_database_or_logs(monitored, sessions, caplog, fast_slots):
     sessions.idle_in_transaction("leaky", "SELECT 'card=4111111111111111' /* email=alice@example.com */")
     sessions.active("leaky2", "SELECT pg_sleep(30), 'card=4111111111111111'")
-    time.sleep(1.1)
+    sessions.wait_seen({"leaky": "idle in transaction", "leaky2": "active"}, older_than=1)
     with caplog.at_level(logging.DEBUG):
         snapshot_database(monitored)
     dumped = repr(list(Episode.objects.values())) + repr(list(QueryFingerprint.objects.values()))
@@ -147,7 +149,7 @@ def test_raw_literals_never_reach_the_database_or_logs(monitored, sessions, capl
 def test_raw_mode_only_by_setting(monitored, sessions, settings, fast_slots):
     settings.QUERY_TEXT_MODE = "raw"
     sessions.active("rawapp", "SELECT pg_sleep(30), 'visible-literal'")
-    time.sleep(1.1)
+    sessions.wait_seen({"rawapp": "active"}, older_than=1)
     snapshot_database(monitored)
     assert Episode.objects.get(application_name="rawapp", kind=ep.LONG_QUERY).query.text.endswith("'visible-literal'")
 

@@ -1,33 +1,13 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.contrib.auth.models import Permission
 
 from poolboard.databases.models import BackendAction, Episode
-from poolboard.databases.snapshots import snapshot_database
 from poolboard.lib import episodes as ep
-from tests.databases.conftest import copy_newest_snapshot
+from tests.databases.factories import copy_newest_snapshot
 
 pytestmark = pytest.mark.django_db
-
-HOSTILE = (
-    "SELECT pg_sleep(30), '<script>alert(1)</script>' AS \"<script>alert('x')</script>\","
-    " 1 AS \"<div hx-get='/admin/' hx-trigger='load'>x</div>\", 'card=4111111111111111'"
-)
-
-
-@pytest.fixture
-def snapped(monitored, sessions, make_service, fast_slots):
-    svc = make_service("hostile-svc")
-    sessions.active("hostile-svc", HOSTILE)
-    sessions.idle_in_transaction("idle-svc")
-    time.sleep(1.1)
-    assert snapshot_database(monitored).status == "ok"
-    monitored.refresh_from_db()
-    return monitored, svc
-
 
 def assert_hostile_escaped(html: str):
     assert "<script>alert" not in html
@@ -35,7 +15,7 @@ def assert_hostile_escaped(html: str):
     assert "4111" not in html
 
 
-def test_pages_need_login(client, monitored):
+def test_it_sends_anonymous_visitors_to_the_login(client, monitored):
     for url in ["/databases/", "/databases/orders-db/", "/queries/slow/"]:
         r = client.get(url)
         assert r.status_code == 302 and "/login/" in r["Location"]
@@ -43,7 +23,7 @@ def test_pages_need_login(client, monitored):
     assert r.status_code == 401
 
 
-def test_database_list_full_and_partial(alice_client, snapped):
+def test_it_lists_databases_as_a_page_and_as_the_poll_partial(alice_client, snapped):
     r = alice_client.get("/databases/")
     assert r.status_code == 200
     assert b"<html" in r.content and b"orders-db" in r.content
@@ -51,12 +31,12 @@ def test_database_list_full_and_partial(alice_client, snapped):
     assert b"<html" not in r.content and b'id="databases-table"' in r.content
 
 
-def test_empty_list_explains_what_to_do(alice_client):
+def test_it_explains_what_to_do_without_a_database(alice_client):
     r = alice_client.get("/databases/")
     assert b"No monitored database yet" in r.content
 
 
-def test_database_page_full_and_partial(alice_client, snapped):
+def test_it_shows_a_database_with_its_budget_and_hostile_text_escaped(alice_client, snapped):
     r = alice_client.get("/databases/orders-db/")
     html = r.content.decode()
     assert r.status_code == 200 and "<html" in html
@@ -71,7 +51,7 @@ def test_database_page_full_and_partial(alice_client, snapped):
     assert_hostile_escaped(html)
 
 
-def test_sessions_filter_and_sort(alice_client, snapped):
+def test_it_filters_and_sorts_sessions(alice_client, snapped):
     monitored, _ = snapped
     # The server is shared: other people's sessions are listed too, so the active hostile
     # session is recognised by its pid, not by a query text anyone may be running.
@@ -86,11 +66,11 @@ def test_sessions_filter_and_sort(alice_client, snapped):
     assert alice_client.get("/databases/orders-db/?sort=bogus&dir=x").status_code == 200
 
 
-def test_unknown_database_is_404(alice_client, db):
+def test_it_answers_an_unknown_database_with_404(alice_client, db):
     assert alice_client.get("/databases/nope/").status_code == 404
 
 
-def test_slow_queries_full_partial_and_drilldown(alice_client, snapped):
+def test_it_lists_slow_queries_and_drills_into_one(alice_client, snapped):
     r = alice_client.get("/queries/slow/")
     html = r.content.decode()
     assert r.status_code == 200 and "<html" in html
@@ -110,7 +90,7 @@ def test_slow_queries_full_partial_and_drilldown(alice_client, snapped):
     assert alice_client.get("/queries/slow/?days=abc&sort=zzz").status_code == 200
 
 
-def test_service_panel(alice_client, snapped):
+def test_it_shows_a_services_database_side_panel(alice_client, snapped):
     _, svc = snapped
     r = alice_client.get(f"/services/{svc.pk}/database-side/", headers={"HX-Request": "true"})
     html = r.content.decode()
@@ -120,7 +100,7 @@ def test_service_panel(alice_client, snapped):
     assert r.status_code == 200
 
 
-def test_raw_mode_shows_a_banner(alice_client, snapped, settings):
+def test_it_shows_a_banner_in_raw_query_text_mode(alice_client, snapped, settings):
     settings.QUERY_TEXT_MODE = "raw"
     assert b"Raw query text is being stored" in alice_client.get("/databases/orders-db/").content
 
@@ -138,7 +118,7 @@ def signal_setup(snapped, settings, alice):
     return db, row
 
 
-def test_signals_are_off_by_default(alice_client, snapped):
+def test_it_offers_no_signal_by_default(alice_client, snapped):
     db, _ = snapped
     row = db.last_sessions[0]
     url = f"/databases/orders-db/sessions/{row['pid']}/signal/?action=cancel&backend_start={row['backend_start']}"
@@ -146,7 +126,7 @@ def test_signals_are_off_by_default(alice_client, snapped):
     assert b"terminate</a>" not in alice_client.get("/databases/orders-db/").content
 
 
-def test_signal_needs_the_permission(client, signal_setup, django_user_model):
+def test_it_refuses_a_signal_without_the_permission(client, signal_setup, django_user_model):
     db, row = signal_setup
     carol = django_user_model.objects.create_user("carol", password="x")
     client.force_login(carol)
@@ -155,7 +135,7 @@ def test_signal_needs_the_permission(client, signal_setup, django_user_model):
     assert not BackendAction.objects.exists()
 
 
-def test_cancel_after_confirmation_leaves_an_audit_entry(alice_client, signal_setup, alice):
+def test_it_cancels_after_confirmation_and_leaves_an_audit_entry(alice_client, signal_setup, alice):
     db, row = signal_setup
     assert b"terminate</a>" in alice_client.get("/databases/orders-db/").content
     url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
@@ -171,13 +151,13 @@ def test_cancel_after_confirmation_leaves_an_audit_entry(alice_client, signal_se
     assert "4111" not in audit.query_text
 
 
-def test_signal_for_a_session_no_longer_listed_does_nothing(alice_client, signal_setup):
+def test_it_sends_no_signal_to_a_session_no_longer_listed(alice_client, signal_setup):
     url = "/databases/orders-db/sessions/1/signal/"
     r = alice_client.post(url, {"action": "terminate", "backend_start": "2020-01-01T00:00:00+00:00"})
     assert r.status_code == 302 and not BackendAction.objects.exists()
 
 
-def test_signal_rejects_csrf_less_posts(signal_setup, alice):
+def test_it_refuses_a_signal_post_without_csrf_token(signal_setup, alice):
     from django.test import Client
 
     db, row = signal_setup
@@ -187,13 +167,13 @@ def test_signal_rejects_csrf_less_posts(signal_setup, alice):
     assert r.status_code == 403
 
 
-def test_service_page_loads_the_database_side_panel(alice_client, snapped):
+def test_it_loads_the_database_side_panel_on_the_service_page(alice_client, snapped):
     _, svc = snapped
     html = alice_client.get(f"/services/{svc.pk}/").content.decode()
     assert f'hx-get="/services/{svc.pk}/database-side/"' in html
 
 
-def test_database_list_query_count_does_not_grow_with_the_databases(alice_client, snapped, django_assert_num_queries):
+def test_it_lists_databases_in_as_many_queries_whatever_their_number(alice_client, snapped, django_assert_num_queries):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -209,7 +189,7 @@ def test_database_list_query_count_does_not_grow_with_the_databases(alice_client
     assert "second-db" in html and "third-db" in html
 
 
-def test_service_panel_query_count_does_not_grow_with_the_databases(alice_client, snapped, django_assert_num_queries):
+def test_it_fills_the_service_panel_in_as_many_queries_whatever_the_databases(alice_client, snapped, django_assert_num_queries):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from playwright.sync_api import expect
 
+from poolboard.databases.models import snapshot_interval
 from poolboard.databases.snapshots import snapshot_database
+from tests.pg import wait_for_next_slot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -37,18 +38,19 @@ def fleet_db(monitored, sessions, make_service, fast_slots):
     return monitored, sessions
 
 
-def take_two_snapshots(db):
-    time.sleep(1.1)
+def take_two_snapshots(db, sessions):
+    # Past the 1 s thresholds, then a second snapshot in the next slot: episodes with a history.
+    sessions.wait_seen({"billing": "idle in transaction", "reports": "active"}, older_than=1)
     assert snapshot_database(db).status == "ok"
-    time.sleep(1.05)
+    wait_for_next_slot(db.snapshots.latest("taken_at").taken_at, snapshot_interval())
     assert snapshot_database(db).status == "ok"
 
 
-def test_hostile_query_text_is_inert(fleet_db, settings, alice, live_server, browser_page):
+def test_it_keeps_hostile_query_text_inert(fleet_db, settings, alice, live_server, browser_page):
     db, sessions = fleet_db
     settings.QUERY_TEXT_MODE = "raw"  # the worst case: literals kept as sent
     sessions.active("hostile", HOSTILE_RAW)
-    take_two_snapshots(db)
+    take_two_snapshots(db, sessions)
 
     page = browser_page
     requests, dialogs = [], []
@@ -65,18 +67,19 @@ def test_hostile_query_text_is_inert(fleet_db, settings, alice, live_server, bro
         assert page.locator("main script").count() == 0
     # A filter change swaps the live region through htmx: still inert afterwards.
     page.goto(live_server.url + "/databases/orders-db/")
+    expect(page.locator("#db-live")).to_contain_text("secret-literal")  # the reports session, before the filter
     page.select_option("select[name=app]", "hostile")
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(500)
+    # Swapped once the other services' sessions are gone from the live region.
+    expect(page.locator("#db-live")).not_to_contain_text("secret-literal")
     assert "<img src=x onerror=alert(1)>" in page.inner_text("#db-live")
     assert not [u for u in requests if "boom" in u or "/x" == u[-2:]], requests
     assert dialogs == []
     assert page.locator("text=Raw query text is being stored").count() == 1
 
 
-def test_screenshots_of_the_database_and_slow_queries_pages(fleet_db, alice, live_server, browser_page, csp_violations, screenshot_dir):
+def test_it_draws_the_database_and_slow_queries_pages(fleet_db, alice, live_server, browser_page, csp_violations, screenshot_dir):
     db, sessions = fleet_db
-    take_two_snapshots(db)
+    take_two_snapshots(db, sessions)
     page = browser_page
     login(page, live_server)
     page.goto(live_server.url + "/databases/orders-db/")
