@@ -63,7 +63,9 @@ def test_it_filters_and_sorts_sessions(alice_client, snapped):
     assert "pg_sleep" in r.content.decode()
     r = alice_client.get("/databases/orders-db/?user=nobody-at-all")
     assert "matches these filters" in r.content.decode()
-    assert alice_client.get("/databases/orders-db/?sort=bogus&dir=x").status_code == 200
+    # An unknown sort falls back to the default one instead of failing.
+    html = alice_client.get("/databases/orders-db/?sort=bogus&dir=x").content.decode()
+    assert "hostile-svc" in html and "idle-svc" in html
 
 
 def test_it_answers_an_unknown_database_with_404(alice_client, db):
@@ -87,7 +89,8 @@ def test_it_lists_slow_queries_and_drills_into_one(alice_client, snapped):
     assert_hostile_escaped(html)
     r = alice_client.get(url + "?kind=long_query", headers={"HX-Request": "true"})
     assert b"<html" not in r.content and b'id="query-episodes"' in r.content
-    assert alice_client.get("/queries/slow/?days=abc&sort=zzz").status_code == 200
+    # Junk parameters fall back to the defaults instead of failing.
+    assert "pg_sleep($1)" in alice_client.get("/queries/slow/?days=abc&sort=zzz").content.decode()
 
 
 def test_it_shows_a_services_database_side_panel(alice_client, snapped):
@@ -96,8 +99,6 @@ def test_it_shows_a_services_database_side_panel(alice_client, snapped):
     html = r.content.decode()
     assert r.status_code == 200 and 'id="database-side"' in html and "<html" not in html
     assert "orders-db" in html
-    r = alice_client.get(f"/services/{svc.pk}/")
-    assert r.status_code == 200
 
 
 def test_it_shows_a_banner_in_raw_query_text_mode(alice_client, snapped, settings):
