@@ -7,11 +7,11 @@ Real SQLAlchemy and psycopg_pool pools against PostgreSQL, a live Django server 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from poolboard.diagnosis.models import AgentReport
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -32,16 +32,6 @@ def leaky_refund_export(pool):
     return connection
 
 
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
 def stored(service: str, function_suffix: str):
     return AgentReport.objects.filter(service_name=service, function__endswith=function_suffix, count__gt=0).first()
 
@@ -58,7 +48,7 @@ def test_it_reports_a_sqlalchemy_leak_naming_the_leaking_function(live_server, t
     with engine.connect() as connection:  # returned: never reported
         connection.exec_driver_sql("SELECT 1")
 
-    report = wait_for(lambda: stored("billing", "leaky_invoice_export"))
+    report = wait_until(lambda: stored("billing", "leaky_invoice_export"))
     assert report.function == f"{__name__}.leaky_invoice_export"
     assert "in leaky_invoice_export" in report.stack
     assert "in test_it_reports_a_sqlalchemy_leak_naming_the_leaking_function" in report.stack
@@ -72,7 +62,7 @@ def test_it_reports_a_sqlalchemy_leak_naming_the_leaking_function(live_server, t
 
     # Once it is returned, the agent's next batch says so and the stack holds nothing any more.
     leaked.close()
-    wait_for(lambda: AgentReport.objects.filter(pk=report.pk, count=0).exists())
+    wait_until(lambda: AgentReport.objects.filter(pk=report.pk, count=0).exists())
     assert agent.reporter.failures == 0
 
 
@@ -94,8 +84,8 @@ def test_it_reports_a_psycopg_pool_leak_and_a_hold_inside_with_pool_connection(
     holder = threading.Thread(target=slow_digest_inside_with)
     holder.start()
     try:
-        leak = wait_for(lambda: stored("checkout", "leaky_refund_export"))
-        held_in_with = wait_for(lambda: stored("checkout", "slow_digest_inside_with"))
+        leak = wait_until(lambda: stored("checkout", "leaky_refund_export"))
+        held_in_with = wait_until(lambda: stored("checkout", "slow_digest_inside_with"))
     finally:
         release.set()
         holder.join(5)
@@ -105,7 +95,7 @@ def test_it_reports_a_psycopg_pool_leak_and_a_hold_inside_with_pool_connection(
     assert leak.service_id is None  # no Service of that name yet: stored by name only
 
     # The `with` block gave its connection back: only the real leak is still held.
-    wait_for(lambda: AgentReport.objects.filter(pk=held_in_with.pk, count=0).exists())
+    wait_until(lambda: AgentReport.objects.filter(pk=held_in_with.pk, count=0).exists())
     assert AgentReport.objects.get(pk=leak.pk).count == 1
     pool.putconn(leaked)
     assert agent.held_reports() == []
@@ -127,8 +117,7 @@ def test_it_exports_checkouts_and_held_connections_to_prometheus(make_engine, ma
     assert registry.get_sample_value("poolboard_agent_checkouts_total", labels) == 5
     assert registry.get_sample_value("poolboard_agent_held_connections", labels) == 0  # not past the threshold yet
 
-    time.sleep(THRESHOLD_S + 0.1)
-    assert registry.get_sample_value("poolboard_agent_held_connections", labels) == 1
+    wait_until(lambda: registry.get_sample_value("poolboard_agent_held_connections", labels) == 1, what="a hold past the threshold")
     assert registry.get_sample_value("poolboard_agent_oldest_hold_seconds", labels) >= THRESHOLD_S
     leaked.close()
     assert registry.get_sample_value("poolboard_agent_held_connections", labels) == 0

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.wait import wait_until
+
 TIMEOUT_S = 0.5
 CYCLES = 300
 
@@ -83,7 +85,7 @@ def test_it_costs_the_application_nothing_when_poolboard_is_down(down, request, 
     )
     agent.instrument_sqlalchemy(instrumented)
     leaked = leaky_invoice_export(instrumented)  # so every attempt has something to send
-    time.sleep(0.1)
+    wait_until(agent.held_reports, timeout=5, what="the leak to be held past the threshold")
     try:
         checkout_latencies(plain, 20)  # warm both pools up
         checkout_latencies(instrumented, 20)

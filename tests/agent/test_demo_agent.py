@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from prometheus_client import CollectorRegistry
 
@@ -12,6 +11,7 @@ from poolboard.demo.fleet import SERVICES
 from poolboard.demo.runner import run_worker, start_agent
 from poolboard.demo.scenarios import FAST_TIMINGS, SCENARIOS, open_pool
 from tests.pg import HOST, PORT, SUPERUSER
+from tests.wait import wait_until
 
 
 def test_the_demo_billing_leak_is_reported_at_leaky_refund_export(app_database, monkeypatch) -> None:
@@ -31,10 +31,7 @@ def test_the_demo_billing_leak_is_reported_at_leaky_refund_export(app_database, 
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while not agent.held_reports() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        [report] = agent.held_reports()  # the steady invoices return theirs: one leaking stack
+        [report] = wait_until(agent.held_reports, timeout=10, what="a held-connection report")  # the steady invoices return theirs: one leaking stack
         checkouts = registry.get_sample_value(
             "poolboard_agent_checkouts_total", {"service": "billing", "pool": billing.pool_label_value}
         )
