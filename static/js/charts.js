@@ -5,7 +5,7 @@
   "use strict";
   var COLORS = {
     in_use: "#2f5bd3", idle: "#1f9d55", max: "#8a94a6", pending: "#d93838",
-    acquire_s: "#d68a00", hold_s: "#2f5bd3", timeouts: "#d93838"
+    acquire_s: "#d68a00", hold_s: "#2f5bd3", timeouts: "#d93838", acquisitions: "#6b4fbb"
   };
   var drawn = { source: null, plots: [] };
 
@@ -14,7 +14,8 @@
       if (v == null) return "—";
       if (v === 0) return "0";
       if (unit === "s") return v < 1 ? +(v * 1000).toFixed(v < 0.01 ? 2 : 0) + " ms" : v.toFixed(2) + " s";
-      return Math.abs(v) >= 100 || v === Math.round(v) ? String(Math.round(v)) : v.toFixed(2);
+      var text = Math.abs(v) >= 100 || v === Math.round(v) ? String(Math.round(v)) : v.toFixed(2);
+      return unit === "/s" ? text + "/s" : text;
     };
   }
 

@@ -80,6 +80,8 @@ CHARTS = (
     ("connections", "Connections", "", ("in_use", "idle", "max", "pending")),
     ("times", "Acquire and hold time", "s", ("acquire_s", "hold_s")),
     ("timeouts", "Timeouts (per rate window)", "", ("timeouts",)),
+    # The throughput the leak rule compares in use with: flat while in use climbs is a leak.
+    ("throughput", "Acquisitions per second", "/s", ("acquisitions",)),
 )
 
 
@@ -90,7 +92,9 @@ def chart_context(service, pools, preset, range_key: str, now, findings=()) -> d
     a verdict quotes can be checked against the lines they came from.
     """
     series = service_series([p.id for p in pools], range_key, now)
-    provided = set(preset.queries) if preset else set(SERIES_FIELDS)
+    # A field the preset queries but no pool reported is as absent as one it cannot give.
+    missing = set(preset.missing_fields([p.values() for p in pools] or None)) if preset else set()
+    provided = set(SERIES_FIELDS) - missing
     charts = []
     for chart_id, title, unit, fields in CHARTS:
         present = [f for f in fields if f in provided]
@@ -114,7 +118,9 @@ def chart_context(service, pools, preset, range_key: str, now, findings=()) -> d
             "charts": [c for c in charts if c["series"]],
             "highlights": highlights(findings),
         },
-        "field_notes": [preset.field_note(f) for f in preset.missing_fields()] if preset else [],
+        "field_notes": [preset.field_note(f) for f in preset.missing_fields([p.values() for p in pools] or None)]
+        if preset
+        else [],
     }
 
 
