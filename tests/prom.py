@@ -12,11 +12,12 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.wait import wait_until
 
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -87,17 +88,16 @@ class PrometheusServer:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"prometheus exited: {(self._dir / 'prometheus.log').read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("prometheus did not become ready")
+                return False
+
+        wait_until(ready, timeout=timeout, interval=0.1, what="Prometheus to be ready")
 
     def query(self, promql: str) -> list:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
@@ -106,14 +106,12 @@ class PrometheusServer:
 
     def wait_for(self, promql: str, count: int = 1, timeout: float = 30) -> list:
         """Wait until `promql` returns at least `count` series with a number."""
-        deadline = time.monotonic() + timeout
-        result: list = []
-        while time.monotonic() < deadline:
+
+        def series() -> list:
             result = [r for r in self.query(promql) if r["value"][1] not in ("NaN",)]
-            if len(result) >= count:
-                return result
-            time.sleep(0.5)
-        raise AssertionError(f"{promql!r} returned {len(result)} series after {timeout}s, wanted {count}")
+            return result if len(result) >= count else []
+
+        return wait_until(series, timeout=timeout, interval=0.2, what=f"{count} series from {promql!r}")
 
     def close(self) -> None:
         self._proc.terminate()
