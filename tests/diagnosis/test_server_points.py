@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 
 import pytest
@@ -32,7 +31,7 @@ def test_it_counts_idle_past_each_services_leak_threshold_and_young_sessions(ses
     service = make_service(SERVICE)
     sessions.idle(SERVICE)
     sessions.idle(SERVICE)
-    time.sleep(1.2)
+    sessions.wait_seen({SERVICE: "idle"}, older_than=1.2)  # both past a 1 s threshold (opened ms apart)
     sessions.idle(SERVICE)  # idle, but not for long
     sessions.active(SERVICE, "SELECT pg_sleep(30)")
     database = MonitoredDatabase.objects.create(
