@@ -20,7 +20,7 @@ import pytest
 from poolboard.lib.querytext import TRUNCATED
 from poolboard.sources import pgactivity
 from poolboard.sources.pgactivity import Limits, MonitorError, Target
-from tests.pg import HOST, PORT, SUPERUSER, Sessions, admin_conn, throwaway_database
+from tests.pg import HOST, PORT, SUPERUSER, admin_conn
 from tests.wait import wait_until
 
 SUFFIX = f"{os.getpid()}"
@@ -50,12 +50,6 @@ def settled_monitor_count(conn, expected: int, dbname: str | None = None) -> int
     return expected
 
 
-@pytest.fixture(scope="module")
-def db():
-    with throwaway_database(f"pb_test_pgact_{SUFFIX}") as name:
-        yield name
-
-
 @pytest.fixture
 def admin():
     with admin_conn() as a:
@@ -63,15 +57,9 @@ def admin():
 
 
 @pytest.fixture
-def target(db):
-    return Target(host=HOST, port=PORT, dbname=db, user=SUPERUSER)
-
-
-@pytest.fixture
-def sessions(db):
-    s = Sessions(db)
-    yield s
-    s.close()
+def target(target_dbname):
+    # The throwaway database of tests/conftest.py, where `sessions` opens its sessions.
+    return Target(host=HOST, port=PORT, dbname=target_dbname, user=SUPERUSER)
 
 
 def test_snapshot_sees_real_sessions_in_every_state(target, sessions, admin):
