@@ -90,6 +90,7 @@ def run_service(database: str, hash_seed: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow  # fresh Python processes with real pools: 1.5 s
 def test_it_works_without_django_or_celery_and_fingerprints_alike_in_every_process(app_database) -> None:
     first, second = run_service(app_database, "1"), run_service(app_database, "2")
 

@@ -75,6 +75,7 @@ def checkout_latencies(engine, cycles: int) -> list[float]:
     return latencies
 
 
+@pytest.mark.slow  # 2 × 300 timed checkouts while reports fail: 1.5 s each
 @pytest.mark.parametrize("down", ["refused_url", "silent_url"])
 def test_it_costs_the_application_nothing_when_poolboard_is_down(down, request, make_engine, make_agent) -> None:
     endpoint = request.getfixturevalue(down)

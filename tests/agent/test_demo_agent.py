@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from poolboard.demo.database import parse_database_url, prepare_database
@@ -14,6 +15,7 @@ from tests.pg import HOST, PORT, SUPERUSER
 from tests.wait import wait_until
 
 
+@pytest.mark.demo  # the demo's billing scenario with its workers
 def test_the_demo_billing_leak_is_reported_at_leaky_refund_export(app_database, monkeypatch) -> None:
     monkeypatch.delenv("POOLBOARD_AGENT_ENDPOINT", raising=False)
     monkeypatch.delenv("POOLBOARD_AGENT_TOKEN", raising=False)

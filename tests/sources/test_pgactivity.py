@@ -165,6 +165,7 @@ def test_sanitise_removes_password_and_conninfo_secrets():
     assert "abc123" not in out and "q w" not in out
 
 
+@pytest.mark.slow  # waits out libpq's connect_timeout, 2 s at the least
 def test_a_hanging_server_is_cut_by_connect_timeout():
     """A TCP listener that accepts and never answers the startup packet."""
 
