@@ -24,13 +24,8 @@ import pytest
 from tests.pg import HOST, PORT, SUPERUSER, Sessions, throwaway_database
 from tests.prom import ExpositionServer, PrometheusServer
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def exposition(name: str) -> str:
-    return (FIXTURES / "exposition" / f"{name}.prom").read_text()
 
 
 @pytest.fixture(autouse=True, scope="session")

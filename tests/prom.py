@@ -20,6 +20,12 @@ from pathlib import Path
 from tests.wait import wait_until
 
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
+EXPOSITIONS = Path(__file__).parent / "fixtures" / "exposition"
+
+
+def exposition(name: str) -> str:
+    """The exposition text of tests/fixtures/exposition/<name>.prom."""
+    return (EXPOSITIONS / f"{name}.prom").read_text()
 
 
 def free_port() -> int:

@@ -10,8 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from poolboard.fleet.models import Pool
-from tests.conftest import exposition
-from tests.prom import free_port
+from tests.prom import exposition, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus]
 
@@ -81,17 +80,24 @@ def test_partitions_are_read_from_the_catalog_once_a_day_per_process(
 
 
 def test_partitions_made_in_a_transaction_that_rolls_back_are_made_again(db) -> None:
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from poolboard.fleet import partitions
 
     partitions._ensured_day.clear()
     day = datetime(2030, 6, 1, 12, tzinfo=timezone.utc)
-    with transaction.atomic():
+    before = set(partitions.existing_partitions())
+    try:
+        with transaction.atomic():
+            partitions.ensure_partitions_today(day)
+            transaction.set_rollback(True)
+        assert "fleet_poolsample_p20300601" not in partitions.existing_partitions()
+        # The day was not remembered: the next tick makes the partitions again.
         partitions.ensure_partitions_today(day)
-        transaction.set_rollback(True)
-    assert "fleet_poolsample_p20300601" not in partitions.existing_partitions()
-    # The day was not remembered: the next tick makes the partitions again.
-    partitions.ensure_partitions_today(day)
-    assert "fleet_poolsample_p20300601" in partitions.existing_partitions()
-    partitions._ensured_day.clear()
+        assert "fleet_poolsample_p20300601" in partitions.existing_partitions()
+    finally:
+        partitions._ensured_day.clear()
+        # Committed DDL outlives the test's flush: drop what it made, so a rerun starts clean.
+        with connection.cursor() as cursor:
+            for name in set(partitions.existing_partitions()) - before:
+                cursor.execute(f'DROP TABLE "{name}"')

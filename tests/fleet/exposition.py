@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 import time
 
-from tests.conftest import exposition
-from tests.prom import ExpositionServer
+from tests.prom import ExpositionServer, exposition
 
 RATE_RE = re.compile(r"@([0-9.eE+-]+)/s$", re.MULTILINE)
 # Far enough in the past that counters are large and never look like a reset.

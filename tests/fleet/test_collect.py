@@ -7,8 +7,7 @@ import pytest
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.models import CollectionRun, Pool, PrometheusSource, Service
 from tests.fleet.factories import raw_sample_count
-from tests.conftest import exposition
-from tests.prom import free_port
+from tests.prom import exposition, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus, pytest.mark.usefixtures("empty_raw_samples")]
 

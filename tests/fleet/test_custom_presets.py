@@ -8,8 +8,7 @@ from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.discovery import discover_source
 from poolboard.fleet.models import CustomPreset, Pool, PrometheusSource, Service, get_preset
 from poolboard.lib.pools import FIELDS
-from tests.conftest import exposition
-from tests.prom import ExpositionServer, PrometheusServer, free_port
+from tests.prom import ExpositionServer, PrometheusServer, exposition, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus]
 

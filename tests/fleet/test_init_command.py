@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from poolboard.fleet.models import PrometheusSource, Service
-from tests.conftest import exposition
+from tests.prom import exposition
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus, pytest.mark.slow]
 
