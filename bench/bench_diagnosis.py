@@ -78,7 +78,9 @@ def values_for(kind: str, step: int, rng: random.Random) -> dict:
 
 def build_fleet(count: int, prefix: str, now) -> list[Service]:
     rng = random.Random(count)
-    source, _ = PrometheusSource.objects.get_or_create(name="bench", defaults={"url": "http://127.0.0.1:9", "presets": ["db_pool"], "rate_window": "1m"})
+    source, _ = PrometheusSource.objects.get_or_create(
+        name="bench", defaults={"url": "http://127.0.0.1:9", "presets": ["db_pool"], "rate_window": "1m"}
+    )
     services = Service.objects.bulk_create(
         [Service(name=f"{prefix}-{i:04d}", source=source, preset="db_pool", last_seen_at=now) for i in range(count)]
     )

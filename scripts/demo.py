@@ -71,7 +71,7 @@ class Supervisor:
 
     def stop_all(self, timeout: float = 15) -> None:
         self.stopping = True
-        for name, proc in reversed(list(self.children.items())):
+        for proc in reversed(list(self.children.values())):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

@@ -20,8 +20,8 @@ from django.core.management.base import CommandError
 
 from poolboard.databases.models import MonitoredDatabase, SignalRefused
 from poolboard.fleet.collection import collect_source, current_slot
-from poolboard.inventory.registry import import_inventory
 from poolboard.fleet.models import CollectionRun, PrometheusSource
+from poolboard.inventory.registry import import_inventory
 from poolboard.lib.inventory import InventoryError
 from poolboard.lib.redact import redact_url
 from poolboard.sources import pgactivity

@@ -28,7 +28,7 @@ def test_an_explicit_application_name_in_the_url_wins() -> None:
 
 
 @pytest.mark.parametrize(
-    "url, message",
+    ("url", "message"),
     [
         ("mysql://h/db", "DATABASE_URL must start with postgresql:// (got scheme 'mysql')"),
         ("postgresql://h:5432/", "DATABASE_URL has no database name (postgresql://host:5432/NAME)"),
@@ -113,6 +113,7 @@ def test_the_process_kind_is_guessed_from_the_command_line(monkeypatch) -> None:
 
     from poolboard import settings as module
 
+    real_pytest = sys.modules["pytest"]
     monkeypatch.delitem(sys.modules, "pytest")
     try:
         assert module.guess_process_kind(["/venv/bin/celery", "-A", "poolboard", "beat"]) == "beat"
@@ -120,8 +121,6 @@ def test_the_process_kind_is_guessed_from_the_command_line(monkeypatch) -> None:
         assert module.guess_process_kind(["/venv/bin/gunicorn", "poolboard.wsgi:application"]) == "web"
         assert module.guess_process_kind(["manage.py", "migrate"]) == "manage"
     finally:
-        import pytest as real_pytest
-
         sys.modules["pytest"] = real_pytest
 
 

@@ -6,7 +6,6 @@ from django.utils import timezone
 
 from .diagnose import diagnose_services, services_to_diagnose
 
-
 # pg_advisory_xact_lock key space: (LOCK_CLASS, 0). "diag" in ASCII.
 LOCK_CLASS = 0x64696167
 

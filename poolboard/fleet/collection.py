@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
-from typing import Iterator
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -216,7 +217,7 @@ def _collect_locked(source: PrometheusSource, slot: int) -> TickResult:
             run.duration_s = time.monotonic() - started
             run.save(update_fields=["status", "finished", "samples", "queries", "duration_s"])
             PrometheusSource.objects.filter(pk=source.pk).update(last_success_at=now)
-    except Exception as exc:  # noqa: BLE001 - a storage failure must be recorded, not crash the worker
+    except Exception as exc:  # a storage failure must be recorded, not crash the worker
         log.exception("storing collection of %s slot %s failed", source.name, slot)
         finish_failed(source, run, f"storing samples failed: {exc.__class__.__name__}: {exc}", started)
         return TickResult(source.name, slot, "failed", error=str(exc))

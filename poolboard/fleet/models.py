@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -48,7 +48,7 @@ def _validate_base_url(value: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ValidationError("Enter a base URL such as http://prometheus:9090 (http or https, no query).")
     try:
-        parts.port
+        _ = parts.port  # reading it raises ValueError for a port out of range
     except ValueError:
         raise ValidationError("The port must be a number from 1 to 65535.") from None
 
@@ -462,3 +462,6 @@ class PoolSample(models.Model):
     class Meta:
         managed = False
         db_table = "fleet_poolsample"
+
+    def __str__(self) -> str:
+        return f"pool {self.pool_id} at {self.ts:%Y-%m-%d %H:%M:%S}"

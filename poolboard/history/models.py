@@ -53,6 +53,9 @@ class Rollup(models.Model):
     class Meta:
         abstract = True
 
+    def __str__(self) -> str:
+        return f"pool {self.pool_id} at {self.bucket:%Y-%m-%d %H:%M}"
+
 
 class PoolRollup5m(Rollup):
     class Meta:

@@ -8,9 +8,9 @@ where a bucket without samples stays None (a gap in the chart), never 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
 
 from django.conf import settings
 from django.db import connection

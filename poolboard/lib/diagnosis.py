@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
-from typing import Iterable, Mapping
 
 LEAK = "leak"
 STUCK = "stuck"
@@ -579,7 +579,10 @@ def _leak(ctx: _Context, pool_ok: bool, pool_full: bool) -> Finding | None:
                 detail.setdefault(key, []).extend(value)
             else:
                 detail[key] = value
-    fix = "Find the code path that checks out a connection and does not return it: use a context manager (`with engine.connect()`, `with pool.connection()`) or `finally: close()`"
+    fix = (
+        "Find the code path that checks out a connection and does not return it: use a context manager"
+        " (`with engine.connect()`, `with pool.connection()`) or `finally: close()`"
+    )
     if "agent" in by_name:
         functions = sorted({h["function"] for h in detail.get("stacks", [])})
         fix = f"Return the connection checked out in {', '.join(functions)} (see the agent's stack): use a context manager or `finally: close()`"
@@ -947,7 +950,7 @@ def _stuck(ctx: _Context) -> Finding | None:
         if cols["in_use"][last] is None or cols["max"][last] is None:
             continue
 
-        def full(i: int) -> bool:
+        def full(i: int, cols=cols) -> bool:
             u, m = cols["in_use"][i], cols["max"][i]
             return u is not None and m is not None and u >= m - 0.5
 

@@ -7,9 +7,10 @@ timezone-aware datetimes, durations float seconds (`stale_after_s`).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T", float, datetime)
 

@@ -27,8 +27,8 @@ Conventions shared by every built-in preset:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
 
 from . import promql
 from .pools import FIELD_LABELS, FIELDS, PoolKey

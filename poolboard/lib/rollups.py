@@ -12,9 +12,9 @@ arithmetic stays inside this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
 
 FIVE_MINUTES = 300
 ONE_HOUR = 3600

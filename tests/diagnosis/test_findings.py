@@ -140,7 +140,7 @@ def test_it_leads_the_overview_row_with_the_verdict(alice_client, billing):
     since = timezone.now() - timedelta(minutes=14)
     Finding.objects.record({billing.id: [verdict("leak", since, "warn", leaked=3, text="6 of billing's sessions idle > 60 s")]}, timezone.now())
     page = alice_client.get("/").content.decode()
-    row = page[page.index('href="/services/%d/"' % billing.pk) - 300:]
+    row = page[page.index(f'href="/services/{billing.pk}/"') - 300:]
     assert "status-warn" in row[:400]
     assert "leak suspected</b> since " + timezone.localtime(since).strftime("%H:%M") in row
     assert "6 of billing&#x27;s sessions idle &gt; 60 s" in row

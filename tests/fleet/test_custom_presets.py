@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.discovery import discover_source
@@ -136,7 +137,7 @@ def test_get_preset_resolves_builtin_first_then_custom(source) -> None:
     assert get_preset("acme").queries == {"in_use": "sum by ($by) (acme_pool_busy{$sel})"}
     assert get_preset("nope") is None
     source.presets = ["acme", "nope"]
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ValidationError) as caught:
         source.full_clean()
     assert "Unknown preset(s): nope." in str(caught.value)
 

@@ -150,7 +150,7 @@ def test_it_takes_per_service_thresholds():
     patient = Thresholds().with_overrides({"leak_s": 300})
     assert LEAK in kinds(diagnose(inp(points, agent=[held])))
     assert LEAK not in kinds(diagnose(inp(points, agent=[held], thresholds=patient)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown diagnosis thresholds"):
         Thresholds().with_overrides({"leak_seconds": 1})
 
 

@@ -21,7 +21,7 @@ def ago(seconds: float) -> datetime:
 
 
 @pytest.mark.parametrize(
-    "raw, expected",
+    ("raw", "expected"),
     [("12", 12.0), ("0.25", 0.25), ("NaN", None), ("+Inf", None), ("-Inf", None), ("", None), (None, None), ("x", None)],
 )
 def test_sample_values_parse_without_crashing(raw, expected) -> None:
@@ -35,7 +35,7 @@ def test_utilization_treats_go_max_zero_as_unlimited() -> None:
 
 
 @pytest.mark.parametrize(
-    "values, status, reason",
+    ("values", "status", "reason"),
     [
         ({"max": 10, "in_use": 10, "pending": 3}, "crit", "exhausted: all connections in use, 3 waiting"),
         ({"max": 10, "in_use": 2, "timeouts": 1}, "crit", "1 acquire timeouts"),
@@ -74,7 +74,7 @@ def test_absent_fields_stay_absent_when_summed() -> None:
     assert empty.status == "unknown" and empty.in_use is None
 
 
-@pytest.mark.parametrize("seconds, text", [(5, "5s"), (59.9, "59s"), (60, "1m"), (3600, "1h"), (3720, "1h 2m"), (90000, "1d 1h"), (-3, "0s")])
+@pytest.mark.parametrize(("seconds", "text"), [(5, "5s"), (59.9, "59s"), (60, "1m"), (3600, "1h"), (3720, "1h 2m"), (90000, "1d 1h"), (-3, "0s")])
 def test_format_age(seconds, text) -> None:
     assert format_age(seconds) == text
 

@@ -20,7 +20,8 @@ def test_every_builtin_query_is_valid_promql(tmp_path) -> None:
     for preset in BUILTIN_PRESETS.values():
         for canonical_field in preset.queries:
             for sel in ("", 'job="a\\"b"'):
-                rules.append({"record": f"pb:{preset.name}:{canonical_field}:{len(rules)}", "expr": preset.query(canonical_field, window="1m", sel=sel)})
+                record = f"pb:{preset.name}:{canonical_field}:{len(rules)}"
+                rules.append({"record": record, "expr": preset.query(canonical_field, window="1m", sel=sel)})
     rules.append({"record": "pb:marker", "expr": marker_query(list(BUILTIN_PRESETS.values()), ["job", "service"])})
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "presets", "rules": rules}]}))
@@ -75,7 +76,7 @@ def test_the_service_label_can_be_overridden() -> None:
     assert preset.identity_labels == ["service", "instance", "exported_instance", "pool"]
     assert preset.key_for({"service": "cart", "job": "k8s", "instance": "i", "pool": "p"}) == PoolKey("cart", "i", "p")
     assert BUILTIN_PRESETS["hikaricp"].with_service_label("") is BUILTIN_PRESETS["hikaricp"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a valid Prometheus label name"):
         BUILTIN_PRESETS["hikaricp"].with_service_label('job"}')
 
 

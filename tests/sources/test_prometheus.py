@@ -52,7 +52,8 @@ def test_a_hanging_server_is_abandoned_after_the_timeout_without_retrying() -> N
 
 
 def test_status_error_with_http_200_shows_prometheus_words(fake) -> None:
-    server = fake(lambda q: json_answer({"status": "error", "errorType": "execution", "error": "query processing would load too many samples into memory in query execution"}))
+    too_many = "query processing would load too many samples into memory in query execution"
+    server = fake(lambda q: json_answer({"status": "error", "errorType": "execution", "error": too_many}))
     error = failure(server.url)
     assert error.kind == "bad_answer"
     assert error.message == (

@@ -7,9 +7,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from poolboard.api.auth import api_view, json_response
-from poolboard.fleet.models import Service
-
 from poolboard.databases.models import Episode, MonitoredDatabase, SessionCount, Snapshot
+from poolboard.fleet.models import Service
 
 
 def _iso(value):

@@ -18,9 +18,9 @@ import heapq
 import random
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 from poolboard.lib.diagnosis import (
     AgentHeld,
@@ -144,7 +144,8 @@ class Run:
         server = [p for t, p in self.server if lo <= t <= now_s]
         return DiagnosisInput(
             service=self.spec.name, now=at(now_s), interval_s=self.spec.interval_s, total=total, instances=instances,
-            server=server, episodes=self.episodes_at(now_s, lo), agent=[a for a in self.agent if now_s - 300 <= (a.reported_at - EPOCH).total_seconds() <= now_s],
+            server=server, episodes=self.episodes_at(now_s, lo),
+            agent=[a for a in self.agent if now_s - 300 <= (a.reported_at - EPOCH).total_seconds() <= now_s],
             thresholds=self.spec.thresholds, rate_window_s=self.spec.rate_window_s,
         )
 
