@@ -19,7 +19,9 @@ def prom():
     exporter = ExpositionServer(exposition("custom_pool"))
     server = PrometheusServer({"acme": [exporter.address]}, scrape_interval="1s")
     try:
-        server.wait_for("acme_pool_busy", count=2)
+        # Two scrapes of both pools: rate() and increase() in the templates need two samples,
+        # else a query that should fail (the 422 test) answers nothing instead.
+        server.wait_for("count_over_time(acme_pool_busy[5m]) >= 2", count=2)
         yield server
     finally:
         server.close()
