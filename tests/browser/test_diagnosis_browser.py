@@ -11,7 +11,6 @@ from django.db import connection
 from poolboard.diagnosis.models import AgentReport, Finding
 from poolboard.fleet.models import Pool, PrometheusSource, Service
 from poolboard.lib import diagnosis as engine
-from tests.conftest import ARTIFACTS
 from tests.fleet.factories import write_samples
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
@@ -55,7 +54,9 @@ def login(page, live_server) -> None:
     page.click("button[type=submit]")
 
 
-def test_it_shows_the_leak_suspects_and_the_diagnosis_panel(live_server, browser_page, alice, leaking_billing, csp_violations):
+def test_it_shows_the_leak_suspects_and_the_diagnosis_panel(
+    live_server, browser_page, alice, leaking_billing, csp_violations, screenshot_dir
+):
     page = browser_page
     login(page, live_server)
     page.goto(f"{live_server.url}/leaks/")
@@ -63,8 +64,7 @@ def test_it_shows_the_leak_suspects_and_the_diagnosis_panel(live_server, browser
     assert "~6 connections held" in suspect.inner_text()
     assert "billing.exports.leaky_invoice_export" in suspect.locator("details.stack summary").inner_text()
     assert "line 42, in leaky_invoice_export" in suspect.locator("details.stack pre").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "leaks.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "leaks.png"), full_page=True)
 
     page.click("#suspect-billing h2 a")
     page.wait_for_selector("#pool-charts .chart-canvas canvas")
@@ -89,5 +89,5 @@ def test_it_shows_the_leak_suspects_and_the_diagnosis_panel(live_server, browser
         box.element_handle(),
     )
     assert tinted["inside"] > 10 and tinted["outside"] == 0, tinted
-    page.screenshot(path=str(ARTIFACTS / "diagnosis-panel.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "diagnosis-panel.png"), full_page=True)
     assert csp_violations == []
