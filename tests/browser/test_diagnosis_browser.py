@@ -73,21 +73,19 @@ def test_it_shows_the_leak_suspects_and_the_diagnosis_panel(
     # The panel sits above the charts, and the evidence's range is drawn on them: sample the
     # connections chart's canvas inside the band (reddish) and left of it (plain background).
     box = page.locator('[data-chart="connections"] .chart-canvas canvas').first
-    tinted = page.evaluate(
-        """(canvas) => {
-             const ctx = canvas.getContext("2d");
-             const reddish = (x) => {  // any band-coloured pixel in the middle of the plot at x
-               let n = 0;
-               for (let y = Math.round(canvas.height * 0.25); y < canvas.height * 0.6; y += 2) {
-                 const [r, g, b, a] = ctx.getImageData(Math.round(canvas.width * x), y, 1, 1).data;
-                 if (a > 0 && r > g + 5 && r > b + 5) n++;
-               }
-               return n;
-             };
-             return {inside: reddish(0.9), outside: reddish(0.35)};
-           }""",
-        box.element_handle(),
-    )
-    assert tinted["inside"] > 10 and tinted["outside"] == 0, tinted
+    # uPlot draws on the next frame: wait for the band rather than read the canvas at once.
+    band_drawn = """(canvas) => {
+         const ctx = canvas.getContext("2d");
+         const reddish = (x) => {  // band-coloured pixels in the middle of the plot at x
+           let n = 0;
+           for (let y = Math.round(canvas.height * 0.25); y < canvas.height * 0.6; y += 2) {
+             const [r, g, b, a] = ctx.getImageData(Math.round(canvas.width * x), y, 1, 1).data;
+             if (a > 0 && r > g + 5 && r > b + 5) n++;
+           }
+           return n;
+         };
+         return reddish(0.9) > 10 && reddish(0.35) === 0;
+       }"""
+    page.wait_for_function(band_drawn, arg=box.element_handle(), timeout=5000)
     page.screenshot(path=str(screenshot_dir / "diagnosis-panel.png"), full_page=True)
     assert csp_violations == []
