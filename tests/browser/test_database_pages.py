@@ -50,6 +50,8 @@ def test_it_keeps_hostile_query_text_inert(fleet_db, settings, alice, live_serve
     db, sessions = fleet_db
     settings.QUERY_TEXT_MODE = "raw"  # the worst case: literals kept as sent
     sessions.active("hostile", HOSTILE_RAW)
+    # Past the 1 s query threshold before the snapshots, or it is not an episode yet.
+    sessions.wait_seen({"hostile": "active"}, older_than=1)
     take_two_snapshots(db, sessions)
 
     page = browser_page
