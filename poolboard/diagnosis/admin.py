@@ -14,12 +14,12 @@ def check_overrides(overrides) -> dict:
     if not isinstance(overrides, dict):
         raise ValidationError('Give a JSON object such as {"leak_s": 120}.')
     known = set(Thresholds.__dataclass_fields__)
-    errors = []
-    for name, value in overrides.items():
-        if name not in known:
-            errors.append(f"{name!r} is not a threshold (known: {', '.join(sorted(known))})")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            errors.append(f"{name} must be a positive number, not {value!r}")
+    errors = [f"{name!r} is not a threshold (known: {', '.join(sorted(known))})" for name in overrides if name not in known]
+    errors += [
+        f"{name} must be a positive number, not {value!r}"
+        for name, value in overrides.items()
+        if name in known and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0)
+    ]
     if errors:
         raise ValidationError(errors)
     return overrides

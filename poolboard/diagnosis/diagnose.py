@@ -38,7 +38,7 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
     ids = [s.id for s in services]
     start = now - window()
     overrides = dict(ServiceThresholds.objects.filter(service_id__in=ids).values_list("service_id", "overrides"))
-    thresholds = {s.id: inputs.thresholds_for(overrides.get(s.id)) for s in services}
+    thresholds = {s.id: engine.Thresholds().with_overrides(overrides.get(s.id)) for s in services}
     totals, per_instance = inputs.pool_points(ids, start, now)
     server = inputs.server_points(thresholds, start, now)
     episodes = inputs.episodes(ids, start, now)

@@ -11,8 +11,7 @@ service, DESIGN §9):
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import fields, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import connection
 
@@ -95,19 +94,6 @@ def pool_points(
         elif counts[service_id] > 1:
             instances[service_id][instance] = _columns(epochs, columns)
     return totals, instances
-
-
-def thresholds_for(overrides: dict | None) -> engine.Thresholds:
-    """The default thresholds with a service's overrides (unknown keys are ignored)."""
-    base = engine.Thresholds()
-    if not overrides:
-        return base
-    known = {f.name for f in fields(engine.Thresholds)}
-    return replace(base, **{k: float(v) for k, v in overrides.items() if k in known})
-
-
-def window_start(now: datetime, window: timedelta) -> datetime:
-    return now - window
 
 
 def episodes(service_ids: list[int], start: datetime, end: datetime) -> dict[int, list[engine.EpisodeView]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import models, transaction
-from django.utils import timezone
 
 from poolboard.agent.protocol import FINGERPRINT_CHARS, MAX_FUNCTION_CHARS, MAX_NAME_CHARS
 from poolboard.fleet.models import Service
@@ -165,8 +164,6 @@ class Finding(models.Model):
     def is_open(self) -> bool:
         return self.closed_at is None
 
-    def duration(self, now: datetime | None = None):
-        return (self.closed_at or now or timezone.now()) - self.opened_at
 
 
 class ServiceThresholds(models.Model):
