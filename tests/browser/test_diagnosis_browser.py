@@ -89,3 +89,29 @@ def test_it_shows_the_leak_suspects_and_the_diagnosis_panel(
     page.wait_for_function(band_drawn, arg=box.element_handle(), timeout=5000)
     page.screenshot(path=str(screenshot_dir / "diagnosis-panel.png"), full_page=True)
     assert csp_violations == []
+
+
+def test_it_shows_the_empty_state_and_pages_a_large_fleet_of_suspects(live_server, browser_page, alice, screenshot_dir):
+    page = browser_page
+    login(page, live_server)
+    page.goto(f"{live_server.url}/leaks/")
+    assert "No leak suspected" in page.inner_text("#leaks-table")
+    assert page.locator("header nav a[aria-current=page]").inner_text() == "Leak suspects"
+    page.screenshot(path=str(screenshot_dir / "leaks-empty.png"), full_page=True)
+
+    now = datetime.now(timezone.utc)
+    source = PrometheusSource.objects.create(name="big", url="http://127.0.0.1:9", presets=["db_pool"])
+    services = Service.objects.bulk_create(
+        [Service(name=f"svc-{i:03d}", source=source, preset="db_pool", last_seen_at=now) for i in range(60)]
+    )
+    Finding.objects.record({s.id: [engine.Finding(
+        kind="leak", severity="warn", confidence=0.7, since=now - timedelta(minutes=5),
+        evidence=(engine.Evidence(f"{i} held", now - timedelta(minutes=5), now),), fix="Return it.", suspected_leaked=i,
+    )] for i, s in enumerate(services)}, now)
+    page.goto(f"{live_server.url}/leaks/")
+    assert page.locator("article.suspect").count() == 50
+    assert page.locator("article.suspect h2").first.inner_text() == "svc-059"  # most leaked first
+    assert "page 1 of 2" in page.inner_text(".pager")
+    page.screenshot(path=str(screenshot_dir / "leaks-60.png"))
+    page.click("text=next →")
+    assert page.locator("article.suspect").count() == 10
