@@ -32,3 +32,10 @@ def test_it_filters_findings_in_the_api(client, auth, billing, make_service):
     assert missing.status_code == 404 and missing.json()["error"] == "no service named 'nope'"
     paged = client.get("/api/v1/findings/?limit=1", headers=auth).json()
     assert len(paged["findings"]) == 1 and paged["next_offset"] == 1
+
+
+def test_it_explains_bad_filters(client, auth, billing):
+    bad_open = client.get("/api/v1/findings/?open=maybe", headers=auth)
+    assert bad_open.status_code == 400 and bad_open.json()["error"] == "open must be 1 or 0"
+    bad_limit = client.get("/api/v1/findings/?limit=ten", headers=auth)
+    assert bad_limit.status_code == 400 and bad_limit.json()["error"] == "limit and offset must be whole numbers"
