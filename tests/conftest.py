@@ -5,6 +5,7 @@ One fixture per concept, here, for every test package:
 - `make_source`, `make_service`: Prometheus sources and services with pools.
 - `monitored`, `sessions`, `snapped`: a monitored PostgreSQL database (a throwaway one on the
   local server) with real sessions in chosen states, and one snapshot of them.
+- `pg_cluster`: a throwaway PostgreSQL cluster with pg_stat_statements preloaded (poolboard.pgcluster).
 - `prometheus_with`: the real Prometheus binary scraping exposition servers.
 - `browser_page`: Playwright driving Debian's Chromium (/usr/bin/chromium).
 
@@ -112,6 +113,17 @@ def target_dbname():
     """A throwaway database on the local server for monitored sessions, dropped after the run."""
     with throwaway_database(f"pb_test_dbside_{os.getpid()}") as name:
         yield name
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A PostgreSQL cluster of the test session's own (poolboard.pgcluster), with
+    pg_stat_statements preloaded and compute_query_id on; superuser `root`, trust auth.
+    The machine's server does not preload it and is never restarted. Stopped at the end."""
+    from poolboard.pgcluster import PgCluster
+
+    with PgCluster(statements=True, max_connections=60) as cluster:
+        yield cluster
 
 
 @pytest.fixture
