@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock system-prometheus system-chromium
+.PHONY: demo test lint bench lock system-prometheus system-chromium system-pdf
 
 LOCK := requirements.lock
 
@@ -46,17 +46,29 @@ system-prometheus:
 system-chromium:
 	$(call apt_install,chromium,chromium)
 
-demo: $(STAMP) system-prometheus
+# The weekly report's PDF: WeasyPrint needs pango; the tests read PDFs with poppler-utils.
+system-pdf:
+	@if ! ldconfig -p | grep -q libpangoft2-1.0.so.0; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libpango-1.0-0 libpangoft2-1.0-0 with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; \
+	  else \
+	    echo "pango is missing: run 'sudo apt-get install libpango-1.0-0 libpangoft2-1.0-0' (or run make as root)"; exit 1; \
+	  fi; \
+	fi
+	$(call apt_install,pdftoppm,poppler-utils)
+
+demo: $(STAMP) system-prometheus system-pdf
 	$(PY) scripts/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # Lint first: a lint error fails the run before the suite spends minutes.
-test: $(STAMP) system-prometheus system-chromium lint
+test: $(STAMP) system-prometheus system-chromium system-pdf lint
 	$(PY) -m poolboard.bootstrap
 	$(PY) scripts/run_tests.py
 
-bench: $(STAMP) system-prometheus
+bench: $(STAMP) system-prometheus system-pdf
 	$(PY) -m poolboard.bootstrap
 	$(PY) bench/run.py
