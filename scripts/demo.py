@@ -1,10 +1,13 @@
 """`make demo`: poolboard, its demo fleet and a real Prometheus, supervised.
 
-1. Create and migrate poolboard's database; make sure a superuser exists.
-2. Write a Prometheus config scraping the demo fleet and start Prometheus.
-3. Start the demo fleet, one Celery worker, one beat and the web server.
-4. Print the URL and login; on Ctrl-C or SIGTERM (or when any child dies) stop every
-   child's whole process group, so no stray process keeps a port.
+1. Create and migrate poolboard's database (on the machine's server); make sure a superuser exists.
+2. Start the demo fleet's own PostgreSQL cluster (initdb under var/demo/pg the first time,
+   pg_stat_statements preloaded, port DEMO_PG_PORT, default 5439) unless DEMO_DATABASE_URL names
+   another database; it is the demo's monitored server.
+3. Write a Prometheus config scraping the demo fleet and start Prometheus.
+4. Start the demo fleet, one Celery worker, one beat and the web server.
+5. Print the URL and login; on Ctrl-C or SIGTERM (or when any child dies) stop every
+   child's whole process group, so no stray process keeps a port, then the demo's cluster.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from poolboard import dburl  # noqa: E402
+from poolboard.demo.database import DEMO_DBNAME, fleet_cluster  # noqa: E402
 from poolboard.processes import PROCESS_KIND, expand  # noqa: E402
 
 PORT = os.environ.get("POOLBOARD_PORT", "8000")
@@ -141,9 +145,37 @@ def main() -> int:
         env=env,
     )
 
+    # The fleet's database lives on a cluster of the demo's own, where pg_stat_statements is
+    # preloaded (the machine's server need not be restarted for it); DEMO_DATABASE_URL overrides.
+    def on_signal(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    cluster = None
+    if not env.get("DEMO_DATABASE_URL"):
+        log(f"starting the demo's PostgreSQL cluster in {VAR / 'pg'}")
+        cluster = fleet_cluster(VAR / "pg")
+        env["DEMO_DATABASE_URL"] = cluster.url(DEMO_DBNAME)
+    try:
+        return run(env, placeholders, prometheus_bin, agent_env, (username, password))
+    except KeyboardInterrupt:
+        log("stopping")
+        return 0
+    finally:
+        if cluster is not None:
+            cluster.stop()
+            log("the demo's PostgreSQL cluster stopped")
+
+
+def run(
+    env: dict[str, str], placeholders: dict[str, str], prometheus_bin: str, agent_env: dict[str, str],
+    login: tuple[str, str | None],
+) -> int:
+    username, password = login
     # Watch the demo fleet's own database from the database side too (trust auth on
     # loopback in the demo, so no password reference is needed).
-    demo_db = dburl.parse(env.get("DEMO_DATABASE_URL", "postgresql://root@127.0.0.1:5432/poolboard_demo"))
+    demo_db = dburl.parse(env["DEMO_DATABASE_URL"])
     inventory = VAR / "inventory.yaml"
     inventory.write_text(
         "databases:\n"
@@ -161,12 +193,6 @@ def main() -> int:
     (VAR / "prometheus.yml").write_text(config)
 
     supervisor = Supervisor()
-
-    def on_signal(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         supervisor.start("prometheus", [
             prometheus_bin, f"--config.file={VAR / 'prometheus.yml'}", f"--storage.tsdb.path={VAR / 'prometheus-data'}",

@@ -1,4 +1,9 @@
-"""The demo database: created if missing, with a small `orders` table so the queries are real."""
+"""The demo fleet's database: created if missing, with a small `orders` table so the queries are real.
+
+`make demo` runs it on a PostgreSQL cluster of the demo's own (fleet_cluster: initdb under
+var/demo/, pg_stat_statements preloaded), so the slow-queries pages have statement statistics
+to show without touching the machine's server; `DEMO_DATABASE_URL` points it elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,13 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from poolboard import dburl
+from poolboard.pgcluster import PgCluster
 
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/poolboard_demo"
+DEMO_DBNAME = "poolboard_demo"
+# The demo cluster's port unless DEMO_PG_PORT says otherwise: fixed, so the demo's monitored
+# server keeps its address across runs.
+DEFAULT_CLUSTER_PORT = 5439
 SETUP_APPLICATION_NAME = "poolboard-demo-setup"
 ORDER_ROWS = 5000
 CUSTOMERS = 500
@@ -40,6 +50,19 @@ ON CONFLICT (id) DO NOTHING
 
 def default_database_url() -> str:
     return os.environ.get("DEMO_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def fleet_cluster(directory, port: int | None = None) -> PgCluster:
+    """The demo's own cluster, started: its data directory is kept and reused by the next run.
+
+    A server left running by a demo that was killed (its postmaster.pid still there) is stopped
+    first, so this run starts it with this run's settings and port.
+    """
+    cluster = PgCluster(statements=True, directory=directory, keep=True,
+                        port=port or int(os.environ.get("DEMO_PG_PORT") or DEFAULT_CLUSTER_PORT))
+    if (cluster.data / "postmaster.pid").exists():
+        cluster.stop()
+    return cluster.start()
 
 
 def parse_database_url(database_url: str) -> URL:
@@ -82,6 +105,12 @@ def prepare_database(url: URL) -> None:
             except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 pass  # another demo process created it between our check and our CREATE
     with psycopg.connect(libpq_conninfo(url), application_name=SETUP_APPLICATION_NAME, connect_timeout=5) as conn:
+        # Statement statistics for the slow-queries pages, where the server preloads the module
+        # (the demo's cluster does; on another server CREATE EXTENSION would work but the view
+        # could not be read, so it is left alone).
+        preloaded = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+        if "pg_stat_statements" in preloaded:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         conn.execute(_CREATE_ORDERS)
         conn.execute(_CREATE_ORDERS_INDEX)
         conn.execute(_SEED_ORDERS.format(customers=CUSTOMERS, rows=ORDER_ROWS))
