@@ -1,0 +1,345 @@
+"""Alert rule semantics: Prometheus's state machine, as a pure function of one evaluation.
+
+Pure: no Django, no I/O, no clock reads (`now` is the evaluation timestamp, the database's
+clock, passed in). The live evaluation (poolboard.alerts.evaluate) and the backtest (over a
+stored series) call the same `step`, so "what would this rule have done" is what it does.
+
+The semantics follow Prometheus's `rules/alerting.go` (reliability.md §1.2):
+
+- an instance whose condition holds for the first time (or again after it resolved) becomes
+  **pending** with `active_since = now`; it becomes **firing** at the first evaluation with
+  `now - active_since >= for` (note the `>=`; `for = 0` fires on the first evaluation);
+- a **pending** instance whose condition stops holding goes back to inactive at once, and
+  nothing is sent: the receiver never heard of it;
+- a **firing** instance whose condition stops holding resolves, unless `keep_firing_for` is
+  set: then it keeps firing while `now - keep_firing_since < keep_firing_for`, where
+  `keep_firing_since` is the first evaluation at which the condition no longer held (reset
+  when it holds again). A pending instance gets no such grace;
+- a firing instance whose `for` was raised above its active time goes back to pending;
+- missed evaluations are not replayed: `step` is called once per real evaluation;
+- an evaluation gap longer than the outage tolerance (Prometheus' `for-outage-tolerance`,
+  1 h) restarts a pending countdown instead of firing on stale evidence.
+
+NaN never satisfies a comparison (PromQL's filter semantics): it is "no sample".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
+STATES = (INACTIVE, PENDING, FIRING)
+
+COMPARATORS: Mapping[str, str] = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below",
+                                  "==": "equal to", "!=": "not equal to"}
+
+# What to do with an instance whose signal has no value (the source answered, but this
+# service or database has no sample, or NaN): Prometheus resolves (the series is gone);
+# Grafana offers keeping the last state or alerting.
+NO_DATA_RESOLVE, NO_DATA_KEEP, NO_DATA_ALERT = "resolve", "keep", "alert"
+NO_DATA_POLICIES = (NO_DATA_RESOLVE, NO_DATA_KEEP, NO_DATA_ALERT)
+
+# Prometheus --rules.alert.for-outage-tolerance.
+OUTAGE_TOLERANCE_S = 3600.0
+
+
+def compare(value: float | None, comparator: str, threshold: float) -> bool:
+    """PromQL filter semantics: None and NaN never satisfy; +Inf > t does."""
+    if value is None or math.isnan(value):
+        return False
+    if comparator == ">":
+        return value > threshold
+    if comparator == ">=":
+        return value >= threshold
+    if comparator == "<":
+        return value < threshold
+    if comparator == "<=":
+        return value <= threshold
+    if comparator == "==":
+        return value == threshold
+    if comparator == "!=":
+        return value != threshold
+    raise ValueError(f"unknown comparator {comparator!r}")
+
+
+def has_value(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """What an alert instance carries between evaluations (persisted on AlertInstance)."""
+
+    state: str = INACTIVE
+    active_since: datetime | None = None
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    keep_firing_since: datetime | None = None
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    state: InstanceState
+    # None when the state did not change; else (from_state, to_state).
+    transition: tuple[str, str] | None = None
+
+    @property
+    def notifies(self) -> bool:
+        """Only firing and its end are sent; a pending instance that goes away sends nothing."""
+        if self.transition is None:
+            return False
+        before, after = self.transition
+        return after == FIRING or before == FIRING
+
+
+def step(
+    prev: InstanceState,
+    active: bool,
+    value: float | None,
+    now: datetime,
+    *,
+    for_s: float,
+    keep_firing_for_s: float = 0.0,
+    last_evaluated_at: datetime | None = None,
+    outage_tolerance_s: float = OUTAGE_TOLERANCE_S,
+) -> Step:
+    """One evaluation of one instance. `active`: the condition holds now."""
+    state = prev.state
+    if active:
+        if state == INACTIVE:
+            cur = InstanceState(PENDING, active_since=now, value=value, resolved_at=prev.resolved_at)
+        else:
+            active_since = prev.active_since or now
+            if (
+                state == PENDING
+                and last_evaluated_at is not None
+                and (now - last_evaluated_at).total_seconds() > outage_tolerance_s
+            ):
+                # The evidence between the two evaluations is unknown: count again from now.
+                active_since = now
+            cur = replace(prev, active_since=active_since, keep_firing_since=None, value=value)
+        if cur.state == PENDING and (now - cur.active_since).total_seconds() >= for_s:
+            cur = replace(cur, state=FIRING, fired_at=now)
+        elif cur.state == FIRING and (now - cur.active_since).total_seconds() < for_s:
+            # `for` was raised above the time it has been active (alerting.go L532-537).
+            cur = replace(cur, state=PENDING, fired_at=None)
+    else:
+        if state == INACTIVE:
+            return Step(replace(prev, value=value) if value != prev.value else prev)
+        if state == PENDING:
+            cur = InstanceState(INACTIVE, resolved_at=prev.resolved_at, value=value)
+        else:
+            since = prev.keep_firing_since or now
+            if keep_firing_for_s > 0 and (now - since).total_seconds() < keep_firing_for_s:
+                cur = replace(prev, keep_firing_since=since, value=value)
+            else:
+                cur = InstanceState(INACTIVE, active_since=None, fired_at=prev.fired_at, resolved_at=now, value=value)
+    transition = (state, cur.state) if cur.state != state else None
+    return Step(cur, transition)
+
+
+def evaluate(
+    prev: InstanceState,
+    value: float | None,
+    now: datetime,
+    *,
+    comparator: str,
+    threshold: float,
+    for_s: float,
+    keep_firing_for_s: float = 0.0,
+    no_data: str = NO_DATA_RESOLVE,
+    last_evaluated_at: datetime | None = None,
+) -> Step:
+    """`step` for a value: the comparison, and the no-data policy when there is no value.
+
+    A source that *failed* never reaches here (error is not no data): the caller leaves
+    the instance as it is.
+    """
+    if not has_value(value):
+        if no_data == NO_DATA_KEEP:
+            return Step(prev)
+        active = no_data == NO_DATA_ALERT
+        value = None
+    else:
+        active = compare(value, comparator, threshold)
+    return step(prev, active, value, now, for_s=for_s, keep_firing_for_s=keep_firing_for_s,
+                last_evaluated_at=last_evaluated_at)
+
+
+# --- identity ------------------------------------------------------------------------
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """16 hex digits, stable for the same label set across processes and versions (sorted JSON)."""
+    text = json.dumps(sorted((str(k), str(v)) for k, v in labels.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- templates -----------------------------------------------------------------------
+
+TEMPLATE_VAR_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+TEMPLATE_VARIABLES = ("service", "database", "server", "value", "threshold", "rule", "severity")
+
+
+def template_errors(text: str, allowed: Iterable[str] = TEMPLATE_VARIABLES) -> list[str]:
+    """What is wrong with a summary/description template (empty: fine).
+
+    Only `{{ name }}` with a known name is a placeholder: no filters, no attributes, no
+    expressions, nothing evaluated.
+    """
+    allowed = tuple(allowed)
+    errors: list[str] = []
+    for match in TEMPLATE_VAR_RE.finditer(text or ""):
+        name = match.group(1)
+        if name not in allowed:
+            errors.append(
+                f"Unknown variable {{{{ {name} }}}}: use {', '.join('{{ ' + a + ' }}' for a in allowed)}."
+            )
+    rest = TEMPLATE_VAR_RE.sub("", text or "")
+    if "{{" in rest or "}}" in rest:
+        errors.append("Unbalanced {{ or }}: write a variable as {{ name }}.")
+    return errors
+
+
+def format_value(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "no data"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def render_template(text: str, variables: Mapping[str, object]) -> str:
+    """Substitute `{{ name }}`; plain text out (whoever puts it in HTML escapes it).
+
+    Numbers are formatted for humans; an unknown name renders empty (validation refuses it
+    before it is saved).
+    """
+
+    def sub(match: re.Match) -> str:
+        value = variables.get(match.group(1), "")
+        if isinstance(value, float) or value is None:
+            return format_value(value)  # type: ignore[arg-type]
+        return str(value)
+
+    return TEMPLATE_VAR_RE.sub(sub, text or "")
+
+
+# --- backtest ------------------------------------------------------------------------
+
+
+@dataclass
+class Episode:
+    """One activation of the rule in a backtest: pending from, firing from, resolved at."""
+
+    pending_at: datetime
+    firing_at: datetime | None = None
+    resolved_at: datetime | None = None  # None: still active at the end of the range
+    peak: float | None = None
+
+    def firing_s(self, end: datetime) -> float:
+        if self.firing_at is None:
+            return 0.0
+        return ((self.resolved_at or end) - self.firing_at).total_seconds()
+
+
+@dataclass
+class Backtest:
+    episodes: list[Episode] = field(default_factory=list)
+    # (at, from_state, to_state, value) for every change, in order.
+    transitions: list[tuple[datetime, str, str, float | None]] = field(default_factory=list)
+    evaluations: int = 0
+    end: datetime | None = None
+
+    @property
+    def fired(self) -> list[Episode]:
+        return [e for e in self.episodes if e.firing_at is not None]
+
+    @property
+    def notifications(self) -> int:
+        """Firing and resolved messages (send_resolved on): what a receiver would have got."""
+        return sum(1 for _, before, after, _ in self.transitions if after == FIRING or before == FIRING)
+
+    @property
+    def firing_s(self) -> float:
+        end = self.end
+        return sum(e.firing_s(end) for e in self.episodes) if end else 0.0
+
+    def firing_at(self, at: datetime) -> bool:
+        """Was it firing at `at` (right after the evaluation at `at`)."""
+        state = INACTIVE
+        for when, _, after, _ in self.transitions:
+            if when > at:
+                break
+            state = after
+        return state == FIRING
+
+
+def backtest(
+    points: Sequence[tuple[datetime, float | None]],
+    *,
+    comparator: str,
+    threshold: float,
+    for_s: float,
+    keep_firing_for_s: float = 0.0,
+    no_data: str = NO_DATA_RESOLVE,
+    step_s: float | None = None,
+    lookback_s: float = 300.0,
+) -> Backtest:
+    """What the rule would have done, evaluated at each point of a series (oldest first).
+
+    With `step_s`, evaluations happen every `step_s` from the first point to the last, each
+    seeing the newest point less than `lookback_s` old (Prometheus' lookback, 5 m; a rollup
+    series passes its bucket width); without it, exactly once per point. A None value is no data (the no-data policy applies).
+    """
+    result = Backtest()
+    cur = InstanceState()
+    episode: Episode | None = None
+    last_at: datetime | None = None
+    for at, value in _evaluation_times(points, step_s, lookback_s):
+        result.evaluations += 1
+        out = evaluate(cur, value, at, comparator=comparator, threshold=threshold, for_s=for_s,
+                       keep_firing_for_s=keep_firing_for_s, no_data=no_data, last_evaluated_at=last_at)
+        last_at = at
+        if out.transition is not None:
+            before, after = out.transition
+            result.transitions.append((at, before, after, value))
+            if after == PENDING and before == INACTIVE:
+                episode = Episode(pending_at=at, peak=value if has_value(value) else None)
+                result.episodes.append(episode)
+            elif after == FIRING and episode is not None:
+                episode.firing_at = at
+            elif after == INACTIVE and episode is not None:
+                episode.resolved_at = at
+                episode = None
+        if episode is not None and has_value(value) and (episode.peak is None or value > episode.peak):
+            episode.peak = value
+        cur = out.state
+        result.end = at
+    return result
+
+
+def _evaluation_times(points: Sequence[tuple[datetime, float | None]], step_s: float | None, lookback_s: float):
+    if not step_s:
+        yield from points
+        return
+    if not points:
+        return
+    lookback, interval = timedelta(seconds=lookback_s), timedelta(seconds=step_s)
+    at, end, i, newest = points[0][0], points[-1][0], 0, None
+    while at <= end:
+        while i < len(points) and points[i][0] <= at:
+            newest = points[i]
+            i += 1
+        value = newest[1] if newest is not None and at - newest[0] < lookback else None
+        yield at, value
+        at += interval
