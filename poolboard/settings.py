@@ -168,6 +168,7 @@ INSTALLED_APPS = [
     "poolboard.databases",
     "poolboard.history",
     "poolboard.diagnosis",
+    "poolboard.notify",
 ]
 
 MIDDLEWARE = [
@@ -307,6 +308,15 @@ if QUERY_TEXT_MODE not in ("normalize", "none", "raw"):
     raise ImproperlyConfigured(f"Unexpected value QUERY_TEXT_MODE={QUERY_TEXT_MODE!r}: use normalize, none or raw")
 # Cancel/terminate from the sessions table: off unless set (plus a per-database admin login and a permission).
 ALLOW_BACKEND_SIGNALS = envbool("ALLOW_BACKEND_SIGNALS", "false")
+
+# --- notifications (poolboard/notify) ---------------------------------------------
+# Networks (CIDRs or addresses) webhook/Slack/PagerDuty requests may go to although they are
+# loopback, private or link-local, which are refused otherwise (e.g. "10.0.0.0/8").
+NOTIFY_ALLOW_NETWORKS = envlist("NOTIFY_ALLOW_NETWORKS")
+# Seconds one notification request may take; a hung receiver is cut off here and retried.
+NOTIFY_TIMEOUT = envint("NOTIFY_TIMEOUT", "10")
+# Failed sends (5xx, timeouts, connection errors) are retried with backoff this many seconds.
+NOTIFY_RETRY_DEADLINE = envint("NOTIFY_RETRY_DEADLINE", "3600")
 
 # --- Celery ----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
