@@ -1,0 +1,320 @@
+"""pg_stat_statements of a monitored PostgreSQL server: is it usable, and one bounded read.
+
+Same guarantees as sources.pgactivity (it opens its connections): one connection per call,
+closed afterwards; connect and statement timeouts; read-only transaction; marked as
+poolboard's (application_name poolboard-monitor, `/* poolboard */`). Never calls
+pg_stat_statements_reset(): other tools read the same counters.
+
+The view's columns changed over the versions; the read asks the server which ones it has:
+- PostgreSQL 13 (extension 1.8) renamed total_time/max_time to total_exec_time/max_exec_time;
+- 14 (1.9) added `toplevel` and the pg_stat_statements_info view (dealloc, stats_reset);
+- 17 (1.11) renamed blk_read_time/blk_write_time (not read here) and added stats_since.
+
+What is read: the top `top` entries by total execution time plus every entry whose queryid
+is already tracked, counters only (pg_stat_statements(false): no query text file read);
+the text only for queryids poolboard has no text for yet.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from poolboard.lib.statements import Counters, Key
+
+from .pgactivity import MARK, Limits, MonitorError, Target, _wrap, connect
+
+DEFAULT_TOP = 500
+EXTENSION = "pg_stat_statements"
+
+# Status.state values, worst first.
+NOT_AVAILABLE = "not_available"  # the server has no pg_stat_statements library (contrib not installed)
+NOT_PRELOADED = "not_preloaded"
+NOT_INSTALLED = "not_installed"  # no CREATE EXTENSION in the monitored database
+UNREADABLE = "unreadable"  # only the monitor role's own statements are visible
+OK = "ok"
+ERROR = "error"  # could not even ask (unreachable, ...)
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str
+    message: str  # what is wrong and exactly how to fix it; "" when state is ok
+    server_version_num: int = 0
+    extension_version: str = ""
+    schema: str = ""
+    available: bool = False
+    preloaded: bool = False
+    installed: bool = False
+    readable: bool = False
+    track: str = ""
+    max_entries: int | None = None
+    compute_query_id: str = ""
+    columns: frozenset[str] = frozenset()
+
+    @property
+    def ok(self) -> bool:
+        return self.state == OK
+
+    @property
+    def collectable(self) -> bool:
+        """Counters can be read (perhaps only the monitor role's own statements)."""
+        return self.state in (OK, UNREADABLE)
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: Key
+    counters: Counters
+    query: str | None  # raw normalised text from the server, None when not asked for
+
+
+@dataclass(frozen=True)
+class Reading:
+    taken_at: datetime  # the server's now()
+    entries: list[Entry]
+    view_entries: int  # entries in the whole view (visible ones with a queryid)
+    complete: bool  # every entry of the view is in `entries`
+    looked_for: frozenset[int]  # the tracked queryids asked for
+    stats_reset: datetime | None = None
+    dealloc: int | None = None
+    status: Status | None = None
+    elapsed_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _q(cur: psycopg.Cursor, sql: str, params=None):
+    cur.execute(MARK + sql, params)
+    return cur
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def enable_message(status_state: str, dbname: str, user: str, readable: bool = False) -> str:
+    """The exact lines an operator runs, for each state."""
+    create = f"then, in database {dbname}:  CREATE EXTENSION pg_stat_statements;"
+    grant = f"GRANT pg_read_all_stats TO {user};"
+    then_grant = "" if readable else f" Then:  {grant}"
+    if status_state == NOT_AVAILABLE:
+        return (
+            "pg_stat_statements is not available on this server (its contrib package is not installed). Install the"
+            " server's contrib package (Debian/Ubuntu: postgresql-contrib), then in postgresql.conf:"
+            "  shared_preload_libraries = 'pg_stat_statements'  and  compute_query_id = on ;"
+            f" restart PostgreSQL; {create}"
+        )
+    if status_state == NOT_PRELOADED:
+        return (
+            "pg_stat_statements is not loaded. In postgresql.conf (on a managed service: its parameter group / flags):"
+            "  shared_preload_libraries = 'pg_stat_statements'  (add it to any libraries already listed)"
+            "  and  compute_query_id = on ; restart PostgreSQL (a reload is not enough); "
+            + create + then_grant
+        )
+    if status_state == NOT_INSTALLED:
+        return (
+            f"pg_stat_statements is loaded but not installed in database {dbname}: as a superuser, in database {dbname}:"
+            "  CREATE EXTENSION pg_stat_statements;" + then_grant
+        )
+    if status_state == UNREADABLE:
+        return (
+            f"the monitoring role {user} may not read other roles' statements (pg_stat_statements shows their queryid"
+            f" as NULL and text as <insufficient privilege>); only its own are collected. Run:  {grant}"
+        )
+    return ""
+
+
+def check(target: Target, password: str | None = None, limits: Limits | None = None) -> Status:
+    """Whether pg_stat_statements can be read on the server, through the monitored database."""
+    try:
+        conn = connect(target, password, limits or Limits())
+    except MonitorError as exc:
+        return Status(state=ERROR, message=exc.message)
+    try:
+        with conn.cursor() as cur:
+            return _status(cur, target)
+    except MonitorError as exc:
+        return Status(state=ERROR, message=exc.message)
+    except Exception as exc:
+        return Status(state=ERROR, message=_wrap(exc, target, password).message)
+    finally:
+        conn.close()
+
+
+def _status(cur: psycopg.Cursor, target: Target) -> Status:
+    (version_num, compute_query_id, track, max_entries, schema, ext_version, available, read_all, superuser) = _q(
+        cur,
+        """SELECT current_setting('server_version_num')::int,
+                  coalesce(current_setting('compute_query_id', true), ''),
+                  coalesce(current_setting('pg_stat_statements.track', true), ''),
+                  current_setting('pg_stat_statements.max', true),
+                  (SELECT extnamespace::regnamespace::text FROM pg_catalog.pg_extension WHERE extname = %(ext)s),
+                  (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = %(ext)s),
+                  EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = %(ext)s),
+                  pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+                  (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)""",
+        {"ext": EXTENSION},
+    ).fetchone()
+    installed = schema is not None
+    # The library defines pg_stat_statements.* settings when it loads: their presence says it is
+    # preloaded without needing the privilege to read shared_preload_libraries. Once installed,
+    # a zero-row read says it for certain (the function refuses to run when not preloaded).
+    preloaded = max_entries is not None
+    columns: frozenset[str] = frozenset()
+    if installed:
+        columns = frozenset(
+            r[0]
+            for r in _q(
+                cur,
+                """SELECT attname FROM pg_catalog.pg_attribute
+                   WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped""",
+                (f"{_ident(schema)}.pg_stat_statements",),
+            ).fetchall()
+        )
+        cur.execute("SAVEPOINT pb_probe")
+        try:
+            _q(cur, f"SELECT 1 FROM {_ident(schema)}.pg_stat_statements(false) LIMIT 0")
+            preloaded = True
+            cur.execute("RELEASE SAVEPOINT pb_probe")
+        except psycopg.errors.ObjectNotInPrerequisiteState:
+            preloaded = False
+            cur.execute("ROLLBACK TO SAVEPOINT pb_probe")
+    readable = bool(read_all or superuser)
+    if not available and not preloaded:
+        state = NOT_AVAILABLE
+    elif not preloaded:
+        state = NOT_PRELOADED
+    elif not installed:
+        state = NOT_INSTALLED
+    elif not readable:
+        state = UNREADABLE
+    else:
+        state = OK
+    message = enable_message(state, target.dbname, target.user, readable)
+    if state in (OK, UNREADABLE) and compute_query_id == "off":
+        message = (message + " " if message else "") + (
+            "compute_query_id is off: pg_stat_statements tracks nothing and sessions carry no query_id;"
+            " set compute_query_id = auto (or on) in postgresql.conf and reload."
+        )
+    return Status(
+        state=state,
+        message=message,
+        server_version_num=version_num,
+        extension_version=ext_version or "",
+        schema=schema or "",
+        available=bool(available),
+        preloaded=preloaded,
+        installed=installed,
+        readable=readable,
+        track=track,
+        max_entries=int(max_entries) if max_entries not in (None, "") else None,
+        compute_query_id=compute_query_id,
+        columns=columns,
+    )
+
+
+def read(
+    target: Target,
+    password: str | None = None,
+    limits: Limits | None = None,
+    *,
+    top: int = DEFAULT_TOP,
+    tracked: frozenset[int] | set[int] | tuple[int, ...] = (),
+    with_text: frozenset[int] | set[int] | None = None,
+) -> Reading:
+    """One read: the `top` entries by total execution time and every entry whose queryid is in
+    `tracked`; query text for the queryids in `with_text` (None: for every entry read).
+
+    Raises MonitorError when the server cannot be read, with Status.message as its text when
+    pg_stat_statements is the reason (kind "privilege" or "error").
+    """
+    t0 = time.perf_counter()
+    conn = connect(target, password, limits or Limits())
+    try:
+        with conn.cursor() as cur:
+            status = _status(cur, target)
+            if not status.collectable:
+                raise MonitorError("unavailable", status.message)
+            reading = _read(cur, status, int(top), frozenset(int(q) for q in tracked), with_text)
+        conn.rollback()
+    except MonitorError:
+        raise
+    except Exception as exc:
+        raise _wrap(exc, target, password) from None
+    finally:
+        conn.close()
+    return Reading(**{**reading.__dict__, "elapsed_ms": (time.perf_counter() - t0) * 1000})
+
+
+def _read(cur, status: Status, top: int, tracked: frozenset[int], with_text) -> Reading:
+    cols = status.columns
+    total = "total_exec_time" if "total_exec_time" in cols else "total_time"
+    maximum = "max_exec_time" if "max_exec_time" in cols else ("max_time" if "max_time" in cols else "NULL::float8")
+    toplevel = "toplevel" if "toplevel" in cols else "true"
+    view = f"{_ident(status.schema)}.pg_stat_statements(false)"
+    # One pass over the view: rank by total time, count everything visible; the tracked
+    # queryids as an array parameter (a few hundred bigints).
+    rows = _q(
+        cur,
+        f"""SELECT now(), coalesce(d.datname::text, 'oid ' || s.dbid), coalesce(r.rolname::text, 'oid ' || s.userid),
+                   s.queryid, s.toplevel, s.calls, s.total, s.rows, s.shared_blks_hit, s.shared_blks_read, s.maximum,
+                   s.view_entries
+            FROM (SELECT dbid, userid, queryid, {toplevel} AS toplevel, calls, {total} AS total, rows,
+                         shared_blks_hit, shared_blks_read, {maximum} AS maximum,
+                         row_number() OVER (ORDER BY {total} DESC, queryid) AS rank,
+                         count(*) OVER () AS view_entries
+                  FROM {view}
+                  WHERE queryid IS NOT NULL) s
+            LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+            LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+            WHERE s.rank <= %s OR s.queryid = ANY(%s)""",
+        (top, list(tracked)),
+    ).fetchall()
+    if rows:
+        taken_at = rows[0][0]
+        view_entries = int(rows[0][11])
+    else:
+        taken_at = _q(cur, "SELECT now()").fetchone()[0]
+        view_entries = 0
+    want_text = {r[3] for r in rows} if with_text is None else {r[3] for r in rows if r[3] not in with_text}
+    texts: dict[int, str] = {}
+    if want_text:
+        texts = dict(
+            _q(
+                cur,
+                f"""SELECT DISTINCT ON (queryid) queryid, query
+                    FROM {_ident(status.schema)}.pg_stat_statements(true) WHERE queryid = ANY(%s)""",
+                (sorted(want_text),),
+            ).fetchall()
+        )
+    stats_reset = dealloc = None
+    if status.schema and _q(
+        cur, "SELECT to_regclass(%s) IS NOT NULL", (f"{_ident(status.schema)}.pg_stat_statements_info",)
+    ).fetchone()[0]:
+        dealloc, stats_reset = _q(
+            cur, f"SELECT dealloc, stats_reset FROM {_ident(status.schema)}.pg_stat_statements_info"
+        ).fetchone()
+    entries = [
+        Entry(
+            key=Key(datname=r[1], rolname=r[2], queryid=int(r[3]), toplevel=bool(r[4])),
+            counters=Counters(
+                calls=int(r[5]), total_exec_ms=float(r[6]), rows=int(r[7]), shared_blks_hit=int(r[8]),
+                shared_blks_read=int(r[9]), max_exec_ms=float(r[10]) if r[10] is not None else None,
+            ),
+            query=texts.get(r[3]),
+        )
+        for r in rows
+    ]
+    return Reading(
+        taken_at=taken_at,
+        entries=entries,
+        view_entries=view_entries,
+        complete=len(entries) >= view_entries,
+        looked_for=tracked,
+        stats_reset=stats_reset,
+        dealloc=int(dealloc) if dealloc is not None else None,
+        status=status,
+    )
