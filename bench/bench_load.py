@@ -94,8 +94,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from poolboard.databases.models import MonitoredDatabase  # noqa: E402
-from poolboard.databases.snapshots import snapshot_database  # noqa: E402
+from poolboard.databases.models import MonitoredServer  # noqa: E402
+from poolboard.databases.snapshots import snapshot_server  # noqa: E402
 from poolboard.fleet.collection import collect_source  # noqa: E402
 from poolboard.fleet.models import CollectionRun, PrometheusSource, Service  # noqa: E402
 from poolboard.fleet.partitions import ensure_partitions  # noqa: E402
@@ -386,11 +386,11 @@ def main() -> None:
             ensure_partitions(datetime.now(timezone.utc))
             first = collect_source(source, 1)  # creates the 400 services and 2 000 pools
             assert first.status == "ok" and first.samples == SERVICES * INSTANCES, (first.status, first.error)
-            db = MonitoredDatabase.objects.create(
+            db = MonitoredServer.objects.create(
                 name="main", host="127.0.0.1", port=connection.settings_dict["PORT"] or 5432, dbname=BENCH_DB,
                 user=connection.settings_dict["USER"] or "root", sslmode="disable",
             )
-            snapshot_database(db)
+            snapshot_server(db)
             cookies = make_sessions(VIEWERS)
             service_ids = list(Service.objects.values_list("pk", flat=True))
             connection.close()  # the bench holds no session during the run
@@ -410,7 +410,7 @@ def main() -> None:
             end = start + DURATION
             rng = random.Random(7)
             viewers = [
-                Viewer(port, cookies[i], ["/", f"/services/{rng.choice(service_ids)}/", f"/databases/{db.name}/"],
+                Viewer(port, cookies[i], ["/", f"/services/{rng.choice(service_ids)}/", f"/servers/{db.name}/"],
                        recorder, end, seed=i)
                 for i in range(VIEWERS)
             ]

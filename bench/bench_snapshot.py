@@ -136,7 +136,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from poolboard.databases.models import MonitoredDatabase, Snapshot
+    from poolboard.databases.models import MonitoredServer, Snapshot
     from poolboard.databases.snapshots import store_snapshot
     from poolboard.lib import episodes as ep
     from poolboard.lib.budget import ServerSettings, SessionCount
@@ -151,7 +151,7 @@ def main() -> None:
         conns = open_sessions(cluster)
         vacuum_tables()
         time.sleep(1.2)  # past the bench database's 1 s thresholds: episodes open and update
-        db = MonitoredDatabase.objects.create(
+        db = MonitoredServer.objects.create(
             name=f"bench-{os.getpid()}", host="127.0.0.1", port=cluster.port, user="bench", dbname="postgres",
             idle_in_transaction_s=1, query_s=1, transaction_s=1,
         )
@@ -182,7 +182,7 @@ def main() -> None:
             else:
                 bare.append(bare_fetch(cluster))
                 snapshot_and_store()
-        stored = Snapshot.objects.filter(database=db).count()
+        stored = Snapshot.objects.filter(server=db).count()
         median = statistics.median
         print(f"snapshot_connections: {CONNECTIONS}")
         print(f"snapshot_rounds: {ROUNDS}")
@@ -239,10 +239,10 @@ def vacuum_tables() -> None:
 
     from django.db import connection
 
-    from poolboard.databases.models import Episode, MonitoredDatabase, QueryFingerprint, SessionCount, Snapshot
+    from poolboard.databases.models import Episode, MonitoredServer, QueryFingerprint, SessionCount, Snapshot
 
     with connection.cursor() as cur:
-        for model in (Episode, SessionCount, Snapshot, MonitoredDatabase, QueryFingerprint):
+        for model in (Episode, SessionCount, Snapshot, MonitoredServer, QueryFingerprint):
             cur.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(model._meta.db_table)}")
 
 
@@ -250,9 +250,9 @@ def _row_counts(db) -> dict[str, int]:
     from poolboard.databases.models import Episode, QueryFingerprint, SessionCount, Snapshot
 
     return {
-        "snapshots": Snapshot.objects.filter(database=db).count(),
-        "counts": SessionCount.objects.filter(snapshot__database=db).count(),
-        "episodes": Episode.objects.filter(database=db).count(),
+        "snapshots": Snapshot.objects.filter(server=db).count(),
+        "counts": SessionCount.objects.filter(snapshot__server=db).count(),
+        "episodes": Episode.objects.filter(server=db).count(),
         "fingerprints": QueryFingerprint.objects.count(),
     }
 

@@ -142,9 +142,9 @@ def fast_slots(settings):
 
 @pytest.fixture
 def monitored(db, target_dbname):
-    from poolboard.databases.models import MonitoredDatabase
+    from poolboard.databases.models import MonitoredServer
 
-    return MonitoredDatabase.objects.create(
+    return MonitoredServer.objects.create(
         name="orders-db", host=HOST, port=PORT, dbname=target_dbname, user=SUPERUSER,
         idle_in_transaction_s=1, query_s=1, transaction_s=3600,
     )
@@ -162,7 +162,7 @@ def snapped(monitored, sessions, make_service, fast_slots):
     """`monitored` after one snapshot: service hostile-svc running HOSTILE_QUERY, and a session of
     idle-svc idle in transaction. Thresholds of 0 s make both episodes at once (no waiting for
     them to age); the tests of the thresholds themselves are in tests/databases/test_snapshots.py."""
-    from poolboard.databases.snapshots import snapshot_database
+    from poolboard.databases.snapshots import snapshot_server
 
     monitored.idle_in_transaction_s = monitored.query_s = 0
     monitored.save(update_fields=["idle_in_transaction_s", "query_s"])
@@ -170,7 +170,7 @@ def snapped(monitored, sessions, make_service, fast_slots):
     sessions.active("hostile-svc", HOSTILE_QUERY)
     sessions.idle_in_transaction("idle-svc")
     sessions.wait_seen({"hostile-svc": "active", "idle-svc": "idle in transaction"})
-    assert snapshot_database(monitored).status == "ok"
+    assert snapshot_server(monitored).status == "ok"
     monitored.refresh_from_db()
     return monitored, svc
 

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from poolboard.databases.models import MonitoredDatabase, SignalRefused
+from poolboard.databases.models import MonitoredServer, SignalRefused
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.models import CollectionRun, PrometheusSource
 from poolboard.inventory.registry import import_inventory
@@ -222,8 +222,8 @@ def test_a_stored_collection_error_never_names_the_credentials() -> None:
 BACKEND_START = "2026-11-30T10:00:00.123456+00:00"
 
 
-def database_with(*sessions: dict) -> MonitoredDatabase:
-    return MonitoredDatabase(name="orders", host="127.0.0.1", last_sessions=list(sessions))
+def database_with(*sessions: dict) -> MonitoredServer:
+    return MonitoredServer(name="orders", host="127.0.0.1", last_sessions=list(sessions))
 
 
 def test_it_refuses_to_signal_a_session_whose_start_is_unknown() -> None:

@@ -11,8 +11,10 @@ urlpatterns = [
     path("services/<str:name>/", services.service_detail, name="service"),
     path("services/<str:name>/series/", services.service_series, name="service-series"),
     # views/databases.py
-    path("databases/", databases.databases, name="databases"),
-    path("databases/<slug:name>/sessions/", databases.sessions, name="sessions"),
+    path("servers/", databases.servers, name="servers"),
+    path("servers/<slug:name>/sessions/", databases.sessions, name="sessions"),
+    path("databases/", databases.servers, name="databases"),  # the old address of servers/
+    path("databases/<slug:name>/sessions/", databases.sessions),
     path("episodes/", databases.episodes, name="episodes"),
     path("queries/slow/", databases.slow_queries, name="slow-queries"),
     # views/agent.py: poolboard.agent's held-connection reports (POST, bearer token)

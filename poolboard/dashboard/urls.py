@@ -13,8 +13,9 @@ urlpatterns = [
     # views/databases.py: monitored servers, their sessions, episodes and slow queries
     path("services/<int:pk>/database-side/", databases.service_panel, name="service-database-side"),
     path("databases/", databases.database_list, name="databases"),
-    path("databases/<slug:name>/", databases.database_detail, name="database"),
-    path("databases/<slug:name>/sessions/<int:pid>/signal/", databases.signal_session, name="signal-session"),
+    path("servers/<slug:name>/", databases.server_detail, name="server"),
+    path("databases/<slug:name>/", databases.database_redirect, name="database"),  # old address of a server page
+    path("servers/<slug:name>/sessions/<int:pid>/signal/", databases.signal_session, name="signal-session"),
     path("queries/slow/", databases.slow_queries, name="slow-queries"),
     path("queries/<str:fingerprint>/", databases.query_detail, name="query"),
     # views/diagnosis.py: verdicts (leak, saturation, slow queries, churn) with their evidence
@@ -28,6 +29,7 @@ NAV_SECTIONS = {
     "service": "fleet",
     "service-database-side": "fleet",
     "databases": "databases",
+    "server": "databases",
     "database": "databases",
     "signal-session": "databases",
     "slow-queries": "slow-queries",

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from .models import AttributionRule, BackendAction, Episode, MonitoredDatabase, QueryFingerprint, Snapshot
-from .snapshots import snapshot_database
+from .models import AttributionRule, BackendAction, Episode, MonitoredServer, QueryFingerprint, Snapshot
+from .snapshots import snapshot_server
 
 
-@admin.register(MonitoredDatabase)
-class MonitoredDatabaseAdmin(admin.ModelAdmin):
+@admin.register(MonitoredServer)
+class MonitoredServerAdmin(admin.ModelAdmin):
     list_display = ["name", "host", "port", "dbname", "user", "enabled", "server_version", "last_snapshot_at", "last_error_kind"]
     list_filter = ["enabled"]
     search_fields = ["name", "host", "dbname"]
@@ -45,7 +45,7 @@ class MonitoredDatabaseAdmin(admin.ModelAdmin):
     @admin.action(description="Take a snapshot now")
     def snapshot_now(self, request, queryset) -> None:
         for db in queryset:
-            result = snapshot_database(db)
+            result = snapshot_server(db)
             if result.status == "failed":
                 self.message_user(request, f"{db.name}: {result.error}", messages.ERROR)
             elif result.status == "skipped":
@@ -56,10 +56,10 @@ class MonitoredDatabaseAdmin(admin.ModelAdmin):
 
 @admin.register(AttributionRule)
 class AttributionRuleAdmin(admin.ModelAdmin):
-    list_display = ["position", "service", "application_name", "usename", "client_addr", "database", "enabled"]
+    list_display = ["position", "service", "application_name", "usename", "client_addr", "server", "enabled"]
     list_display_links = ["service"]
     list_editable = ["position", "enabled"]
-    list_filter = ["enabled", "database"]
+    list_filter = ["enabled", "server"]
     autocomplete_fields = ["service"]
 
 
@@ -73,15 +73,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Episode)
 class EpisodeAdmin(ReadOnlyAdmin):
-    list_display = ["database", "kind", "service", "application_name", "pid", "first_seen", "last_seen", "peak_age_s", "ended"]
-    list_filter = ["kind", "database", "service"]
+    list_display = ["server", "datname", "kind", "service", "application_name", "pid", "first_seen", "last_seen", "peak_age_s", "ended"]
+    list_filter = ["kind", "server", "datname", "service"]
     date_hierarchy = "first_seen"
 
 
 @admin.register(Snapshot)
 class SnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["database", "taken_at", "total", "max_connections", "elapsed_ms", "sessions_listed"]
-    list_filter = ["database"]
+    list_display = ["server", "taken_at", "total", "max_connections", "elapsed_ms", "sessions_listed"]
+    list_filter = ["server"]
 
 
 @admin.register(QueryFingerprint)
@@ -92,8 +92,8 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
 
 @admin.register(BackendAction)
 class BackendActionAdmin(ReadOnlyAdmin):
-    list_display = ["created", "database", "user", "action", "pid", "application_name", "succeeded", "error"]
-    list_filter = ["action", "succeeded", "database"]
+    list_display = ["created", "server", "user", "action", "pid", "application_name", "succeeded", "error"]
+    list_filter = ["action", "succeeded", "server"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -15,8 +15,9 @@
         attribution:                                  # this database's rules, in order
           - {service: billing, application_name: "billing-*", usename: "", client_addr: ""}
 
-Each database and each of its rules is checked by its ModelForm (poolboard.inventory.forms).
-Rules that apply to every database live in the admin (they are not per-database data).
+Each entry is a monitored server (the section keeps its name from when it was a database;
+`dbname` is the database to connect to). Each one and each of its rules is checked by its ModelForm (poolboard.inventory.forms).
+Rules that apply to every server live in the admin (they are not per-database data).
 Registered from DatabasesConfig.ready().
 """
 
@@ -29,7 +30,7 @@ from poolboard.inventory.forms import MapList, Refused, Text, bind, check_entrie
 from poolboard.inventory.registry import Writer, register_section
 from poolboard.lib.inventory import Document
 
-from .models import AttributionRule, MonitoredDatabase
+from .models import AttributionRule, MonitoredServer
 
 SCALAR_FIELDS = [
     "host", "port", "dbname", "user", "sslmode", "password_env", "password_file", "enabled",
@@ -44,7 +45,7 @@ class DatabaseForm(forms.ModelForm):
     admin_password = Refused("give admin_password_env or admin_password_file, never the password itself")
 
     class Meta:
-        model = MonitoredDatabase
+        model = MonitoredServer
         fields = ["name", *SCALAR_FIELDS]
         formfield_callback = yaml_formfield
 
@@ -68,28 +69,28 @@ class RuleForm(forms.ModelForm):
 
 def export_databases() -> list[dict]:
     rules: dict[int, list[dict]] = {}
-    for rule in AttributionRule.objects.filter(database__isnull=False).select_related("service").order_by("position", "id"):
-        rules.setdefault(rule.database_id, []).append(
+    for rule in AttributionRule.objects.filter(server__isnull=False).select_related("service").order_by("position", "id"):
+        rules.setdefault(rule.server_id, []).append(
             {"service": rule.service.name, "application_name": rule.application_name, "usename": rule.usename,
              "client_addr": rule.client_addr}
         )
     return [
         {"name": db.name, **{f: getattr(db, f) for f in SCALAR_FIELDS}, "attribution": rules.get(db.id, [])}
-        for db in MonitoredDatabase.objects.order_by("name")
+        for db in MonitoredServer.objects.order_by("name")
     ]
 
 
 def import_databases(doc: Document, state: dict) -> Writer:
-    existing = {d.name: d for d in MonitoredDatabase.objects.all()}
+    existing = {d.name: d for d in MonitoredServer.objects.all()}
     known_services = set(Service.objects.values_list("name", flat=True)) | set(state.get("services", set()))
 
     def database_form(entry: dict) -> DatabaseForm:
-        return bind(DatabaseForm, entry, instance=existing.get(entry.get("name")) or MonitoredDatabase())
+        return bind(DatabaseForm, entry, instance=existing.get(entry.get("name")) or MonitoredServer())
 
     def rule_form(entry: dict) -> RuleForm:
         return bind(RuleForm, entry, instance=AttributionRule(), known_services=known_services)
 
-    rows: list[tuple[MonitoredDatabase, list[tuple[AttributionRule, str]]]] = []
+    rows: list[tuple[MonitoredServer, list[tuple[AttributionRule, str]]]] = []
     for path, form in check_entries(doc, ("databases",), doc.data.get("databases"), database_form):
         rules = form.cleaned_data["attribution"]
         valid = check_entries(doc, (*path, "attribution"), rules, rule_form, unique="")
@@ -102,9 +103,9 @@ def import_databases(doc: Document, state: dict) -> Writer:
         for db, rules in rows:
             db.save()
             # The file states this database's rules completely: replace them.
-            AttributionRule.objects.filter(database=db).delete()
+            AttributionRule.objects.filter(server=db).delete()
             for position, (rule, service_name) in enumerate(rules):
-                rule.database, rule.service, rule.position = db, services[service_name], position
+                rule.server, rule.service, rule.position = db, services[service_name], position
             AttributionRule.objects.bulk_create(rule for rule, _ in rules)
         return {"created": created, "updated": len(rows) - created}
 

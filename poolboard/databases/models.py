@@ -1,5 +1,10 @@
 """The database side: monitored PostgreSQL servers and what their snapshots showed.
 
+What is monitored is a server (MonitoredServer: one connection to any database on it),
+because max_connections and pg_stat_activity are server-wide; every count, episode and
+live session carries the database it is on (datname), and ServerDatabase lists the
+databases seen on each server.
+
 A snapshot keeps aggregated counts, not session rows; long-held sessions are kept
 as episodes, tracked across snapshots (poolboard.lib.episodes). Query text is
 stored normalised (poolboard.lib.querytext), never raw unless a setting says so.
@@ -16,6 +21,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -30,7 +36,7 @@ SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 def snapshot_interval() -> int:
-    return int(getattr(settings, "DATABASE_SNAPSHOT_INTERVAL", 30))
+    return int(getattr(settings, "DATABASE_SNAPSHOT_INTERVAL", 10))
 
 
 def query_text_mode() -> str:
@@ -94,16 +100,21 @@ class JSONTextField(models.JSONField):
         return super().from_db_value(value, expression, connection)
 
 
-class MonitoredDatabaseQuerySet(models.QuerySet):
+class MonitoredServerQuerySet(models.QuerySet):
     def enabled(self):
         return self.filter(enabled=True)
 
 
-class MonitoredDatabase(models.Model):
+class MonitoredServer(models.Model):
+    """One PostgreSQL server (host, port); `dbname` is only the database the monitor connects to."""
+
     name = models.SlugField(max_length=100, unique=True)
     host = models.CharField(max_length=255)
     port = models.PositiveIntegerField(default=5432)
-    dbname = models.CharField("database", max_length=200, default="postgres")
+    dbname = models.CharField(
+        "connect to database", max_length=200, default="postgres",
+        help_text="Any database on the server: pg_stat_activity shows the sessions of all of them.",
+    )
     user = models.CharField(max_length=200, default="poolboard_mon")
     sslmode = models.CharField(max_length=20, default="prefer", choices=[(m, m) for m in SSLMODES])
     password_env = models.CharField(
@@ -139,11 +150,15 @@ class MonitoredDatabase(models.Model):
     last_sessions = JSONTextField(default=list, blank=True, editable=False)
     last_sessions_truncated = models.BooleanField(default=False, editable=False)
 
-    objects = MonitoredDatabaseQuerySet.as_manager()
+    objects = MonitoredServerQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
-        permissions = [("signal_backend", "Can cancel or terminate a backend on a monitored database")]
+        permissions = [("signal_backend", "Can cancel or terminate a backend on a monitored server")]
+        constraints = [
+            # One row per server: two rows would record the same sessions and episodes twice.
+            models.UniqueConstraint(fields=["host", "port"], name="monitoredserver_host_port"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -221,11 +236,27 @@ class MonitoredDatabase(models.Model):
         return self.snapshots.order_by("-slot").prefetch_related(_counts_with_services()).first()
 
 
+class ServerDatabase(models.Model):
+    """A database seen on a monitored server (in pg_database or in its sessions)."""
+
+    server = models.ForeignKey(MonitoredServer, on_delete=models.CASCADE, related_name="databases")
+    datname = models.CharField("database", max_length=200)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["server", "datname"]
+        constraints = [models.UniqueConstraint(fields=["server", "datname"], name="serverdatabase_server_datname")]
+
+    def __str__(self) -> str:
+        return f"{self.datname} on {self.server_id}"
+
+
 class AttributionRuleQuerySet(models.QuerySet):
-    def for_database(self, database: MonitoredDatabase | int):
-        """The enabled rules for sessions on `database` (its own and every database's), in order,
+    def for_server(self, server: MonitoredServer | int):
+        """The enabled rules for sessions on `server` (its own and every server's), in order,
         as rows of lib.attribution.Rule's fields."""
-        rules = self.filter(enabled=True).filter(models.Q(database=database) | models.Q(database=None))
+        rules = self.filter(enabled=True).filter(models.Q(server=server) | models.Q(server=None))
         return rules.values_list("service__name", "application_name", "usename", "client_addr")
 
 
@@ -234,8 +265,8 @@ class AttributionRule(models.Model):
 
     position = models.PositiveIntegerField(default=100, help_text="Rules are tried in ascending order.")
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="attribution_rules")
-    database = models.ForeignKey(
-        MonitoredDatabase, null=True, blank=True, on_delete=models.CASCADE, help_text="Blank: every database."
+    server = models.ForeignKey(
+        MonitoredServer, null=True, blank=True, on_delete=models.CASCADE, help_text="Blank: every server."
     )
     application_name = models.CharField(max_length=200, blank=True, help_text="Glob pattern, e.g. billing-*")
     usename = models.CharField("user", max_length=200, blank=True)
@@ -268,33 +299,33 @@ def _counts_with_services() -> models.Prefetch:
 
 
 class SnapshotQuerySet(models.QuerySet):
-    def newest_per_database(self, databases) -> dict[int, Snapshot]:
-        """Each database's newest snapshot, its counts (with their services) prefetched.
+    def newest_per_server(self, servers) -> dict[int, Snapshot]:
+        """Each server's newest snapshot, its counts (with their services) prefetched.
 
-        Two queries whatever the number of databases: DISTINCT ON (database_id), which
-        the unique (database, slot) index serves, and one for all their counts.
+        Two queries whatever the number of servers: DISTINCT ON (server_id), which
+        the unique (server, slot) index serves, and one for all their counts.
         """
         newest = (
-            self.filter(database__in=databases)
-            .order_by("database_id", "-slot")
-            .distinct("database_id")
+            self.filter(server__in=servers)
+            .order_by("server_id", "-slot")
+            .distinct("server_id")
             .prefetch_related(_counts_with_services())
         )
-        return {snap.database_id: snap for snap in newest}
+        return {snap.server_id: snap for snap in newest}
 
     def service_side(self, service: Service) -> dict:
-        """The database side of one service: its sessions in the newest snapshot of each enabled database.
+        """The database side of one service: its sessions in the newest snapshot of each enabled server.
 
         Plain data for the service page's panel:
-        {"rows": [{"database": name, "taken_at", "states": StateBreakdown, "oldest_xact_s"}],
-         "pool_in_use", "pool_max", "open_episodes"}; a database where the service has
-        no session is left out. Five queries whatever the number of databases: the
-        databases, their newest snapshots, this service's counts in those, its pools
-        and its open episodes.
+        {"rows": [{"server": name, "taken_at", "states": StateBreakdown, "oldest_xact_s"}],
+         "pool_in_use", "pool_max", "open_episodes"}; a server where the service has
+        no session is left out. Five queries whatever the number of servers: the
+        servers, their newest snapshots, this service's counts in those, its pools
+        and its open problems (episodes of one session's transaction count once).
         """
-        dbs = list(MonitoredDatabase.objects.enabled())
-        newest = self.filter(database__in=dbs).order_by("database_id", "-slot").distinct("database_id")
-        snapshots = {snap.database_id: snap for snap in newest}
+        dbs = list(MonitoredServer.objects.enabled())
+        newest = self.filter(server__in=dbs).order_by("server_id", "-slot").distinct("server_id")
+        snapshots = {snap.server_id: snap for snap in newest}
         by_snapshot: dict[int, dict[str, int]] = {}
         mine = SessionCount.objects.filter(service=service, snapshot__in=[snap.pk for snap in snapshots.values()])
         for snapshot_id, state, n in mine.values_list("snapshot_id", "state", "count"):
@@ -310,19 +341,20 @@ class SnapshotQuerySet(models.QuerySet):
             if not states.total and not live:
                 continue
             oldest = max((s["age_s"] for s in live if s.get("xact_start") and s.get("age_s") is not None), default=None)
-            rows.append({"database": db.name, "taken_at": snap.taken_at, "states": states, "oldest_xact_s": oldest})
+            rows.append({"server": db.name, "taken_at": snap.taken_at, "states": states, "oldest_xact_s": oldest,
+                         "databases": sorted({s.get("datname", "") for s in live} - {""})})
         pools = list(service.pools.all())
         return {
             "rows": rows,
             "pool_in_use": sum_present(p.in_use for p in pools),
             "pool_max": sum_present(p.max for p in pools),
-            "open_episodes": Episode.objects.open().filter(service=service).count(),
+            "open_episodes": Episode.objects.open().filter(service=service).problem_count(),
         }
 
 
 class Snapshot(models.Model):
-    # No single-column index: the unique (database, slot) index leads with database.
-    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
+    # No single-column index: the unique (server, slot) index leads with server.
+    server = models.ForeignKey(MonitoredServer, on_delete=models.CASCADE, related_name="snapshots", db_index=False)
     # Slot = server time // interval: a redelivered task cannot store the same slot twice.
     slot = models.BigIntegerField()
     taken_at = models.DateTimeField(help_text="The monitored server's now()")
@@ -337,18 +369,19 @@ class Snapshot(models.Model):
     objects = SnapshotQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["database", "slot"], name="snapshot_database_slot")]
-        # The unique index (database, slot) also serves "newest snapshot of a database"
-        # and one database's history ranges: slot grows with taken_at.
+        # (The constraint keeps its name from when the FK was "database".)
+        constraints = [models.UniqueConstraint(fields=["server", "slot"], name="snapshot_database_slot")]
+        # The unique index (server, slot) also serves "newest snapshot of a server"
+        # and one server's history ranges: slot grows with taken_at.
         indexes = [
-            # Every database's snapshots in a time window (the diagnosis reads the server
+            # Every server's snapshots in a time window (the diagnosis reads the server
             # side of many services at once, diagnosis.inputs.server_points): without it
             # that read scans each service's whole history. One entry per snapshot.
             models.Index(fields=["taken_at"], name="snapshot_taken_at"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.database_id} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.server_id} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
 
     def server_settings(self) -> ServerSettings:
         return ServerSettings(
@@ -361,7 +394,7 @@ class Snapshot(models.Model):
         """The server's connections by the service each count was attributed to when stored.
 
         Reads self.counts.all() with each count's service: prefetch them
-        (newest_per_database, MonitoredDatabase.latest_snapshot) to keep it one query.
+        (newest_per_server, MonitoredServer.latest_snapshot) to keep it one query.
         """
         return compute_budget(
             self.server_settings(), [(c, c.service.name if c.service_id else None) for c in self.counts.all()]
@@ -370,6 +403,7 @@ class Snapshot(models.Model):
 
 class SessionCount(models.Model):
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="counts")
+    datname = models.CharField("database", max_length=200, blank=True, default="", db_default="")
     application_name = models.CharField(max_length=200, blank=True)
     usename = models.CharField(max_length=200, blank=True)
     client_addr = models.CharField(max_length=100, blank=True)
@@ -396,6 +430,36 @@ class SessionCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} × {self.application_name or '?'} {self.state or 'unknown'}"
+
+
+class QueryHold(models.Model):
+    """Per snapshot: how many active sessions run one statement (datname, query_id) for one
+    application, i.e. how many connections of that service's pool the statement holds now.
+
+    query_id is pg_stat_activity.query_id (PostgreSQL 14+, with compute_query_id), the same
+    id as pg_stat_statements.queryid; NULL when the server does not compute it.
+    """
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="holds")
+    datname = models.CharField("database", max_length=200, blank=True)
+    query_id = models.BigIntegerField(null=True, blank=True)
+    application_name = models.CharField(max_length=200, blank=True)
+    # Attributed when stored, like SessionCount.service.
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [
+            # The statement pages: one statement's holds over time.
+            models.Index(fields=["query_id", "snapshot"], name="queryhold_query"),
+            # The service page: what holds this service's connections.
+            models.Index(fields=["service", "snapshot"], name="queryhold_service"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} × query {self.query_id} ({self.application_name or '?'})"
 
 
 class QueryFingerprint(models.Model):
@@ -435,14 +499,34 @@ class EpisodeQuerySet(models.QuerySet):
     def open(self):
         return self.filter(ended=None)
 
-    def open_counts_by_database(self) -> dict[int, int]:
-        return dict(self.open().values("database").annotate(n=models.Count("id")).values_list("database", "n"))
+    def problems(self):
+        """One row per problem, (server_id, pid, backend_start, xact): the episodes of one
+        session's one transaction (idle in transaction, long transaction, a long query in
+        it) are one problem. Rows stored before xact_start was kept fall back to `started`."""
+        return (
+            self.annotate(problem_xact=Coalesce("xact_start", "started"))
+            .values_list("server_id", "pid", "backend_start", "problem_xact")
+            .order_by()
+            .distinct()
+        )
 
-    def slow_queries(self, since: datetime, sort: str = "max", database=None, service=None):
+    def problem_count(self) -> int:
+        return self.problems().count()
+
+    def open_problems_by_server(self) -> dict[int, int]:
+        """{server_id: open problems}, one query."""
+        out: dict[int, int] = {}
+        for server_id, *_ in self.open().problems():
+            out[server_id] = out.get(server_id, 0) + 1
+        return out
+
+    def slow_queries(self, since: datetime, sort: str = "max", server=None, service=None, datname: str = ""):
         """Long-query episodes since `since`, one row per query fingerprint, sorted by `sort`."""
         episodes = self.filter(kind=ep.LONG_QUERY, first_seen__gte=since, query__isnull=False)
-        if database is not None:
-            episodes = episodes.filter(database=database)
+        if server is not None:
+            episodes = episodes.filter(server=server)
+        if datname:
+            episodes = episodes.filter(datname=datname)
         if service is not None:
             episodes = episodes.filter(service=service)
         return (
@@ -468,14 +552,20 @@ class Episode(models.Model):
     # The foreign keys have no single-column indexes of their own: the composite
     # indexes below lead with each of them, and every index is rewritten by each
     # non-HOT update of the open episodes (every snapshot).
-    database = models.ForeignKey(MonitoredDatabase, on_delete=models.CASCADE, related_name="episodes", db_index=False)
+    server = models.ForeignKey(MonitoredServer, on_delete=models.CASCADE, related_name="episodes", db_index=False)
     kind = models.CharField(max_length=30, choices=KIND_CHOICES)
     pid = models.IntegerField()
     backend_start = models.DateTimeField(null=True, blank=True)
     started = models.DateTimeField(help_text="state_change, xact_start or query_start, by kind")
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
-    ended = models.DateTimeField(null=True, blank=True, help_text="First snapshot that no longer saw it")
+    ended = models.DateTimeField(
+        null=True, blank=True,
+        help_text="First snapshot that no longer saw it (gone, idle or on another query): it ended by then",
+    )
+    # The session's transaction when first seen: with (server, pid, backend_start) it names
+    # the one problem an idle-in-transaction and a long-transaction episode both describe.
+    xact_start = models.DateTimeField(null=True, blank=True)
     peak_age_s = models.FloatField()
     application_name = models.CharField(max_length=200, blank=True)
     usename = models.CharField(max_length=200, blank=True)
@@ -495,18 +585,18 @@ class Episode(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["database", "kind", "pid", "backend_start", "started"], name="episode_identity"
+                fields=["server", "kind", "pid", "backend_start", "started"], name="episode_identity"
             )
         ]
         indexes = [
-            # store_snapshot(): the open episodes of one database, read every snapshot.
-            models.Index(fields=["database"], condition=models.Q(ended=None), name="episode_open"),
+            # store_snapshot(): the open episodes of one server, read every snapshot.
+            models.Index(fields=["server"], condition=models.Q(ended=None), name="episode_open"),
             # The slow-queries page and its drill-down: episodes by fingerprint, newest first.
             models.Index(fields=["query", "-first_seen"], name="episode_query"),
             # /api/v1/episodes/?service= and the service panel.
             models.Index(fields=["service", "-first_seen"], name="episode_service"),
-            # /api/v1/episodes/ and the database page's recent episodes.
-            models.Index(fields=["database", "-first_seen"], name="episode_recent"),
+            # /api/v1/episodes/ and the server page's recent episodes.
+            models.Index(fields=["server", "-first_seen"], name="episode_recent"),
         ]
 
     def __str__(self) -> str:
@@ -517,13 +607,23 @@ class Episode(models.Model):
 
     @property
     def duration_s(self) -> float:
+        """At least this long: its age when last seen."""
         return self.peak_age_s
+
+    @property
+    def duration_max_s(self) -> float | None:
+        """At most this long: it was over by the first snapshot that no longer saw it
+        (None while open). Snapshots come every DATABASE_SNAPSHOT_INTERVAL seconds, so
+        the truth lies between duration_s and this."""
+        if self.ended is None:
+            return None
+        return max((self.ended - self.started).total_seconds(), self.peak_age_s)
 
 
 class BackendAction(models.Model):
     """Audit entry for every cancel/terminate attempt, successful or not."""
 
-    database = models.ForeignKey(MonitoredDatabase, on_delete=models.PROTECT, related_name="actions")
+    server = models.ForeignKey(MonitoredServer, on_delete=models.PROTECT, related_name="actions")
     created = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     action = models.CharField(max_length=20, choices=[("cancel", "cancel"), ("terminate", "terminate")])

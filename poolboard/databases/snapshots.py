@@ -1,7 +1,7 @@
-"""One snapshot of one monitored database: take (sources), track (lib), store.
+"""One snapshot of one monitored server: take (sources), track (lib), store.
 
 Like fleet.collection, a run is idempotent: the Snapshot row is unique per
-(database, slot), inserted first in the same transaction as everything else,
+(server, slot), inserted first in the same transaction as everything else,
 so a redelivered task stores nothing twice.
 """
 
@@ -24,7 +24,7 @@ from poolboard.sources import pgactivity
 from .models import (
     AttributionRule,
     Episode,
-    MonitoredDatabase,
+    MonitoredServer,
     QueryFingerprint,
     SecretError,
     SessionCount,
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SnapshotResult:
-    database: str
+    server: str
     status: str  # ok | failed | skipped
     total: int = 0
     opened: int = 0
@@ -48,16 +48,16 @@ class SnapshotResult:
     error: str = ""
 
 
-def snapshot_database(db: MonitoredDatabase) -> SnapshotResult:
+def snapshot_server(db: MonitoredServer) -> SnapshotResult:
     """1. Read the password reference. 2. Take the snapshot (bounded, see sources).
-    3. Store it, or record the sanitised error on the database row."""
+    3. Store it, or record the sanitised error on the server row."""
 
     try:
         snap = pgactivity.snapshot(db.target(), db.password(), db.limits(), query_mode=query_text_mode())
     except (pgactivity.MonitorError, SecretError) as exc:
         kind = getattr(exc, "kind", "config")
         message = str(getattr(exc, "message", exc))
-        MonitoredDatabase.objects.filter(pk=db.pk).update(
+        MonitoredServer.objects.filter(pk=db.pk).update(
             last_error_at=timezone.now(), last_error=message, last_error_kind=kind
         )
         log.warning("snapshot of %s failed: %s: %s", db.name, kind, message)
@@ -65,16 +65,16 @@ def snapshot_database(db: MonitoredDatabase) -> SnapshotResult:
     return store_snapshot(db, snap)
 
 
-def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: Attributor | None = None) -> SnapshotResult:
+def store_snapshot(db: MonitoredServer, snap: pgactivity.Snapshot, attribute: Attributor | None = None) -> SnapshotResult:
     """Store counts, track episodes and keep the live session list, in one transaction.
 
-    1. Insert the Snapshot row for (database, slot); if it exists, another
+    1. Insert the Snapshot row for (server, slot); if it exists, another
        worker stored this slot: do nothing. Read the services, the attribution
-       rules and the database's open episodes.
+       rules and the server's open episodes.
     2. Compare the session rows with the open episodes (lib.episodes);
        poolboard's own sessions are left out.
     3. Write the rest: the live session rows (already normalised) on the
-       database row, the aggregated counts (each attributed to a service), the
+       server row, the aggregated counts (each attributed to a service), the
        query fingerprints, and the episodes opened, updated and closed.
 
     Why raw psycopg cursors rather than the ORM (measured with bench/bench_snapshot.py,
@@ -83,7 +83,7 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
     the COMMIT. Reading the services and rules through the ORM instead adds two round
     trips, and on a loaded 2-core machine each costs a scheduling delay: the store
     went from 59-78 ms to 82-106 ms and the ratio over the bar. So the reads are
-    defined by QuerySets (one definition of "the rules for this database") and their
+    defined by QuerySets (one definition of "the rules for this server") and their
     SQL runs in the pipeline. Each statement handles all its rows at once (arrays and
     unnest()); Python work that needs no answer is done while the server runs the
     statements already sent. The cursors are server-side-binding cursors of Django's
@@ -124,7 +124,7 @@ def store_snapshot(db: MonitoredDatabase, snap: pgactivity.Snapshot, attribute: 
                 # What needs no episode tracking first: the server works on it while Python tracks.
                 for item, s in zip(live, sessions):
                     item["service"] = attribute(s.application_name, s.usename, s.client_addr or None)
-                _update_database_row(cur, db, now, live, snap)
+                _update_server_row(cur, db, now, live, snap)
                 _insert_counts(cur, snapshot_id, snap.counts, snap.ages, attribute, services)
                 # Plain tuples, not model instances: a busy server has hundreds of open episodes.
                 open_rows = {ep.EpisodeKey(*row[1:5]): row for row in open_cur.fetchall()}
@@ -150,8 +150,8 @@ def _services_sql() -> tuple[str, tuple]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _rules_sql(database_id: int) -> tuple[str, tuple]:
-    return AttributionRule.objects.for_database(database_id).query.sql_with_params()
+def _rules_sql(server_id: int) -> tuple[str, tuple]:
+    return AttributionRule.objects.for_server(server_id).query.sql_with_params()
 
 
 def _table(model) -> str:
@@ -161,21 +161,21 @@ def _table(model) -> str:
 def _select_open_episodes(cur: psycopg.Cursor, db) -> None:
     cur.execute(
         f"""SELECT id, kind, pid, backend_start, started, peak_age_s, state, wait_event, query_id IS NULL
-            FROM {_table(Episode)} WHERE database_id = %s AND ended IS NULL""",
+            FROM {_table(Episode)} WHERE server_id = %s AND ended IS NULL""",
         [db.pk],
         binary=True,  # timestamps parsed in C, not by Django's text loader
     )
 
 
-def _update_database_row(cur: psycopg.Cursor, db, now, live: list[dict], snap: pgactivity.Snapshot) -> None:
-    """The newest snapshot on the database row (pages read one row), and on `db` itself."""
+def _update_server_row(cur: psycopg.Cursor, db, now, live: list[dict], snap: pgactivity.Snapshot) -> None:
+    """The newest snapshot on the server row (pages read one row), and on `db` itself."""
     db.last_snapshot_at = now
     db.server_version = _version(snap.settings.server_version_num)
     db.last_sessions = live
     db.last_sessions_truncated = snap.sessions_truncated_after is not None
     db.last_error_kind = ""
     cur.execute(
-        f"""UPDATE {_table(MonitoredDatabase)}
+        f"""UPDATE {_table(MonitoredServer)}
             SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::json,
                 last_sessions_truncated = %s, last_error_kind = ''
             WHERE id = %s""",
@@ -192,10 +192,10 @@ def _insert_snapshot(cur: psycopg.Cursor, db, slot: int, snap: pgactivity.Snapsh
     s = snap.settings
     cur.execute(
         f"""INSERT INTO {_table(Snapshot)}
-                (database_id, slot, taken_at, created, total, max_connections, superuser_reserved_connections,
+                (server_id, slot, taken_at, created, total, max_connections, superuser_reserved_connections,
                  reserved_connections, elapsed_ms, sessions_listed)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (database_id, slot) DO NOTHING
+            ON CONFLICT (server_id, slot) DO NOTHING
             RETURNING id""",
         [db.pk, slot, snap.taken_at, timezone.now(), snap.total, s.max_connections, s.superuser_reserved_connections,
          s.reserved_connections, snap.elapsed_ms, len(snap.sessions)],
@@ -248,7 +248,7 @@ def _insert_episodes(cur, db, now, opened, attribute, services) -> None:
             col.append(value)
     cur.execute(
         f"""INSERT INTO {_table(Episode)}
-                (database_id, first_seen, last_seen, kind, pid, backend_start, started, peak_age_s,
+                (server_id, first_seen, last_seen, kind, pid, backend_start, started, peak_age_s,
                  application_name, usename, client_addr, datname, state, wait_event, service_id, query_id)
             SELECT %s, %s, %s, v.kind, v.pid, v.backend_start, v.started, v.peak, v.app, v.usename, v.addr,
                    v.datname, v.state, v.wait, v.service_id, q.id
@@ -330,7 +330,7 @@ def _upsert_fingerprints(cur, sessions, now) -> None:
 
 
 def _session_json(s: ep.Session, now) -> dict:
-    """One live session for the database page; the caller adds "service"."""
+    """One live session for the server page; the caller adds "service"."""
 
     return {
         "pid": s.pid,
@@ -359,4 +359,4 @@ def _version(num: int) -> str:
 
 
 def snapshot_all() -> list[SnapshotResult]:
-    return [snapshot_database(db) for db in MonitoredDatabase.objects.enabled()]
+    return [snapshot_server(db) for db in MonitoredServer.objects.enabled()]

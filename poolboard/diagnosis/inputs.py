@@ -129,7 +129,7 @@ _SERVER_SQL = """
 WITH t(service_id, leak_s, young_s) AS (SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[])),
 -- The databases each service had sessions on in the window ...
 seen AS (
-    SELECT DISTINCT c.service_id, s.database_id
+    SELECT DISTINCT c.service_id, s.server_id
       FROM databases_sessioncount AS c
       JOIN t ON t.service_id = c.service_id
       JOIN databases_snapshot AS s ON s.id = c.snapshot_id
@@ -140,7 +140,7 @@ seen AS (
 snaps AS (
     SELECT seen.service_id, s.id, s.slot, s.taken_at
       FROM seen
-      JOIN databases_snapshot AS s ON s.database_id = seen.database_id
+      JOIN databases_snapshot AS s ON s.server_id = seen.server_id
      WHERE s.taken_at > %s AND s.taken_at <= %s
 )
 SELECT snaps.service_id, max(snaps.taken_at),

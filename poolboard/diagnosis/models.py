@@ -201,14 +201,14 @@ def holder_sessions(services, now: datetime, leak_s: float = 60.0) -> dict[str, 
     """
     from django.utils.dateparse import parse_datetime
 
-    from poolboard.databases.models import MonitoredDatabase, Snapshot
+    from poolboard.databases.models import MonitoredServer, Snapshot
 
     by_id = {s.id: s.name for s in services}
     names = set(by_id.values())
     out: dict[str, list[dict]] = {}
     if not names:
         return out
-    databases = list(MonitoredDatabase.objects.enabled().only("name", "last_sessions"))
+    databases = list(MonitoredServer.objects.enabled().only("name", "last_sessions"))
     for db in databases:
         for s in db.last_sessions or []:
             if s.get("service") not in names or s.get("state") not in IDLE_IN_TX:
@@ -221,7 +221,7 @@ def holder_sessions(services, now: datetime, leak_s: float = 60.0) -> dict[str, 
                 "fingerprint": s.get("fingerprint") or "", "query": s.get("query") or "",
                 "idle_s": (now - changed).total_seconds() if changed else None,
             })
-    newest = Snapshot.objects.newest_per_database(databases)
+    newest = Snapshot.objects.newest_per_server(databases)
     names_by_db = {db.pk: db.name for db in databases}
     for db_id, snap in newest.items():
         lag = (now - snap.taken_at).total_seconds() if snap.taken_at else 0.0

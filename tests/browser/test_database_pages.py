@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from poolboard.databases.models import snapshot_interval
-from poolboard.databases.snapshots import snapshot_database
+from poolboard.databases.snapshots import snapshot_server
 from tests.pg import wait_for_next_slot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -41,9 +41,9 @@ def fleet_db(monitored, sessions, make_service, fast_slots):
 def take_two_snapshots(db, sessions):
     # Past the 1 s thresholds, then a second snapshot in the next slot: episodes with a history.
     sessions.wait_seen({"billing": "idle in transaction", "reports": "active"}, older_than=1)
-    assert snapshot_database(db).status == "ok"
+    assert snapshot_server(db).status == "ok"
     wait_for_next_slot(db.snapshots.latest("taken_at").taken_at, snapshot_interval())
-    assert snapshot_database(db).status == "ok"
+    assert snapshot_server(db).status == "ok"
 
 
 def test_it_keeps_hostile_query_text_inert(fleet_db, settings, alice, live_server, browser_page):
@@ -59,7 +59,7 @@ def test_it_keeps_hostile_query_text_inert(fleet_db, settings, alice, live_serve
     page.on("request", lambda r: requests.append(r.url))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     login(page, live_server)
-    for url in ["/databases/orders-db/", "/queries/slow/"]:
+    for url in ["/servers/orders-db/", "/queries/slow/"]:
         page.goto(live_server.url + url)
         page.wait_for_load_state("networkidle")
         text = page.inner_text("main")
@@ -68,7 +68,7 @@ def test_it_keeps_hostile_query_text_inert(fleet_db, settings, alice, live_serve
         assert page.locator("main img").count() == 0
         assert page.locator("main script").count() == 0
     # A filter change swaps the live region through htmx: still inert afterwards.
-    page.goto(live_server.url + "/databases/orders-db/")
+    page.goto(live_server.url + "/servers/orders-db/")
     expect(page.locator("#db-live")).to_contain_text("secret-literal")  # the reports session, before the filter
     page.select_option("select[name=app]", "hostile")
     # Swapped once the other services' sessions are gone from the live region.
@@ -84,7 +84,7 @@ def test_it_draws_the_database_and_slow_queries_pages(fleet_db, alice, live_serv
     take_two_snapshots(db, sessions)
     page = browser_page
     login(page, live_server)
-    page.goto(live_server.url + "/databases/orders-db/")
+    page.goto(live_server.url + "/servers/orders-db/")
     assert page.locator(".budget .seg").count() >= 3
     assert page.locator(".budget .warn-line").count() == 1
     page.screenshot(path=str(screenshot_dir / "database-page.png"), full_page=True)

@@ -16,10 +16,10 @@ def assert_hostile_escaped(html: str):
 
 
 def test_it_sends_anonymous_visitors_to_the_login(client, monitored):
-    for url in ["/databases/", "/databases/orders-db/", "/queries/slow/"]:
+    for url in ["/databases/", "/servers/orders-db/", "/queries/slow/"]:
         r = client.get(url)
         assert r.status_code == 302 and "/login/" in r["Location"]
-    r = client.get("/databases/orders-db/", headers={"HX-Request": "true"})
+    r = client.get("/servers/orders-db/", headers={"HX-Request": "true"})
     assert r.status_code == 401
 
 
@@ -37,7 +37,7 @@ def test_it_explains_what_to_do_without_a_database(alice_client):
 
 
 def test_it_shows_a_database_with_its_budget_and_hostile_text_escaped(alice_client, snapped):
-    r = alice_client.get("/databases/orders-db/")
+    r = alice_client.get("/servers/orders-db/")
     html = r.content.decode()
     assert r.status_code == 200 and "<html" in html
     assert "Connection budget" in html and "80 %" in html
@@ -45,7 +45,7 @@ def test_it_shows_a_database_with_its_budget_and_hostile_text_escaped(alice_clie
     assert_hostile_escaped(html)
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html  # the identifier, escaped
     assert "<tbody hx-disable>" in html
-    r = alice_client.get("/databases/orders-db/", headers={"HX-Request": "true"})
+    r = alice_client.get("/servers/orders-db/", headers={"HX-Request": "true"})
     html = r.content.decode()
     assert "<html" not in html and 'id="db-live"' in html
     assert_hostile_escaped(html)
@@ -56,20 +56,26 @@ def test_it_filters_and_sorts_sessions(alice_client, snapped):
     # The server is shared: other people's sessions are listed too, so the active hostile
     # session is recognised by its pid, not by a query text anyone may be running.
     hostile_pid = next(s["pid"] for s in monitored.last_sessions if s["application_name"] == "hostile-svc")
-    r = alice_client.get("/databases/orders-db/?state=idle+in+transaction", headers={"HX-Request": "true"})
+    r = alice_client.get("/servers/orders-db/?state=idle+in+transaction", headers={"HX-Request": "true"})
     html = r.content.decode()
     assert "idle-svc" in html and f'<td class="num">{hostile_pid}</td>' not in html
-    r = alice_client.get("/databases/orders-db/?app=hostile-svc&sort=age&dir=asc")
+    r = alice_client.get("/servers/orders-db/?app=hostile-svc&sort=age&dir=asc")
     assert "pg_sleep" in r.content.decode()
-    r = alice_client.get("/databases/orders-db/?user=nobody-at-all")
+    r = alice_client.get("/servers/orders-db/?user=nobody-at-all")
     assert "matches these filters" in r.content.decode()
     # An unknown sort falls back to the default one instead of failing.
-    html = alice_client.get("/databases/orders-db/?sort=bogus&dir=x").content.decode()
+    html = alice_client.get("/servers/orders-db/?sort=bogus&dir=x").content.decode()
     assert "hostile-svc" in html and "idle-svc" in html
 
 
+def test_it_redirects_the_old_database_address_to_the_server_page(alice_client, snapped):
+    r = alice_client.get("/databases/orders-db/?state=active")
+    assert r.status_code == 301 and r["Location"] == "/servers/orders-db/?state=active"
+    assert alice_client.get(r["Location"]).status_code == 200
+
+
 def test_it_answers_an_unknown_database_with_404(alice_client, db):
-    assert alice_client.get("/databases/nope/").status_code == 404
+    assert alice_client.get("/servers/nope/").status_code == 404
 
 
 def test_it_lists_slow_queries_and_drills_into_one(alice_client, snapped):
@@ -78,7 +84,7 @@ def test_it_lists_slow_queries_and_drills_into_one(alice_client, snapped):
     assert r.status_code == 200 and "<html" in html
     assert "pg_sleep($1)" in html and "hostile-svc" in html
     assert_hostile_escaped(html)
-    r = alice_client.get("/queries/slow/?days=1&sort=count&database=orders-db", headers={"HX-Request": "true"})
+    r = alice_client.get("/queries/slow/?days=1&sort=count&server=orders-db", headers={"HX-Request": "true"})
     html = r.content.decode()
     assert "<html" not in html and 'id="slow-queries-table"' in html and "pg_sleep($1)" in html
     episode = Episode.objects.get(kind=ep.LONG_QUERY, application_name="hostile-svc")
@@ -103,7 +109,7 @@ def test_it_shows_a_services_database_side_panel(alice_client, snapped):
 
 def test_it_shows_a_banner_in_raw_query_text_mode(alice_client, snapped, settings):
     settings.QUERY_TEXT_MODE = "raw"
-    assert b"Raw query text is being stored" in alice_client.get("/databases/orders-db/").content
+    assert b"Raw query text is being stored" in alice_client.get("/servers/orders-db/").content
 
 
 # --- cancel / terminate ---------------------------------------------------------------
@@ -122,24 +128,24 @@ def signal_setup(snapped, settings, alice):
 def test_it_offers_no_signal_by_default(alice_client, snapped):
     db, _ = snapped
     row = db.last_sessions[0]
-    url = f"/databases/orders-db/sessions/{row['pid']}/signal/?action=cancel&backend_start={row['backend_start']}"
+    url = f"/servers/orders-db/sessions/{row['pid']}/signal/?action=cancel&backend_start={row['backend_start']}"
     assert alice_client.get(url).status_code == 404
-    assert b"terminate</a>" not in alice_client.get("/databases/orders-db/").content
+    assert b"terminate</a>" not in alice_client.get("/servers/orders-db/").content
 
 
 def test_it_refuses_a_signal_without_the_permission(client, signal_setup, django_user_model):
     db, row = signal_setup
     carol = django_user_model.objects.create_user("carol", password="x")
     client.force_login(carol)
-    url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
+    url = f"/servers/orders-db/sessions/{row['pid']}/signal/"
     assert client.post(url, {"action": "cancel", "backend_start": row["backend_start"]}).status_code == 403
     assert not BackendAction.objects.exists()
 
 
 def test_it_cancels_after_confirmation_and_leaves_an_audit_entry(alice_client, signal_setup, alice):
     db, row = signal_setup
-    assert b"terminate</a>" in alice_client.get("/databases/orders-db/").content
-    url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
+    assert b"terminate</a>" in alice_client.get("/servers/orders-db/").content
+    url = f"/servers/orders-db/sessions/{row['pid']}/signal/"
     r = alice_client.get(url, {"action": "cancel", "backend_start": row["backend_start"]})
     html = r.content.decode()
     assert r.status_code == 200 and "Cancel backend" in html and 'method="post"' in html
@@ -153,7 +159,7 @@ def test_it_cancels_after_confirmation_and_leaves_an_audit_entry(alice_client, s
 
 
 def test_it_sends_no_signal_to_a_session_no_longer_listed(alice_client, signal_setup):
-    url = "/databases/orders-db/sessions/1/signal/"
+    url = "/servers/orders-db/sessions/1/signal/"
     r = alice_client.post(url, {"action": "terminate", "backend_start": "2020-01-01T00:00:00+00:00"})
     assert r.status_code == 302 and not BackendAction.objects.exists()
 
@@ -164,7 +170,7 @@ def test_it_refuses_a_signal_post_without_csrf_token(signal_setup, alice):
     db, row = signal_setup
     c = Client(enforce_csrf_checks=True)
     c.force_login(alice)
-    r = c.post(f"/databases/orders-db/sessions/{row['pid']}/signal/", {"action": "cancel", "backend_start": row["backend_start"]})
+    r = c.post(f"/servers/orders-db/sessions/{row['pid']}/signal/", {"action": "cancel", "backend_start": row["backend_start"]})
     assert r.status_code == 403
 
 
@@ -217,7 +223,7 @@ def test_it_refuses_to_signal_a_session_without_a_known_start(alice_client, sign
     from poolboard.databases.models import BackendAction
 
     _, row = signal_setup
-    url = f"/databases/orders-db/sessions/{row['pid']}/signal/"
+    url = f"/servers/orders-db/sessions/{row['pid']}/signal/"
     r = alice_client.post(url, {"action": "terminate", "backend_start": ""}, follow=True)
     assert "has no known start time (backend_start)" in r.content.decode()
     assert not BackendAction.objects.exists()

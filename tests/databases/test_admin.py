@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 
-from poolboard.databases.models import AttributionRule, MonitoredDatabase
+from poolboard.databases.models import AttributionRule, MonitoredServer
 
 pytestmark = pytest.mark.django_db
 
@@ -16,10 +16,10 @@ def test_checkdatabase_reports_version_privileges_and_max_connections(monitored,
 
 
 def test_checkdatabase_unknown_name_and_unreachable(db, monkeypatch):
-    with pytest.raises(CommandError, match="no monitored database named 'x'"):
+    with pytest.raises(CommandError, match="no monitored server named 'x'"):
         call_command("checkdatabase", "x")
     monkeypatch.setenv("PB_ADMIN_SECRET", "Adm1n-Secret")
-    MonitoredDatabase.objects.create(name="down", host="127.0.0.1", port=1, password_env="PB_ADMIN_SECRET")
+    MonitoredServer.objects.create(name="down", host="127.0.0.1", port=1, password_env="PB_ADMIN_SECRET")
     with pytest.raises(CommandError) as e:
         call_command("checkdatabase", "down")
     assert "unreachable" in str(e.value) and "Adm1n-Secret" not in str(e.value)
@@ -28,7 +28,7 @@ def test_checkdatabase_unknown_name_and_unreachable(db, monkeypatch):
 def test_admin_check_connection_action(client, bob, monitored):
     client.force_login(bob)
     r = client.post(
-        "/admin/databases/monitoreddatabase/",
+        "/admin/databases/monitoredserver/",
         {"action": "check_connection", "_selected_action": [monitored.pk]},
         follow=True,
     )
@@ -38,19 +38,19 @@ def test_admin_check_connection_action(client, bob, monitored):
 
 def test_admin_form_never_shows_a_password_field(client, bob, monitored):
     client.force_login(bob)
-    html = client.get(f"/admin/databases/monitoreddatabase/{monitored.pk}/change/").content.decode()
+    html = client.get(f"/admin/databases/monitoredserver/{monitored.pk}/change/").content.decode()
     assert 'type="password"' not in html
     assert "password_env" in html and "never stored" in html
 
 
 def test_admin_rejects_a_secret_pasted_as_env_name(client, bob):
     client.force_login(bob)
-    r = client.post("/admin/databases/monitoreddatabase/add/", {
+    r = client.post("/admin/databases/monitoredserver/add/", {
         "name": "x", "host": "h", "port": 5432, "dbname": "d", "user": "u", "sslmode": "prefer",
         "password_env": "p@ss w0rd!", "idle_in_transaction_s": 60, "query_s": 30, "transaction_s": 300,
     })
     assert r.status_code == 200 and "not the secret itself" in r.content.decode()
-    assert not MonitoredDatabase.objects.exists()
+    assert not MonitoredServer.objects.exists()
 
 
 def test_attribution_rule_validates_cidr(make_service):

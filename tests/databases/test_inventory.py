@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from poolboard.databases.models import AttributionRule, MonitoredDatabase
+from poolboard.databases.models import AttributionRule, MonitoredServer
 from poolboard.fleet.models import PrometheusSource, Service
 
 pytestmark = pytest.mark.django_db
@@ -50,22 +50,22 @@ def import_text(tmp_path, text: str) -> str:
 
 def test_it_imports_databases_with_their_attribution_rules(tmp_path) -> None:
     import_text(tmp_path, FILE)
-    db = MonitoredDatabase.objects.get(name="orders-db")
+    db = MonitoredServer.objects.get(name="orders-db")
     assert (db.host, db.dbname, db.sslmode, db.password_env, db.idle_in_transaction_s) == (
         "db.internal", "orders", "require", "ORDERS_PW", 120
     )
-    rules = list(AttributionRule.objects.filter(database=db).values_list("position", "application_name", "usename"))
+    rules = list(AttributionRule.objects.filter(server=db).values_list("position", "application_name", "usename"))
     assert rules == [(0, "billing-*", ""), (1, "", "billing_batch")]
     # Importing again updates in place, it does not pile up rules.
     import_text(tmp_path, FILE)
-    assert AttributionRule.objects.filter(database=db).count() == 2
+    assert AttributionRule.objects.filter(server=db).count() == 2
 
 
 def test_export_wipe_import_export_is_byte_identical(tmp_path) -> None:
     import_text(tmp_path, FILE)
     first = export()
     assert "databases:" in first and "password_env: ORDERS_PW" in first
-    MonitoredDatabase.objects.all().delete()
+    MonitoredServer.objects.all().delete()
     Service.objects.all().delete()
     PrometheusSource.objects.all().delete()
     import_text(tmp_path, first)
@@ -92,4 +92,4 @@ def test_bad_entries_name_the_line_and_field_and_change_nothing(tmp_path, entry:
     with pytest.raises(CommandError) as info:
         import_text(tmp_path, text)
     assert message in str(info.value)
-    assert not MonitoredDatabase.objects.exists() and not Service.objects.exists()
+    assert not MonitoredServer.objects.exists() and not Service.objects.exists()

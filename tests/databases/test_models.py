@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from poolboard.databases.models import AttributionRule, MonitoredDatabase, Snapshot
-from poolboard.databases.snapshots import snapshot_database
+from poolboard.databases.models import AttributionRule, MonitoredServer, Snapshot
+from poolboard.databases.snapshots import snapshot_server
 from tests.databases.factories import copy_newest_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def stored(monitored, sessions, make_service, fast_slots):
     sessions.active(BILLING, "SELECT pg_sleep(30)")
     # Past the 1 s thresholds: the idle-in-transaction session is an open episode.
     sessions.wait_seen([(BILLING, "idle"), (BILLING, "active"), (BILLING, "idle in transaction")], older_than=1)
-    assert snapshot_database(monitored).status == "ok"
+    assert snapshot_server(monitored).status == "ok"
     monitored.refresh_from_db()
     return monitored, billing
 
@@ -46,7 +46,7 @@ def test_it_gives_a_services_database_side_as_plain_data(stored, make_service):
     monitored, billing = stored
     side = Snapshot.objects.service_side(billing)
     [row] = side["rows"]
-    assert row["database"] == monitored.name and row["taken_at"] == monitored.last_snapshot_at
+    assert row["server"] == monitored.name and row["taken_at"] == monitored.last_snapshot_at
     states = row["states"]
     assert (states.total, states.active, states.idle, states.idle_in_tx) == (4, 1, 2, 1)
     assert row["oldest_xact_s"] >= 1
@@ -63,7 +63,7 @@ def test_it_reads_a_services_database_side_in_five_queries_whatever_the_database
         copy_newest_snapshot(monitored, name)
     with django_assert_num_queries(5):
         side = Snapshot.objects.service_side(billing)
-    assert [r["database"] for r in side["rows"]] == [monitored.name, "second-db", "third-db"]
+    assert [r["server"] for r in side["rows"]] == [monitored.name, "second-db", "third-db"]
 
 
 def test_it_finds_every_databases_snapshots_in_a_window_by_index(db):
@@ -73,9 +73,9 @@ def test_it_finds_every_databases_snapshots_in_a_window_by_index(db):
     from django.db import connection
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    dbs = [MonitoredDatabase.objects.create(name=f"hist-{i}", host="127.0.0.1") for i in range(4)]
+    dbs = [MonitoredServer.objects.create(name=f"hist-{i}", host="127.0.0.1", port=6000 + i) for i in range(4)]
     Snapshot.objects.bulk_create(
-        Snapshot(database=d, slot=i, taken_at=t0 + timedelta(seconds=30 * i), total=1, max_connections=100,
+        Snapshot(server=d, slot=i, taken_at=t0 + timedelta(seconds=30 * i), total=1, max_connections=100,
                  superuser_reserved_connections=3)
         for d in dbs for i in range(3000)  # 25 hours of 30 s snapshots each
     )

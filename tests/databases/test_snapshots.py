@@ -8,13 +8,13 @@ import pytest
 from poolboard.databases.models import (
     AttributionRule,
     Episode,
-    MonitoredDatabase,
+    MonitoredServer,
     QueryFingerprint,
     SessionCount,
     Snapshot,
     snapshot_interval,
 )
-from poolboard.databases.snapshots import snapshot_all, snapshot_database, store_snapshot
+from poolboard.databases.snapshots import snapshot_all, snapshot_server, store_snapshot
 from poolboard.lib import episodes as ep
 from poolboard.sources import pgactivity
 from tests.pg import monitor_sessions, wait_for_next_slot
@@ -47,18 +47,18 @@ def test_idle_in_transaction_and_slow_query_become_attributed_episodes_within_tw
     AttributionRule.objects.create(service=reports, application_name="reports-*")
     sessions.wait_seen({BILLING: "idle in transaction", "reports-worker-7": "active"}, older_than=1)  # the thresholds
 
-    first = snapshot_database(monitored)
+    first = snapshot_server(monitored)
     assert first.status == "ok", first.error
     wait_next_slot(monitored)
     sessions.wait_seen({BILLING: "idle in transaction"}, older_than=2)
-    second = snapshot_database(monitored)
+    second = snapshot_server(monitored)
     assert second.status == "ok"
 
-    iit = Episode.objects.get(database=monitored, kind=ep.IDLE_IN_TRANSACTION, application_name=BILLING)
+    iit = Episode.objects.get(server=monitored, kind=ep.IDLE_IN_TRANSACTION, application_name=BILLING)
     assert iit.service == billing and iit.ended is None
     assert iit.last_seen > iit.first_seen and iit.peak_age_s >= 2
     assert iit.query.text == "SELECT $1"
-    slow = Episode.objects.get(database=monitored, kind=ep.LONG_QUERY, application_name="reports-worker-7")
+    slow = Episode.objects.get(server=monitored, kind=ep.LONG_QUERY, application_name="reports-worker-7")
     assert slow.service == reports and slow.application_name == "reports-worker-7"
     assert slow.query.text == "SELECT pg_sleep($1), $2"
     assert monitor_sessions(monitored.dbname) == 0
@@ -66,7 +66,7 @@ def test_idle_in_transaction_and_slow_query_become_attributed_episodes_within_tw
     # The session ends: the next snapshot closes its episodes.
     sessions.close()
     wait_next_slot(monitored)
-    third = snapshot_database(monitored)
+    third = snapshot_server(monitored)
     assert third.closed >= 2
     iit.refresh_from_db()
     assert iit.ended is not None
@@ -77,8 +77,8 @@ def test_budget_adds_up_to_what_pg_stat_activity_shows(monitored, sessions, make
     for _ in range(3):
         sessions.idle(BILLING)
     sessions.idle_in_transaction("search")
-    result = snapshot_database(monitored)
-    snap = Snapshot.objects.get(database=monitored)
+    result = snapshot_server(monitored)
+    snap = Snapshot.objects.get(server=monitored)
     budget = snap.budget()
     assert budget.total == snap.total == result.total
     assert sum(s.count for s in budget.slices) == budget.total
@@ -92,7 +92,7 @@ def test_a_redelivered_slot_stores_nothing_twice(monitored, sessions):
     snap = pgactivity.snapshot(monitored.target())
     assert store_snapshot(monitored, snap).status == "ok"
     assert store_snapshot(monitored, snap).status == "skipped"
-    assert Snapshot.objects.filter(database=monitored).count() == 1
+    assert Snapshot.objects.filter(server=monitored).count() == 1
 
 
 def test_it_leaves_its_own_sessions_out_of_episodes(monitored, sessions, fast_slots):
@@ -100,7 +100,7 @@ def test_it_leaves_its_own_sessions_out_of_episodes(monitored, sessions, fast_sl
     sessions.idle_in_transaction("poolboard-worker")
     sessions.idle_in_transaction(BILLING)  # the same state, not poolboard's: the one kept
     sessions.wait_seen({"poolboard-worker": "idle in transaction", BILLING: "idle in transaction"})
-    snapshot_database(monitored)
+    snapshot_server(monitored)
     assert list(Episode.objects.values_list("application_name", flat=True)) == [BILLING]
     monitored.refresh_from_db()
     assert {s["application_name"] for s in monitored.last_sessions} == {BILLING}
@@ -114,9 +114,9 @@ def test_unreachable_target_records_a_sanitised_error(db, monkeypatch, caplog):
     port = s.getsockname()[1]
     s.close()
     monkeypatch.setenv("PB_TEST_SECRET", "Very-Secret-Pw-42")
-    dead = MonitoredDatabase.objects.create(name="dead", host="127.0.0.1", port=port, user="mon", password_env="PB_TEST_SECRET")
+    dead = MonitoredServer.objects.create(name="dead", host="127.0.0.1", port=port, user="mon", password_env="PB_TEST_SECRET")
     with caplog.at_level(logging.DEBUG):
-        result = snapshot_database(dead)
+        result = snapshot_server(dead)
     assert result.status == "failed" and "unreachable" in result.error
     dead.refresh_from_db()
     assert dead.last_error_kind == "unreachable" and dead.last_error_at
@@ -125,21 +125,21 @@ def test_unreachable_target_records_a_sanitised_error(db, monkeypatch, caplog):
 
 def test_missing_password_reference_is_a_clear_config_error(db, monkeypatch):
     monkeypatch.delenv("PB_NOT_SET", raising=False)
-    db_row = MonitoredDatabase.objects.create(name="cfg", host="127.0.0.1", password_env="PB_NOT_SET")
-    result = snapshot_database(db_row)
+    db_row = MonitoredServer.objects.create(name="cfg", host="127.0.0.1", port=1, password_env="PB_NOT_SET")
+    result = snapshot_server(db_row)
     assert result.status == "failed"
     assert "environment variable PB_NOT_SET is not set" in result.error
-    missing_file = MonitoredDatabase.objects.create(name="cfg2", host="127.0.0.1", password_file="/nonexistent/pw")
-    assert "cannot be read" in snapshot_database(missing_file).error
+    missing_file = MonitoredServer.objects.create(name="cfg2", host="127.0.0.1", port=2, password_file="/nonexistent/pw")
+    assert "cannot be read" in snapshot_server(missing_file).error
 
 
 def test_password_file_is_read_and_never_stored(db, tmp_path, target_dbname):
     pw = tmp_path / "pw"
     pw.write_text("File-Secret-99\n")
-    row = MonitoredDatabase.objects.create(name="f", host="127.0.0.1", dbname=target_dbname, user="root", password_file=str(pw))
+    row = MonitoredServer.objects.create(name="f", host="127.0.0.1", dbname=target_dbname, user="root", password_file=str(pw))
     assert row.password() == "File-Secret-99"
-    assert snapshot_database(row).status == "ok"
-    assert "File-Secret-99" not in repr(MonitoredDatabase.objects.filter(pk=row.pk).values().get())
+    assert snapshot_server(row).status == "ok"
+    assert "File-Secret-99" not in repr(MonitoredServer.objects.filter(pk=row.pk).values().get())
 
 
 def test_raw_literals_never_reach_the_database_or_logs(monitored, sessions, caplog, fast_slots):
@@ -148,9 +148,9 @@ def test_raw_literals_never_reach_the_database_or_logs(monitored, sessions, capl
     without_thresholds(monitored)
     sessions.wait_seen({"leaky": "idle in transaction", "leaky2": "active"})
     with caplog.at_level(logging.DEBUG):
-        snapshot_database(monitored)
+        snapshot_server(monitored)
     dumped = repr(list(Episode.objects.values())) + repr(list(QueryFingerprint.objects.values()))
-    dumped += repr(list(MonitoredDatabase.objects.values())) + repr(list(SessionCount.objects.values()))
+    dumped += repr(list(MonitoredServer.objects.values())) + repr(list(SessionCount.objects.values()))
     assert "4111" not in dumped and "alice@" not in dumped
     assert "4111" not in caplog.text
 
@@ -160,14 +160,14 @@ def test_raw_mode_only_by_setting(monitored, sessions, settings, fast_slots):
     sessions.active("rawapp", "SELECT pg_sleep(30), 'visible-literal'")
     without_thresholds(monitored)
     sessions.wait_seen({"rawapp": "active"})
-    snapshot_database(monitored)
+    snapshot_server(monitored)
     assert Episode.objects.get(application_name="rawapp", kind=ep.LONG_QUERY).query.text.endswith("'visible-literal'")
 
 
 def test_snapshot_all_covers_enabled_databases_only(monitored, db):
-    MonitoredDatabase.objects.create(name="off", host="127.0.0.1", enabled=False)
+    MonitoredServer.objects.create(name="off", host="127.0.0.1", port=3, enabled=False)
     results = snapshot_all()
-    assert [r.database for r in results] == ["orders-db"]
+    assert [r.server for r in results] == ["orders-db"]
 
 
 def test_ten_thousand_sessions_store_a_bounded_number_of_rows(monitored, make_service):
@@ -193,10 +193,10 @@ def test_ten_thousand_sessions_store_a_bounded_number_of_rows(monitored, make_se
     )
     result = store_snapshot(monitored, snap)
     assert result.status == "ok"
-    stored = Snapshot.objects.get(database=monitored)
+    stored = Snapshot.objects.get(server=monitored)
     assert stored.budget().total == 10_000
-    assert Episode.objects.filter(database=monitored).count() <= 2 * pgactivity.DEFAULT_SESSION_LIMIT
-    assert len(MonitoredDatabase.objects.get(pk=monitored.pk).last_sessions) == pgactivity.DEFAULT_SESSION_LIMIT
+    assert Episode.objects.filter(server=monitored).count() <= 2 * pgactivity.DEFAULT_SESSION_LIMIT
+    assert len(MonitoredServer.objects.get(pk=monitored.pk).last_sessions) == pgactivity.DEFAULT_SESSION_LIMIT
 
 
 def test_collect_once_takes_a_snapshot(monitored, capsys):
@@ -204,5 +204,5 @@ def test_collect_once_takes_a_snapshot(monitored, capsys):
 
     call_command("collect", "--once")
     out = capsys.readouterr().out
-    assert "database orders-db:" in out and "connections" in out
-    assert Snapshot.objects.filter(database=monitored).count() == 1
+    assert "server orders-db:" in out and "connections" in out
+    assert Snapshot.objects.filter(server=monitored).count() == 1

@@ -15,7 +15,7 @@ import pytest
 from poolboard.databases.models import (
     AttributionRule,
     Episode,
-    MonitoredDatabase,
+    MonitoredServer,
     QueryFingerprint,
     SessionCount,
     Snapshot,
@@ -54,7 +54,7 @@ def snapshot(taken_at, sessions, counts=()):
 @pytest.fixture
 def orders(db):
     # Defaults: idle in transaction 60 s, query 30 s, transaction 300 s; 30 s slots.
-    return MonitoredDatabase.objects.create(name="orders-synthetic", host="127.0.0.1")
+    return MonitoredServer.objects.create(name="orders-synthetic", host="127.0.0.1")
 
 
 A = "a" * 16  # idle in transaction from T0
@@ -81,7 +81,7 @@ def test_store_writes_what_the_episode_tracker_decides(orders, make_service):
     # D: long query updated (and now has a query), long transaction (380 s) opened.
     assert (second.status, second.opened, second.updated, second.closed) == ("ok", 3, 2, 1)
 
-    episodes = {(e.pid, e.kind): e for e in Episode.objects.filter(database=orders).select_related("query")}
+    episodes = {(e.pid, e.kind): e for e in Episode.objects.filter(server=orders).select_related("query")}
     assert set(episodes) == {
         (1, ep.IDLE_IN_TRANSACTION), (1, ep.LONG_TRANSACTION), (2, ep.LONG_QUERY), (3, ep.LONG_QUERY),
         (4, ep.LONG_QUERY), (4, ep.LONG_TRANSACTION)}
@@ -109,7 +109,7 @@ def test_store_writes_what_the_episode_tracker_decides(orders, make_service):
     assert (fps[A].text, fps[A].first_seen, fps[A].last_seen) == ("UPDATE t SET x = $1", at(100), at(400))
     assert (fps[B].first_seen, fps[B].last_seen) == (at(100), at(100))
 
-    snaps = list(Snapshot.objects.filter(database=orders).order_by("slot"))
+    snaps = list(Snapshot.objects.filter(server=orders).order_by("slot"))
     assert [(s.taken_at, s.total, s.max_connections, s.sessions_listed) for s in snaps] == [
         (at(100), 5, 100, 3), (at(400), 5, 100, 3)]
     counts = sorted(SessionCount.objects.filter(snapshot=snaps[1]).values_list(
@@ -139,7 +139,7 @@ def test_store_writes_what_the_episode_tracker_decides(orders, make_service):
 
 
 def test_fingerprint_last_seen_never_moves_back(orders, db):
-    other = MonitoredDatabase.objects.create(name="other-synthetic", host="127.0.0.1")
+    other = MonitoredServer.objects.create(name="other-synthetic", host="127.0.0.1", port=5433)
     store_snapshot(orders, snapshot(at(400), [session(1, "idle in transaction", T0, A)]))
     store_snapshot(other, snapshot(at(100), [session(1, "idle in transaction", T0, A)]))  # an older snapshot
     fp = QueryFingerprint.objects.get(fingerprint=A)
@@ -150,17 +150,17 @@ def test_fingerprint_last_seen_never_moves_back(orders, db):
 def _conflicting_store(orders):
     # A closed episode with the identity the snapshot would open: the insert fails.
     Episode.objects.create(
-        database=orders, kind=ep.IDLE_IN_TRANSACTION, pid=1, backend_start=BS, started=T0, first_seen=T0,
+        server=orders, kind=ep.IDLE_IN_TRANSACTION, pid=1, backend_start=BS, started=T0, first_seen=T0,
         last_seen=T0, ended=T0, peak_age_s=0,
     )
     return store_snapshot(orders, snapshot(at(100), [session(1, "idle in transaction", T0, A)]))
 
 
 def _assert_nothing_stored(orders):
-    assert not Snapshot.objects.filter(database=orders).exists()
-    assert not SessionCount.objects.filter(snapshot__database=orders).exists()
+    assert not Snapshot.objects.filter(server=orders).exists()
+    assert not SessionCount.objects.filter(snapshot__server=orders).exists()
     assert not QueryFingerprint.objects.filter(fingerprint=A).exists()
-    assert Episode.objects.filter(database=orders).count() == 1
+    assert Episode.objects.filter(server=orders).count() == 1
     orders.refresh_from_db()
     assert orders.last_sessions == [] and orders.last_snapshot_at is None
 
@@ -183,6 +183,6 @@ def test_outside_a_transaction_it_commits_or_rolls_back_as_a_whole(orders):
     snap = snapshot(at(200), [session(1, "idle in transaction", at(150), A)])
     assert store_snapshot(orders, snap).status == "ok"
     assert store_snapshot(orders, snap).status == "skipped"  # a redelivered slot
-    assert Snapshot.objects.filter(database=orders).count() == 1
-    assert SessionCount.objects.filter(snapshot__database=orders).count() == 2
+    assert Snapshot.objects.filter(server=orders).count() == 1
+    assert SessionCount.objects.filter(snapshot__server=orders).count() == 2
     assert not connection.in_atomic_block and connection.get_autocommit()

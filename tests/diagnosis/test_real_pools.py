@@ -29,8 +29,8 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import URL
 
-from poolboard.databases.models import MonitoredDatabase
-from poolboard.databases.snapshots import snapshot_database
+from poolboard.databases.models import MonitoredServer
+from poolboard.databases.snapshots import snapshot_server
 from poolboard.demo.fleet import ServiceSpec
 from poolboard.demo.pools import PoolExhausted, SqlAlchemyPoolAdapter
 from poolboard.diagnosis.diagnose import diagnose_services
@@ -191,7 +191,7 @@ def test_it_tells_a_hoarding_leak_from_honest_saturation_on_real_pools(real_pool
     for spec in (HOARDER, BUSY):
         service = Service.objects.create(name=spec.name, source=source, preset="db_pool")
         ServiceThresholds.objects.create(service=service, overrides=SCALED)
-    database = MonitoredDatabase.objects.create(
+    database = MonitoredServer.objects.create(
         name="realpools-db", host=HOST, port=PORT, dbname=real_pools["dbname"], user=SUPERUSER,
         idle_in_transaction_s=max(1, round(LEAK_S)), query_s=2, transaction_s=60,
     )
@@ -208,7 +208,7 @@ def test_it_tells_a_hoarding_leak_from_honest_saturation_on_real_pools(real_pool
             time.sleep((slot + 1) * COLLECT_INTERVAL_S - time.time() + 0.02)
             continue
         assert [r.status for r in collect_all(slot)] == ["ok"]
-        assert snapshot_database(database).status == "ok"
+        assert snapshot_server(database).status == "ok"
         now = timezone.now()
         diagnose_services(Service.objects.all(), now)
         ticks.append(now.timestamp())

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from poolboard.databases.models import MonitoredDatabase
-from poolboard.databases.snapshots import snapshot_database
+from poolboard.databases.models import MonitoredServer
+from poolboard.databases.snapshots import snapshot_server
 from poolboard.diagnosis import inputs
 from poolboard.lib.diagnosis import Thresholds
 from tests.pg import HOST, PORT, SUPERUSER, Sessions, throwaway_database
@@ -34,10 +34,10 @@ def test_it_counts_idle_past_each_services_leak_threshold_and_young_sessions(ses
     sessions.wait_seen({SERVICE: "idle"}, older_than=1.2)  # both past a 1 s threshold (opened ms apart)
     sessions.idle(SERVICE)  # idle, but not for long
     sessions.active(SERVICE, "SELECT pg_sleep(30)")
-    database = MonitoredDatabase.objects.create(
+    database = MonitoredServer.objects.create(
         name="serverpoints-db", host=HOST, port=PORT, dbname=sessions.dbname, user=SUPERUSER
     )
-    assert snapshot_database(database).status == "ok"
+    assert snapshot_server(database).status == "ok"
     now = timezone.now()
 
     def point(**overrides):
@@ -65,18 +65,18 @@ def test_it_counts_idle_past_each_services_leak_threshold_and_young_sessions(ses
 def test_it_gives_a_point_of_zeros_for_a_snapshot_without_the_services_sessions(sessions, make_service):
     """A restart or a pool that closed its connections is a zero on the server, not a gap."""
     service = make_service(SERVICE)
-    database = MonitoredDatabase.objects.create(
+    database = MonitoredServer.objects.create(
         name="serverpoints-db", host=HOST, port=PORT, dbname=sessions.dbname, user=SUPERUSER
     )
     sessions.idle(SERVICE)
-    assert snapshot_database(database).status == "ok"
+    assert snapshot_server(database).status == "ok"
     sessions.close()
     from poolboard.databases.models import Snapshot
 
     # The next slot's snapshot sees none of its sessions.
     snap = Snapshot.objects.get()
     Snapshot.objects.filter(pk=snap.pk).update(slot=snap.slot - 1, taken_at=snap.taken_at - timedelta(seconds=30))
-    assert snapshot_database(database).status == "ok"
+    assert snapshot_server(database).status == "ok"
     now = timezone.now()
     points = inputs.server_points({service.id: Thresholds()}, now - timedelta(minutes=5), now)[service.id]
     assert [(p.idle, p.active) for p in points] == [(1, 0), (0, 0)]

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from poolboard.api.auth import api_view, json_response
-from poolboard.databases.models import Episode, MonitoredDatabase, SessionCount, Snapshot
+from poolboard.databases.models import Episode, MonitoredServer, SessionCount, Snapshot
 from poolboard.fleet.models import Service
 
 
@@ -31,12 +31,12 @@ def _budget_json(budget) -> dict | None:
 
 
 @api_view
-def databases(request):
+def servers(request):
     now = timezone.now()
     data = []
-    dbs = list(MonitoredDatabase.objects.all())
-    newest = Snapshot.objects.newest_per_database(dbs)
-    open_counts = Episode.objects.open_counts_by_database()
+    dbs = list(MonitoredServer.objects.all())
+    newest = Snapshot.objects.newest_per_server(dbs)
+    open_counts = Episode.objects.open_problems_by_server()
     for db in dbs:
         snap = newest.get(db.pk)
         stale = db.stale_since(now)
@@ -57,7 +57,7 @@ def databases(request):
             "budget": _budget_json(snap.budget() if snap else None),
             "open_episodes": open_counts.get(db.pk, 0),
         })
-    return json_response({"databases": data, "generated_at": now.isoformat()})
+    return json_response({"servers": data, "generated_at": now.isoformat()})
 
 
 def _not_found(what: str, name: str):
@@ -66,9 +66,9 @@ def _not_found(what: str, name: str):
 
 @api_view
 def sessions(request, name: str):
-    db = MonitoredDatabase.objects.filter(name=name).first()
+    db = MonitoredServer.objects.filter(name=name).first()
     if db is None:
-        return _not_found("monitored database", name)
+        return _not_found("monitored server", name)
     snap = db.latest_snapshot()
     counts = []
     if snap:
@@ -79,7 +79,7 @@ def sessions(request, name: str):
             for c in SessionCount.objects.filter(snapshot=snap).select_related("service").order_by("-count", "id")
         ]
     return json_response({
-        "database": db.name,
+        "server": db.name,
         "taken_at": _iso(snap.taken_at) if snap else None,
         "total": snap.total if snap else None,
         "budget": _budget_json(snap.budget() if snap else None),
@@ -89,7 +89,7 @@ def sessions(request, name: str):
 
 @api_view
 def episodes(request):
-    qs = Episode.objects.select_related("database", "service", "query").order_by("-first_seen")
+    qs = Episode.objects.select_related("server", "service", "query").order_by("-first_seen")
     kind = request.GET.get("kind")
     if kind:
         if kind not in dict(Episode.KIND_CHOICES):
@@ -97,8 +97,10 @@ def episodes(request):
         qs = qs.filter(kind=kind)
     if request.GET.get("service"):
         qs = qs.filter(service__name=request.GET["service"])
+    if request.GET.get("server"):
+        qs = qs.filter(server__name=request.GET["server"])
     if request.GET.get("database"):
-        qs = qs.filter(database__name=request.GET["database"])
+        qs = qs.filter(datname=request.GET["database"])
     if request.GET.get("open") in ("1", "true"):
         qs = qs.filter(ended=None)
     try:
@@ -108,7 +110,8 @@ def episodes(request):
     data = [
         {
             "id": e.id,
-            "database": e.database.name,
+            "server": e.server.name,
+            "database": e.datname or None,
             "kind": e.kind,
             "service": e.service.name if e.service_id else None,
             "pid": e.pid,
@@ -136,17 +139,19 @@ def slow_queries(request):
         days = max(1, min(int(request.GET.get("days", "7")), 90))
     except ValueError:
         return json_response({"error": "days must be a whole number"}, 400)
-    database = None
-    if request.GET.get("database"):
-        database = MonitoredDatabase.objects.filter(name=request.GET["database"]).first()
-        if database is None:
-            return _not_found("monitored database", request.GET["database"])
+    server = None
+    if request.GET.get("server"):
+        server = MonitoredServer.objects.filter(name=request.GET["server"]).first()
+        if server is None:
+            return _not_found("monitored server", request.GET["server"])
     service = None
     if request.GET.get("service"):
         service = Service.objects.filter(name=request.GET["service"]).first()
         if service is None:
             return _not_found("service", request.GET["service"])
-    rows = Episode.objects.slow_queries(timezone.now() - timedelta(days=days), "max", database=database, service=service)[:200]
+    rows = Episode.objects.slow_queries(
+        timezone.now() - timedelta(days=days), "max", server=server, service=service, datname=request.GET.get("database", ""),
+    )[:200]
     return json_response({
         "days": days,
         "queries": [

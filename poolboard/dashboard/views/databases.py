@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -14,9 +15,10 @@ from poolboard.databases.models import (
     SLOW_QUERY_ORDER,
     BackendAction,
     Episode,
-    MonitoredDatabase,
+    MonitoredServer,
     QueryFingerprint,
     SecretError,
+    ServerDatabase,
     SignalRefused,
     Snapshot,
     query_text_mode,
@@ -43,9 +45,9 @@ def _banner_context() -> dict:
 @vary_on_headers("HX-Request")
 def database_list(request):
     now = timezone.now()
-    dbs = list(MonitoredDatabase.objects.all())
-    latest = Snapshot.objects.newest_per_database(dbs)
-    open_counts = Episode.objects.open_counts_by_database()
+    dbs = list(MonitoredServer.objects.all())
+    latest = Snapshot.objects.newest_per_server(dbs)
+    open_counts = Episode.objects.open_problems_by_server()
     rows = []
     for db in dbs:
         snap = latest.get(db.pk)
@@ -73,9 +75,9 @@ def _filter_sessions(sessions: list[dict], state: str, app: str, user: str, sort
 
 @require_GET
 @vary_on_headers("HX-Request")
-def database_detail(request, name: str):
+def server_detail(request, name: str):
     now = timezone.now()
-    db = get_object_or_404(MonitoredDatabase, name=name)
+    db = get_object_or_404(MonitoredServer, name=name)
     snap = db.latest_snapshot()
     budget = snap.budget() if snap else None
     sessions = db.last_sessions or []
@@ -90,7 +92,7 @@ def database_detail(request, name: str):
     for r in rows:
         r["idle_in_tx"] = r["state"] in IDLE_IN_TX_STATES
     open_episodes = list(
-        Episode.objects.open().filter(database=db).select_related("service", "query").order_by("started")[:50]
+        Episode.objects.open().filter(server=db).select_related("service", "query").order_by("started")[:50]
     )
     context = {
         "db": db,
@@ -108,7 +110,14 @@ def database_detail(request, name: str):
         "now": now,
         **_banner_context(),
     }
-    return render(request, _partial(request, "databases/database.html", "db-live"), context)
+    return render(request, _partial(request, "databases/server.html", "db-live"), context)
+
+
+@require_GET
+def database_redirect(request, name: str):
+    """/databases/<name>/ from before a monitored target was a server: the server page."""
+    query = request.META.get("QUERY_STRING", "")
+    return redirect(reverse("dashboard:server", args=[name]) + (f"?{query}" if query else ""), permanent=True)
 
 
 @require_GET
@@ -119,17 +128,20 @@ def slow_queries(request):
         days = max(1, min(int(request.GET.get("days", "7")), 90))
     except ValueError:
         days = 7
-    db_name = request.GET.get("database", "")
-    database = MonitoredDatabase.objects.filter(name=db_name).first() if db_name else None
+    server_name = request.GET.get("server", "")
+    server = MonitoredServer.objects.filter(name=server_name).first() if server_name else None
+    datname = request.GET.get("database", "")
     sort = request.GET.get("sort", "max")
     if sort not in SLOW_SORTS:
         sort = "max"
-    rows = list(Episode.objects.slow_queries(now - timedelta(days=days), sort, database=database)[:200])
+    rows = list(Episode.objects.slow_queries(now - timedelta(days=days), sort, server=server, datname=datname)[:200])
     context = {
         "rows": rows,
         "days": days,
-        "database": database,
-        "databases": MonitoredDatabase.objects.all(),
+        "server": server,
+        "servers": MonitoredServer.objects.all(),
+        "datname": datname,
+        "datnames": ServerDatabase.objects.order_by("datname").values_list("datname", flat=True).distinct(),
         "sort": sort,
         "now": now,
         **_banner_context(),
@@ -142,7 +154,7 @@ def slow_queries(request):
 def query_detail(request, fingerprint: str):
     query = get_object_or_404(QueryFingerprint, fingerprint=fingerprint)
     kind = request.GET.get("kind", "")
-    episodes = query.episodes.select_related("database", "service").order_by("-first_seen")
+    episodes = query.episodes.select_related("server", "service").order_by("-first_seen")
     if kind in dict(Episode.KIND_CHOICES):
         episodes = episodes.filter(kind=kind)
     context = {"query": query, "episodes": list(episodes[:200]), "kind": kind, "kinds": Episode.KIND_CHOICES,
@@ -168,7 +180,7 @@ def signal_session(request, name: str, pid: int):
        still has the same backend_start) and writes a BackendAction row.
     """
 
-    db = get_object_or_404(MonitoredDatabase, name=name)
+    db = get_object_or_404(MonitoredServer, name=name)
     if not db.signals_enabled():
         raise Http404("cancel/terminate is not enabled for this database")
     if not request.user.has_perm("databases.signal_backend"):
@@ -181,12 +193,12 @@ def signal_session(request, name: str, pid: int):
         session, started = db.session_to_signal(pid, backend_start)
     except SignalRefused as exc:
         messages.error(request, str(exc))
-        return redirect("dashboard:database", name=db.name)
+        return redirect("dashboard:server", name=db.name)
     if request.method == "GET":
         return render(request, "databases/confirm_signal.html", {"db": db, "s": session, "action": action})
 
     audit = BackendAction(
-        database=db, user=request.user, action=action, pid=pid, backend_start=started,
+        server=db, user=request.user, action=action, pid=pid, backend_start=started,
         application_name=session["application_name"][:200], usename=session["usename"][:200],
         query_text=session.get("query", ""),
     )
@@ -203,4 +215,4 @@ def signal_session(request, name: str, pid: int):
         messages.success(request, f"{action.capitalize()} sent to backend {pid} ({session['application_name']}).")
     else:
         messages.error(request, f"{action.capitalize()} of backend {pid} failed: {audit.error}")
-    return redirect("dashboard:database", name=db.name)
+    return redirect("dashboard:server", name=db.name)

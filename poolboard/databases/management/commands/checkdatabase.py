@@ -2,20 +2,20 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from poolboard.databases.models import MonitoredDatabase
+from poolboard.databases.models import MonitoredServer
 
 
 class Command(BaseCommand):
-    help = "Check a monitored database: reachability, server version, privileges, max_connections."
+    help = "Check a monitored server: reachability, server version, privileges, max_connections."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("name", help="the monitored database's name (see the admin)")
+        parser.add_argument("name", help="the monitored server's name (see the admin)")
 
     def handle(self, *args, name: str, **options) -> None:
-        db = MonitoredDatabase.objects.filter(name=name).first()
+        db = MonitoredServer.objects.filter(name=name).first()
         if db is None:
-            known = ", ".join(MonitoredDatabase.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"no monitored database named {name!r} (known: {known})")
+            known = ", ".join(MonitoredServer.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"no monitored server named {name!r} (known: {known})")
         result = db.check_connection()
         target = db.target().describe()
         if not result.ok:

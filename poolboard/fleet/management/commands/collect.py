@@ -63,14 +63,14 @@ class Command(BaseCommand):
         for result in snapshot_all():
             if result.status == "failed":
                 failed += 1
-                self.stderr.write(f"database {result.database}: FAILED: {result.error}")
+                self.stderr.write(f"server {result.server}: FAILED: {result.error}")
             elif result.status == "skipped":
                 self.stdout.write(
-                    f"database {result.database}: this snapshot slot was already stored by another run; nothing to do"
+                    f"server {result.server}: this snapshot slot was already stored by another run; nothing to do"
                 )
             else:
                 self.stdout.write(
-                    f"database {result.database}: {result.total} connections; episodes"
+                    f"server {result.server}: {result.total} connections; episodes"
                     f" {result.opened} new, {result.updated} ongoing, {result.closed} ended"
                 )
         return failed
