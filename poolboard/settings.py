@@ -347,6 +347,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": every_slot(DATABASE_SNAPSHOT_INTERVAL),
         "options": {"expires": DATABASE_SNAPSHOT_INTERVAL},
     },
+    # The outbox's dispatcher; enqueue() also wakes it after each commit (poolboard/notify).
+    "dispatch-notifications": {"task": "poolboard.notify.dispatch_notifications", "schedule": 5, "options": {"expires": 5}},
     "discover-services": {"task": "poolboard.fleet.discover_services", "schedule": 300, "options": {"expires": 300}},
     "maintain-partitions": {
         "task": "poolboard.fleet.maintain_partitions",

@@ -1,0 +1,278 @@
+"""Delivering the outbox: claim, send, record. At least once, each request under its idempotency key.
+
+A dispatcher (any number may run at once) loops:
+1. claim(), one transaction: the oldest due row is taken with SELECT ... FOR UPDATE SKIP LOCKED,
+   so two dispatchers never take the same row. If it is an alert, its whole group is taken
+   (a transaction-scoped advisory lock on (channel, group key) keeps a group to one dispatcher),
+   silenced alerts are set aside (state "suppressed" until the silence ends), superseded or
+   never-announced ones dropped (poolboard.lib.alertgroups.reduce_group), and the rest become
+   one batch: the rows get a batch key, a claim token and a lease (lease_until).
+2. send(), no transaction open: one request (one per alert for PagerDuty), bounded by
+   NOTIFY_TIMEOUT, carrying the batch key in the Idempotency-Key header and in the payload.
+3. record(), one transaction: only rows still holding this claim's token are updated. Delivered:
+   "sent", and the group's state (last send, which alerts fire) for grouping and repeats.
+   Retryable (5xx, 429, timeout, connection error): due again after an exponential backoff, the
+   same batch and key, until the row's deadline. Anything else (4xx, refused address, bad
+   secret) or past the deadline: "failed". The channel keeps its last error and last success.
+
+A dispatcher killed between 1 and 3 leaves rows leased; when the lease ends another claims
+the same batch (batch_key is kept) and sends it again under the same key: the receiver sees
+the key once or twice, never zero times, and can drop the second.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+
+from poolboard.lib import alertgroups
+from poolboard.notify import channels
+from poolboard.notify.models import AlertGroup, Channel, Notification
+from poolboard.notify.silences import active_silences, silenced_by
+from poolboard.sources.http import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def lease_s() -> float:
+    """Long enough for a batch's requests (PagerDuty sends one per alert) at the request timeout."""
+    timeout = float(getattr(settings, "NOTIFY_TIMEOUT", 10))
+    return float(getattr(settings, "NOTIFY_LEASE", max(60.0, 6 * timeout)))
+
+
+def db_now() -> datetime:
+    """The database's clock, the one every poolboard process shares (not this worker's)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+@dataclass
+class Claim:
+    token: uuid.UUID
+    channel: Channel
+    kind: str
+    batch_key: str
+    rows: list[Notification] = field(default_factory=list)
+    group_key: str = ""
+
+
+def _due(now: datetime):
+    return (
+        Notification.objects.waiting()
+        .filter(next_attempt_at__lte=now, channel__enabled=True)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+    )
+
+
+def _lock_group(channel_id: int, group_key: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [channel_id, group_key])
+        return cursor.fetchone()[0]
+
+
+def claim(now: datetime, skip: int = 20) -> Claim | None:
+    """Take the next due batch (see the module docstring); None when nothing is due."""
+    passed_groups: set[tuple[int, str]] = set()
+    with transaction.atomic():
+        for _ in range(skip):
+            candidates = _due(now)
+            for channel_id, group_key in passed_groups:  # groups another dispatcher is sending right now
+                candidates = candidates.exclude(channel_id=channel_id, group_key=group_key)
+            leader = (
+                candidates.order_by("next_attempt_at", "id")
+                .select_for_update(skip_locked=True, of=("self",)).select_related("channel").first()
+            )
+            if leader is None:
+                return None
+            token = uuid.uuid4()
+            if leader.batch_key:
+                rows = list(
+                    _due(now).filter(channel_id=leader.channel_id, batch_key=leader.batch_key)
+                    .select_for_update(skip_locked=True, of=("self",)).order_by("id")
+                )
+                found = Claim(token, leader.channel, leader.kind, leader.batch_key, rows, leader.group_key)
+            elif leader.kind != Notification.ALERT:
+                found = Claim(token, leader.channel, leader.kind, leader.idempotency_key, [leader])
+            else:
+                if not _lock_group(leader.channel_id, leader.group_key):
+                    passed_groups.add((leader.channel_id, leader.group_key))
+                    continue
+                found = _claim_group(leader, token, now)
+                if found is None:
+                    continue  # everything due in the group was silenced or dropped: look again
+            Notification.objects.filter(id__in=[row.id for row in found.rows]).update(
+                batch_key=found.batch_key, claim_token=token, lease_until=now + timedelta(seconds=lease_s()),
+                attempts=F("attempts") + 1,
+            )
+            return found
+    return None
+
+
+def _claim_group(leader: Notification, token: uuid.UUID, now: datetime) -> Claim | None:
+    """The group's due rows, less the silenced and the dropped, as one batch (None if none is left to send)."""
+    channel = leader.channel
+    rows = list(
+        Notification.objects.waiting()
+        .filter(channel=channel, group_key=leader.group_key, batch_key="")
+        .filter(Q(state=Notification.PENDING) | Q(next_attempt_at__lte=now))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        .select_for_update(skip_locked=True, of=("self",)).order_by("id")
+    )
+    group, _ = AlertGroup.objects.get_or_create(
+        channel=channel, group_key=leader.group_key,
+        defaults={"group_labels": channel.group_labels(leader.payload.get("labels") or {})},
+    )
+    silences = active_silences(now)
+    unsilenced = []
+    for row in rows:
+        silence = silenced_by(row.payload.get("labels") or {}, now, silences)
+        if silence is None:
+            unsilenced.append(row)
+            continue
+        Notification.objects.filter(id=row.id).update(
+            state=Notification.SUPPRESSED, suppressed_by=silence, next_attempt_at=silence.ends_at,
+            last_error=f"silenced until {silence.ends_at:%Y-%m-%d %H:%M:%S} UTC by {silence.created_by}",
+        )
+    decision = alertgroups.reduce_group(
+        [alertgroups.Row(r.id, r.fingerprint, r.payload.get("status", "firing")) for r in unsilenced],
+        heard_firing=set(group.firing), send_resolved=channel.send_resolved,
+    )
+    by_id = {row.id: row for row in unsilenced}
+    for row_id, reason in decision.drop.items():
+        Notification.objects.filter(id=row_id).update(state=Notification.DROPPED, last_error=reason, lease_until=None)
+        row = by_id[row_id]
+        if row.payload.get("status") == "resolved" and row.fingerprint in group.firing:
+            del group.firing[row.fingerprint]  # send_resolved off: the receiver is not told, but it no longer fires
+    newest: dict[str, int] = {}
+    for row in unsilenced:
+        newest[row.fingerprint] = max(row.id, newest.get(row.fingerprint, 0))
+    for fingerprint, newest_id in newest.items():
+        # An older transition of the same alert still held back by a silence is superseded too.
+        Notification.objects.waiting().filter(
+            channel=channel, fingerprint=fingerprint, id__lt=newest_id, batch_key=""
+        ).update(state=Notification.DROPPED, last_error="superseded by a newer transition of the same alert")
+    group.save(update_fields=["firing"])
+    if not decision.send:
+        return None
+    members = [by_id[i] for i in decision.send]
+    key = alertgroups.batch_key([row.idempotency_key for row in members])
+    return Claim(token, channel, Notification.ALERT, key, members, leader.group_key)
+
+
+def send(found: Claim) -> Outcome:
+    try:
+        return channels.send(found)
+    except Exception as exc:  # a bug or bad data in one batch must not stop the dispatcher
+        log.exception("sending notification batch %s failed", found.batch_key)
+        return Outcome(delivered=False, retryable=False, error=f"could not build or send the notification: {type(exc).__name__}: {exc}")
+
+
+def record(found: Claim, outcome: Outcome, now: datetime) -> str:
+    """Write the outcome on the rows still held by this claim; the state they end in."""
+    ids = [row.id for row in found.rows]
+    channel = found.channel
+    with transaction.atomic():
+        mine = Notification.objects.filter(id__in=ids, claim_token=found.token).select_for_update()
+        held = list(mine.values_list("id", "attempts", "deadline_at"))
+        if not held:
+            return "lost"  # the lease ran out and another dispatcher took the batch over
+        if outcome.delivered:
+            mine.update(state=Notification.SENT, sent_at=now, lease_until=None, last_error="")
+            Channel.objects.filter(id=channel.id).update(last_ok_at=now)
+            if found.kind == Notification.ALERT:
+                _remember_group(found, now)
+            return Notification.SENT
+        error = outcome.error or "not delivered"
+        Channel.objects.filter(id=channel.id).update(last_error=error, last_error_at=now)
+        attempts = max(a for _, a, _ in held)
+        deadline = min(d for _, _, d in held)
+        retry_at = now + timedelta(seconds=alertgroups.backoff_s(attempts, cap=float(getattr(settings, "NOTIFY_BACKOFF_CAP", 300))))
+        if outcome.retryable and found.kind != Notification.TEST and retry_at <= deadline:
+            mine.update(next_attempt_at=retry_at, lease_until=None, last_error=f"attempt {attempts}: {error}")
+            return Notification.PENDING
+        if outcome.retryable and found.kind != Notification.TEST:
+            error = f"gave up at the retry deadline after {attempts} attempts: {error}"
+        mine.update(state=Notification.FAILED, lease_until=None, last_error=error)
+        return Notification.FAILED
+
+
+def _remember_group(found: Claim, now: datetime) -> None:
+    """What the receiver now knows of the group; its other pending rows wait for the group interval."""
+    channel = found.channel
+    group = AlertGroup.objects.select_for_update().get(channel=channel, group_key=found.group_key)
+    for row in found.rows:
+        if row.payload.get("status") == "resolved":
+            group.firing.pop(row.fingerprint, None)
+        else:
+            group.firing[row.fingerprint] = {"key": row.idempotency_key, "alert": row.payload}
+    group.last_sent_at = now
+    group.save(update_fields=["firing", "last_sent_at"])
+    next_flush = now + timedelta(seconds=channel.group_interval_s)
+    Notification.objects.filter(
+        channel=channel, group_key=found.group_key, state=Notification.PENDING, batch_key="", next_attempt_at__lt=next_flush
+    ).update(next_attempt_at=next_flush)
+
+
+def enqueue_repeats(now: datetime) -> int:
+    """Groups still firing and not notified for repeat_interval are notified again, every alert still firing."""
+    from poolboard.notify.outbox import enqueue
+
+    added = 0
+    groups = AlertGroup.objects.select_related("channel").filter(channel__enabled=True, last_sent_at__isnull=False).exclude(firing={})
+    for group in groups:
+        channel = group.channel
+        if group.last_sent_at + timedelta(seconds=channel.repeat_interval_s) > now:
+            continue
+        if Notification.objects.waiting().filter(channel=channel, group_key=group.group_key).exists():
+            continue  # a notification of this group is on its way anyway
+        stamp = int(group.last_sent_at.timestamp())
+        with transaction.atomic():
+            for _fingerprint, known in sorted(group.firing.items()):
+                row = enqueue(channel, f"{known['key']}:repeat:{stamp}", Notification.ALERT, known["alert"], now)
+                if row is not None:
+                    # Due at once: the repeat interval has passed, no group_wait.
+                    Notification.objects.filter(id=row.id).update(next_attempt_at=now)
+                    added += 1
+    return added
+
+
+def dispatch_due(now: datetime | None = None, limit: int = 200) -> int:
+    """Send due batches until none is left (or `limit`); the number of batches handled.
+
+    `now` fixed by a test, else the database's clock read before each batch.
+    """
+    enqueue_repeats(now or db_now())
+    handled = 0
+    while handled < limit:
+        at = now or db_now()
+        found = claim(at)
+        if found is None:
+            break
+        outcome = send(found)
+        record(found, outcome, now or db_now())
+        handled += 1
+    return handled
+
+
+def send_test(channel: Channel, requested_by: str, now: datetime) -> tuple[str, str]:
+    """The admin's "send test notification": enqueued, then sent at once, never retried. (state, error)."""
+    from poolboard.notify.outbox import enqueue
+
+    token = uuid.uuid4()
+    with transaction.atomic():
+        # Leased before it is visible to any dispatcher: only this request sends it.
+        row = enqueue(channel, f"test:{uuid.uuid4()}", Notification.TEST, {"requested_by": requested_by}, now)
+        Notification.objects.filter(id=row.id).update(
+            batch_key=row.idempotency_key, claim_token=token, lease_until=now + timedelta(seconds=lease_s()), attempts=1
+        )
+    found = Claim(token, channel, Notification.TEST, row.idempotency_key, [row])
+    state = record(found, send(found), now)
+    row.refresh_from_db()
+    return state, row.last_error
