@@ -19,6 +19,11 @@ def collect_pools(**kwargs) -> list[dict]:
         from poolboard.diagnosis.tasks import diagnose_fleet
 
         diagnose_fleet.apply_async(expires=settings.COLLECT_INTERVAL)
+    # Alert rules read what this tick stored, on the database's clock. Queued whatever the
+    # tick's outcome: a failing source must be counted (error is not no data, alerts.evaluate).
+    from poolboard.alerts.tasks import evaluate_rules
+
+    evaluate_rules.apply_async(expires=settings.COLLECT_INTERVAL)
     return [vars(result) for result in results]
 
 

@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 
 INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
 STATES = (INACTIVE, PENDING, FIRING)
@@ -343,3 +344,92 @@ def _evaluation_times(points: Sequence[tuple[datetime, float | None]], step_s: f
         value = newest[1] if newest is not None and at - newest[0] < lookback else None
         yield at, value
         at += interval
+
+
+# --- signals -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    label: str
+    # What one instance is: a service, a database on a server (datname), or a server.
+    scope: str  # service | database | server
+    unit: str  # shown after values: "%", "s", "" (a count)
+
+
+SERVICE, DATABASE, SERVER = "service", "database", "server"
+SIGNALS: Mapping[str, Signal] = {
+    s.name: s
+    for s in (
+        Signal("utilization", "pool utilization (in use ÷ max, %)", SERVICE, "%"),
+        Signal("available", "free connections (max − in use)", SERVICE, ""),
+        Signal("waiting", "callers waiting for a connection", SERVICE, ""),
+        Signal("timeouts", "acquire timeouts per rate window", SERVICE, ""),
+        Signal("acquire_s", "acquire time, worst pool (s)", SERVICE, "s"),
+        Signal("hold_s", "hold time, worst pool (s)", SERVICE, "s"),
+        Signal("stale_s", "seconds since the newest sample", SERVICE, "s"),
+        Signal("finding", "open diagnosis finding of a kind (1 = open)", SERVICE, ""),
+        Signal("idle_in_transaction_s", "oldest idle in transaction, per service (s)", SERVICE, "s"),
+        Signal("query_s", "oldest running query, per service (s)", SERVICE, "s"),
+        Signal("db_idle_in_transaction_s", "oldest idle in transaction, per database (s)", DATABASE, "s"),
+        Signal("db_query_s", "oldest running query, per database (s)", DATABASE, "s"),
+        Signal("budget", "server connection budget used (open ÷ usable, %)", SERVER, "%"),
+    )
+}
+POOL_SIGNALS = ("utilization", "available", "waiting", "timeouts", "acquire_s", "hold_s", "stale_s")
+
+
+def pool_signal(
+    signal: str,
+    pools: Iterable[tuple[Mapping[str, float | None], datetime | None]],
+    now: datetime,
+    stale_after_s: float,
+) -> float | None:
+    """One service's value of a pool signal from its pools' newest (values, sampled_at).
+
+    Only fresh pools count (a pool whose series vanished is absent, as in Prometheus after
+    its lookback); absent fields are absent, never 0 (DESIGN §4). Gauges add up over pools,
+    times take the worst pool. Utilization is Σin_use ÷ Σmax over the pools that give both
+    with max > 0 (max 0 means unlimited), as the overview computes it.
+    """
+    pools = list(pools)
+    if signal == "stale_s":
+        newest = [sampled for _, sampled in pools if sampled is not None]
+        return (now - max(newest)).total_seconds() if newest else None
+    fresh = [v for v, sampled in pools if sampled is not None and (now - sampled).total_seconds() <= stale_after_s]
+    if signal in ("utilization", "available"):
+        both = [(v.get("in_use"), v.get("max")) for v in fresh]
+        both = [(u, m) for u, m in both if u is not None and m is not None and m > 0]
+        if not both:
+            return None
+        used, limit = sum(u for u, _ in both), sum(m for _, m in both)
+        return 100.0 * used / limit if signal == "utilization" else limit - used
+    field_name = {"waiting": "pending"}.get(signal, signal)
+    values = [v.get(field_name) for v in fresh]
+    values = [x for x in values if x is not None and not math.isnan(x)]
+    if not values:
+        return None
+    return max(values) if signal in ("acquire_s", "hold_s") else float(sum(values))
+
+
+def glob_matches(pattern: str, name: str) -> bool:
+    """Shell-style glob (* ? [..]); blank matches everything. Case-sensitive."""
+    return not pattern or fnmatchcase(name, pattern)
+
+
+def glob_to_regex(pattern: str) -> str:
+    """The same glob as an RE2 regex body (Prometheus anchors it): * -> .*, ? -> ., rest literal.
+
+    Character classes are not translated: `[` is taken literally (validation refuses them
+    for rules that are exported).
+    """
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        else:
+            out.append(re.sub(r"([.+*?()|\[\]{}^$\\])", r"\\\1", ch))
+    return "".join(out)

@@ -1,0 +1,258 @@
+"""Evaluate every enabled rule once, at one timestamp: the database's clock.
+
+For each rule (reliability.md §1.6):
+1. its readings (signals.Tick: a fixed number of queries for the whole pass, whatever the
+   fleet size), filtered by its selector;
+2. a reading whose source failed or is stale changes nothing (error is not no data); the rule
+   counts consecutive failing evaluations and, from ALERTS_DATASOURCE_FAILURES on, its one
+   PoolboardDatasourceError instance fires (and resolves when the source is back);
+3. more active instances than `max_instances`: an error on the rule, nothing changes, nothing
+   is sent (Prometheus' rule `limit`);
+4. every other reading goes through `poolboard.lib.alerting.evaluate` (the pure state
+   machine the backtest uses too); an instance whose subject left the selection resolves;
+5. each transition is applied by `transitions.apply` (compare-and-set + outbox, one
+   transaction each); instances that only changed value are updated in one statement.
+
+Missed evaluations are never replayed: this runs once per call, at `now`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from poolboard.lib import alerting
+
+from . import transitions
+from .models import AlertInstance, AlertRule
+from .signals import Reading, Tick, selected
+
+log = logging.getLogger(__name__)
+
+
+def datasource_failures() -> int:
+    """Consecutive failing evaluations before a rule's PoolboardDatasourceError fires."""
+    return max(1, int(getattr(settings, "ALERTS_DATASOURCE_FAILURES", 5)))
+
+
+def db_now() -> datetime:
+    """The database's clock: every worker evaluates on the same time line (reliability.md F15)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
+@dataclass
+class EvaluationResult:
+    now: datetime
+    rules: int = 0
+    transitions: int = 0
+    lost_races: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Planned:
+    """One instance the rule has an opinion about this evaluation."""
+
+    fingerprint: str
+    labels: dict
+    reading: Reading | None
+    step: alerting.Step
+    row: AlertInstance | None
+    threshold: float
+    reason: str = ""
+
+
+def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.CAS) -> EvaluationResult:
+    now = now or db_now()
+    result = EvaluationResult(now)
+    rules = list(AlertRule.objects.for_evaluation())
+    if not rules:
+        return result
+    tick = Tick(now)
+    rows = {
+        (i.rule_id, i.fingerprint): i
+        for i in AlertInstance.objects.filter(rule__in=rules).exclude(state=alerting.INACTIVE)
+    }
+    plans: list[tuple[AlertRule, list[_Planned]]] = []
+    for rule in rules:
+        result.rules += 1
+        try:
+            planned = _plan(rule, tick, rows, now)
+        except Exception as exc:  # a broken loader or rule must not stop the other rules
+            log.exception("alert rule %s could not be evaluated", rule.name)
+            rule.last_error, rule.last_error_at = f"evaluation failed: {exc.__class__.__name__}: {exc}"[:1000], now
+            planned = []
+        rule.last_evaluated_at = now
+        if rule.last_error:
+            result.errors[rule.name] = rule.last_error
+        plans.append((rule, planned))
+    _ensure_rows(plans, now)
+    value_updates = []
+    for rule, planned in plans:
+        channels = list(rule.channels.all())
+        for p in planned:
+            if p.step.transition is None:
+                if p.row is not None and p.row.state != alerting.INACTIVE:
+                    value_updates.append((p.row, p.step.state))
+                continue
+            change = _change(rule, p, now)
+            seq = transitions.apply(change, rule, channels, strategy=strategy)
+            if seq is None:
+                result.lost_races += 1
+            else:
+                result.transitions += 1
+    _update_values(value_updates, now)
+    AlertRule.objects.bulk_update(
+        [rule for rule, _ in plans], ["last_evaluated_at", "last_error", "last_error_at", "failing_evaluations"]
+    )
+    return result
+
+
+def _plan(rule: AlertRule, tick: Tick, rows: dict, now: datetime) -> list[_Planned]:
+    readings = selected(rule, tick.readings(rule.signal, rule.finding_kind))
+    overrides = {o.service_id: o.threshold for o in rule.overrides.all()}
+    failing = [r for r in readings if r.error]
+    planned: list[_Planned] = []
+    seen: set[str] = set()
+    for reading in readings:
+        labels = rule.instance_labels(reading.identity)
+        fp = alerting.fingerprint(labels)
+        seen.add(fp)
+        if reading.error:
+            continue  # error is not no data: this instance stays exactly as it is
+        row = rows.get((rule.pk, fp))
+        prev = row.lib_state() if row is not None else alerting.InstanceState()
+        threshold = rule.threshold_for(reading.service_id, overrides)
+        step = alerting.evaluate(
+            prev, reading.value, now, comparator=rule.comparator, threshold=threshold, for_s=rule.for_s,
+            keep_firing_for_s=rule.keep_firing_for_s, no_data=rule.no_data, last_evaluated_at=rule.last_evaluated_at,
+        )
+        reason = "NoData" if not alerting.has_value(reading.value) else ""
+        if step.transition is not None or row is not None:
+            planned.append(_Planned(fp, labels, reading, step, row, threshold, reason))
+    # Instances whose subject is no longer selected (service deleted, selector edited): resolve.
+    for (rule_id, fp), row in rows.items():
+        if rule_id != rule.pk or fp in seen or row.labels.get("alertname") == _datasource_name():
+            continue
+        step = alerting.step(row.lib_state(), False, None, now, for_s=rule.for_s, keep_firing_for_s=0)
+        planned.append(_Planned(fp, row.labels, None, step, row, rule.threshold, "MissingSeries"))
+
+    active = sum(1 for p in planned if p.step.state.state != alerting.INACTIVE)
+    if active > rule.max_instances:
+        rule.last_error = (f"result exceeds limit ({active} > {rule.max_instances} instances): nothing was changed "
+                           "or sent; narrow the selector or raise max instances")
+        rule.last_error_at = now
+        planned = []
+    elif failing:
+        names = sorted({r.error for r in failing})
+        rule.last_error = f"{len(failing)} of {len(readings)} selected had no fresh data: {'; '.join(names[:3])}"[:1000]
+        rule.last_error_at = now
+    else:
+        rule.last_error = ""
+    rule.failing_evaluations = rule.failing_evaluations + 1 if failing else 0
+    planned += _datasource_plan(rule, rows, now, failing)
+    return planned
+
+
+def _datasource_name() -> str:
+    from .models import DATASOURCE_ALERTNAME
+
+    return DATASOURCE_ALERTNAME
+
+
+def _datasource_plan(rule: AlertRule, rows: dict, now: datetime, failing: list[Reading]) -> list[_Planned]:
+    """The rule's one 'data source failing' instance: fires after N consecutive failing evaluations."""
+    labels = rule.datasource_labels()
+    fp = alerting.fingerprint(labels)
+    row = rows.get((rule.pk, fp))
+    active = rule.failing_evaluations >= datasource_failures()
+    if row is None and not active:
+        return []
+    prev = row.lib_state() if row is not None else alerting.InstanceState()
+    step = alerting.step(prev, active, float(rule.failing_evaluations), now, for_s=0)
+    reading = Reading({"rule": rule.name}, float(rule.failing_evaluations), "; ".join(sorted({r.error for r in failing}))[:300])
+    return [_Planned(fp, labels, reading, step, row, float(datasource_failures()), "Error")]
+
+
+def _ensure_rows(plans, now: datetime) -> None:
+    """Rows for instances about to leave inactive: INSERT ... ON CONFLICT DO NOTHING, then one read."""
+    missing = [(rule, p) for rule, planned in plans for p in planned if p.row is None]
+    if not missing:
+        return
+    AlertInstance.objects.bulk_create(
+        [
+            AlertInstance(
+                rule=rule, fingerprint=p.fingerprint, labels=p.labels,
+                service_id=p.reading.service_id if p.reading else None,
+                server_id=p.reading.server_id if p.reading else None,
+                datname=p.reading.datname if p.reading else "",
+            )
+            for rule, p in missing
+        ],
+        ignore_conflicts=True,
+    )
+    found = {
+        (i.rule_id, i.fingerprint): i
+        for i in AlertInstance.objects.filter(
+            rule__in={rule.pk for rule, _ in missing}, fingerprint__in={p.fingerprint for _, p in missing}
+        )
+    }
+    for rule, p in missing:
+        p.row = found.get((rule.pk, p.fingerprint))
+
+
+def _change(rule: AlertRule, p: _Planned, now: datetime) -> transitions.Change:
+    row = p.row
+    variables = {
+        "service": p.labels.get("service", ""), "database": p.labels.get("database", ""),
+        "server": p.labels.get("server", ""), "value": p.step.state.value, "threshold": p.threshold,
+        "rule": rule.name, "severity": p.labels.get("severity", rule.severity),
+    }
+    if p.labels.get("alertname") == _datasource_name():
+        summary = (f"The data for rule {rule.name} has failed for {rule.failing_evaluations} evaluations"
+                   + (f": {p.reading.error}" if p.reading and p.reading.error else ""))
+        description = "Its alerts keep their state until the data is fresh again."
+    else:
+        summary = alerting.render_template(rule.summary, variables) or _default_summary(rule, variables)
+        description = alerting.render_template(rule.description, variables)
+    return transitions.Change(
+        instance_id=row.pk, fingerprint=p.fingerprint, labels=p.labels, expected_state=row.state,
+        expected_version=row.version, new=p.step.state, at=now, summary=summary, description=description,
+        reason=p.reason, generator_url=f"/alerts/rules/{rule.pk}/",
+    )
+
+
+def _default_summary(rule: AlertRule, variables: dict) -> str:
+    info = rule.signal_info
+    subject = variables["service"] or (
+        f"{variables['database']} on {variables['server']}" if variables["database"] else variables["server"])
+    unit = info.unit if info else ""
+    return (f"{subject}: {info.label if info else rule.signal} {alerting.format_value(variables['value'])}{unit} "
+            f"{rule.comparator} {alerting.format_value(float(variables['threshold']))}{unit}")
+
+
+def _update_values(updates: list[tuple[AlertInstance, alerting.InstanceState]], now: datetime) -> None:
+    """Active instances whose state did not change: value, keep_firing_since, active_since — one statement.
+
+    Guarded by version: an instance another evaluator has just moved is left to it.
+    """
+    if not updates:
+        return
+    table = AlertInstance._meta.db_table
+    values_sql = ", ".join(["(%s::bigint, %s::integer, %s::double precision, %s::timestamptz, %s::timestamptz)"] * len(updates))
+    params: list = []
+    for row, state in updates:
+        params += [row.pk, row.version, transitions._finite(state.value), state.keep_firing_since, state.active_since]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS i SET value = v.value, keep_firing_since = v.kfs, active_since = v.since, "
+            f"last_evaluated_at = %s FROM (VALUES {values_sql}) AS v(id, version, value, kfs, since) "
+            "WHERE i.id = v.id AND i.version = v.version",
+            [now, *params],
+        )
