@@ -9,7 +9,7 @@ same request again, with the same idempotency key.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -289,5 +289,5 @@ class Silence(models.Model):
     def recheck_suppressed(self) -> None:
         """Rows this silence held back are looked at again now: it may have been shortened or removed."""
         Notification.objects.filter(state=Notification.SUPPRESSED, suppressed_by=self).update(
-            next_attempt_at=timezone.now() - timedelta(microseconds=1)
+            next_attempt_at=models.F("created")
         )

@@ -12,7 +12,7 @@ def notify_settings(settings):
     settings.NOTIFY_WAKE_DISPATCHER = False
     settings.NOTIFY_TIMEOUT = 0.5
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.EXTERNAL_URL = "https://poolboard.example.org"
+    settings.PUBLIC_URL = "https://poolboard.example.org"
     return settings
 
 

@@ -23,7 +23,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert still fi
 
 
 def external_url() -> str:
-    return str(getattr(settings, "EXTERNAL_URL", "") or "http://127.0.0.1:8000").rstrip("/") + "/"
+    return str(getattr(settings, "PUBLIC_URL", "") or "http://127.0.0.1:8000").rstrip("/") + "/"
 
 
 def absolute(url: str) -> str:
