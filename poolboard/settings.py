@@ -169,6 +169,8 @@ INSTALLED_APPS = [
     "poolboard.history",
     "poolboard.diagnosis",
     "poolboard.notify",
+    # After fleet and notify: alert rules refer to services and channels (inventory order too).
+    "poolboard.alerts",
 ]
 
 MIDDLEWARE = [
