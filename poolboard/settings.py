@@ -168,6 +168,7 @@ INSTALLED_APPS = [
     "poolboard.databases",
     "poolboard.history",
     "poolboard.diagnosis",
+    "poolboard.statements",
     "poolboard.notify",
     # After fleet and notify: alert rules refer to services and channels (inventory order too).
     "poolboard.alerts",
@@ -312,6 +313,15 @@ if QUERY_TEXT_MODE not in ("normalize", "none", "raw"):
 # Cancel/terminate from the sessions table: off unless set (plus a per-database admin login and a permission).
 ALLOW_BACKEND_SIGNALS = envbool("ALLOW_BACKEND_SIGNALS", "false")
 
+# --- statement statistics (pg_stat_statements; poolboard/statements) ----------------
+# Seconds between readings of pg_stat_statements on each monitored server (PgHero: 5 min).
+STATEMENTS_INTERVAL = envint("STATEMENTS_INTERVAL", "300")
+# Statements read each time: the top N by total execution time, plus those already tracked.
+STATEMENTS_TOP = envint("STATEMENTS_TOP", "500")
+# Per-interval deltas are kept this many days (PgHero: 14), their hourly sums this many.
+STATEMENTS_INTERVAL_DAYS = envint("STATEMENTS_INTERVAL_DAYS", "14")
+STATEMENTS_HOURLY_DAYS = envint("STATEMENTS_HOURLY_DAYS", "400")
+
 # --- notifications (poolboard/notify) ---------------------------------------------
 # Networks (CIDRs or addresses) webhook/Slack/PagerDuty requests may go to although they are
 # loopback, private or link-local, which are refused otherwise (e.g. "10.0.0.0/8").
@@ -349,6 +359,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": every_slot(DATABASE_SNAPSHOT_INTERVAL),
         "options": {"expires": DATABASE_SNAPSHOT_INTERVAL},
     },
+    # pg_stat_statements deltas; never resets the view (poolboard/statements).
+    "collect-statements": {
+        "task": "poolboard.statements.collect_statements",
+        "schedule": every_slot(STATEMENTS_INTERVAL),
+        "options": {"expires": STATEMENTS_INTERVAL},
+    },
+    "rollup-statements": {"task": "poolboard.statements.rollup_statements", "schedule": crontab(minute="*/5"), "options": {"expires": 300}},
+    "expire-statements": {"task": "poolboard.statements.expire_statements", "schedule": crontab(hour=3, minute=37), "options": {"expires": 3600}},
     # The outbox's dispatcher; enqueue() also wakes it after each commit (poolboard/notify).
     "dispatch-notifications": {"task": "poolboard.notify.dispatch_notifications", "schedule": 5, "options": {"expires": 5}},
     "discover-services": {"task": "poolboard.fleet.discover_services", "schedule": 300, "options": {"expires": 300}},

@@ -86,6 +86,14 @@ class Reading:
     notes: list[str] = field(default_factory=list)
 
 
+class Unavailable(MonitorError):
+    """pg_stat_statements cannot be read on this server; `status` says why and how to fix it."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__("unavailable", status.message)
+        self.status = status
+
+
 def _q(cur: psycopg.Cursor, sql: str, params=None):
     cur.execute(MARK + sql, params)
     return cur
@@ -228,8 +236,8 @@ def read(
     """One read: the `top` entries by total execution time and every entry whose queryid is in
     `tracked`; query text for the queryids in `with_text` (None: for every entry read).
 
-    Raises MonitorError when the server cannot be read, with Status.message as its text when
-    pg_stat_statements is the reason (kind "privilege" or "error").
+    Raises Unavailable (a MonitorError carrying the Status) when pg_stat_statements cannot be
+    read, MonitorError when the server cannot.
     """
     t0 = time.perf_counter()
     conn = connect(target, password, limits or Limits())
@@ -237,7 +245,7 @@ def read(
         with conn.cursor() as cur:
             status = _status(cur, target)
             if not status.collectable:
-                raise MonitorError("unavailable", status.message)
+                raise Unavailable(status)
             reading = _read(cur, status, int(top), frozenset(int(q) for q in tracked), with_text)
         conn.rollback()
     except MonitorError:
