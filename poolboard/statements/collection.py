@@ -81,6 +81,18 @@ def collect_server(server: MonitoredServer) -> CollectResult:
     return store_reading(server, reading)
 
 
+def check_server(server: MonitoredServer) -> pgstatements.Status:
+    """Check pg_stat_statements on the server now and store the result (the server page shows it)."""
+    try:
+        password = server.password()
+    except SecretError as exc:
+        status = pgstatements.Status(state=pgstatements.ERROR, message=str(exc))
+    else:
+        status = pgstatements.check(server.target(), password, server.limits())
+    _set_status(server, status.state, status.message, status)
+    return status
+
+
 def _set_status(server, state: str, message: str, status: pgstatements.Status | None = None) -> None:
     values = {"state": state, "message": message, "checked_at": timezone.now()}
     if status is not None:

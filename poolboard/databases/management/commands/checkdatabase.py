@@ -6,7 +6,10 @@ from poolboard.databases.models import MonitoredServer
 
 
 class Command(BaseCommand):
-    help = "Check a monitored server: reachability, server version, privileges, max_connections."
+    help = (
+        "Check a monitored server: reachability, server version, privileges, max_connections,"
+        " and whether pg_stat_statements is installed, preloaded and readable (and how to enable it)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="the monitored server's name (see the admin)")
@@ -27,3 +30,15 @@ class Command(BaseCommand):
         )
         for warning in result.warnings:
             self.stderr.write(f"warning: {warning}")
+        # Optional: without it the slow-query pages fall back to snapshots. The status is stored,
+        # so the server page says the same.
+        from poolboard.statements.collection import check_server
+
+        statements = check_server(db)
+        if statements.ok:
+            self.stdout.write(
+                f"pg_stat_statements: OK, version {statements.extension_version}, track {statements.track},"
+                f" max {statements.max_entries}"
+            )
+        else:
+            self.stderr.write(f"pg_stat_statements: {statements.state.replace('_', ' ')}: {statements.message}")
