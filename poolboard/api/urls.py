@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import agent, databases, findings, services
+from .views import agent, databases, findings, services, sizing
 
 app_name = "api"
 urlpatterns = [
@@ -21,4 +21,6 @@ urlpatterns = [
     path("agent/reports", agent.reports, name="agent-reports"),
     # views/findings.py
     path("findings/", findings.findings, name="findings"),
+    # views/sizing.py: ledgers and recommendations with their inputs
+    path("sizing/", sizing.sizing, name="sizing"),
 ]

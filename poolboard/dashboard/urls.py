@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import databases, diagnosis, services
+from .views import databases, diagnosis, services, sizing
 
 app_name = "dashboard"
 urlpatterns = [
@@ -21,6 +21,11 @@ urlpatterns = [
     # views/diagnosis.py: verdicts (leak, saturation, slow queries, churn) with their evidence
     path("leaks/", diagnosis.leaks, name="leaks"),
     path("services/<int:pk>/diagnosis/", diagnosis.service_diagnosis, name="service-diagnosis"),
+    # views/sizing.py: every server's connection ledger and each pool's recommended size
+    path("sizing/", sizing.sizing, name="sizing"),
+    path("sizing/sizing.csv", sizing.sizing_csv, name="sizing-csv"),
+    path("services/<int:pk>/sizing/", sizing.service_sizing, name="service-sizing"),
+    path("servers/<slug:name>/what-if/", sizing.server_what_if, name="server-what-if"),
 ]
 
 # Which top-bar entry a page belongs to (the context processor marks it current).
@@ -36,4 +41,8 @@ NAV_SECTIONS = {
     "query": "slow-queries",
     "leaks": "leaks",
     "service-diagnosis": "fleet",
+    "sizing": "sizing",
+    "sizing-csv": "sizing",
+    "service-sizing": "fleet",
+    "server-what-if": "databases",
 }

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -307,6 +308,39 @@ class Service(models.Model):
     preset = models.CharField(max_length=100)
     workers_per_instance = models.PositiveIntegerField(
         default=1, help_text="Processes per instance that each hold their own pool (for the connection budget)."
+    )
+    # Sizing (poolboard.sizing): what the budget must allow for, where the exporter cannot tell.
+    server = models.ForeignKey(
+        "databases.MonitoredServer", null=True, blank=True, on_delete=models.SET_NULL, related_name="pinned_services",
+        help_text="The PostgreSQL server its pools connect to. Blank: learned from the snapshots (where its sessions are).",
+    )
+    datname = models.CharField(
+        "database", max_length=200, blank=True, help_text="The database on that server. Blank: learned from the snapshots."
+    )
+    pool_overflow = models.PositiveIntegerField(
+        "overflow", default=0,
+        help_text="Connections each pool may open above the max its exporter reports (SQLAlchemy max_overflow).",
+    )
+    replicas = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Configured instance count. Blank: the most seen at once in the last 24 h."
+    )
+    replicas_max = models.PositiveIntegerField(
+        "autoscaler max", null=True, blank=True,
+        help_text="The autoscaler's maximum instances; wins over the count: scale-out is when budgets break.",
+    )
+    pooler = models.CharField(
+        "PgBouncer", max_length=200, blank=True,
+        help_text="Name of the PgBouncer its pools go through (services naming the same one share it). Blank: direct.",
+    )
+    pooler_pool_size = models.PositiveIntegerField(
+        "PgBouncer default_pool_size", null=True, blank=True,
+        help_text="Server connections PgBouncer opens per user/database pair (+ reserve_pool_size). Blank: 20.",
+    )
+    pooler_max_db_connections = models.PositiveIntegerField(
+        "PgBouncer max_db_connections", null=True, blank=True, help_text="Blank or 0: unlimited."
+    )
+    pooler_instances = models.PositiveIntegerField(
+        "PgBouncer instances", default=1, validators=[MinValueValidator(1)]
     )
     created = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(null=True, blank=True)

@@ -159,6 +159,11 @@ class PoolInput:
     def processes(self) -> int:
         return self.instances()[0] * max(self.workers, 1)
 
+    @property
+    def could_open(self) -> int | None:
+        """Connections all its processes could open together; None unknown or unlimited."""
+        return None if self.per_process is None else self.per_process * self.processes
+
 
 @dataclass(frozen=True)
 class Line:
