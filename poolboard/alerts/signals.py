@@ -174,29 +174,27 @@ class Tick:
             return self._budgets()
         raise ValueError(f"unknown signal {signal!r}")
 
-    def _service_reading(self, service: ServiceRow, value: float | None, error: str = "") -> Reading:
-        return Reading({"service": service.name}, value, error or service.error, service_id=service.id,
-                       selector_labels=service.labels)
+    def _service_reading(self, service: ServiceRow, value: float | None, error: str = "", *, from_pools: bool = True) -> Reading:
+        """`from_pools`: the value comes from Prometheus (directly or through the diagnosis), so a failing
+        source makes it unknown; the server-side ages do not depend on it."""
+        return Reading({"service": service.name}, value, error or (service.error if from_pools else ""),
+                       service_id=service.id, selector_labels=service.labels)
 
     def _service_ages(self, kind: str) -> list[Reading]:
         """Per service: the oldest open episode of `kind` on any enabled server (0 when none).
 
-        A service with an episode on a server whose snapshots stopped gets an error: its
-        age there is unknown, not growing.
+        While any enabled server's snapshots have stopped, every service's value is unknown
+        (an error, not 0): any service may have sessions there, and what they do is not seen.
         """
         if not self.servers():
-            return [self._service_reading(s, None) for s in self.services()]
+            return [self._service_reading(s, None, from_pools=False) for s in self.services()]
         errors = self.server_errors()
+        failing = "; ".join(errors[k] for k in sorted(errors))
         oldest: dict[int, float] = {}
-        failing: dict[int, str] = {}
-        for ep_kind, server_id, service_id, _datname, started in self.open_episodes():
-            if ep_kind != kind or service_id is None:
-                continue
-            if server_id in errors:
-                failing[service_id] = errors[server_id]
-                continue
-            oldest[service_id] = max(oldest.get(service_id, 0.0), (self.now - started).total_seconds())
-        return [self._service_reading(s, oldest.get(s.id, 0.0), failing.get(s.id, "")) for s in self.services()]
+        for ep_kind, _server_id, service_id, _datname, started in self.open_episodes():
+            if ep_kind == kind and service_id is not None:
+                oldest[service_id] = max(oldest.get(service_id, 0.0), (self.now - started).total_seconds())
+        return [self._service_reading(s, oldest.get(s.id, 0.0), failing, from_pools=False) for s in self.services()]
 
     def _database_ages(self, kind: str) -> list[Reading]:
         servers = {s.pk: s for s in self.servers()}
