@@ -50,6 +50,26 @@ class ServiceAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = ["created", "last_seen_at", "stale_since"]
     inlines = [PoolInline]
+    fieldsets = [
+        (None, {"fields": ["name", "source", "preset", "workers_per_instance", "created", "last_seen_at", "stale_since"]}),
+        (
+            "Sizing",
+            {
+                "description": "What the connection budget must allow for where the exporter cannot tell "
+                "(the Sizing page adds these up per server). Blank server: learned from where the snapshots see "
+                "its sessions.",
+                "fields": ["server", "datname", "pool_overflow", "replicas", "replicas_max"],
+            },
+        ),
+        (
+            "PgBouncer in front",
+            {
+                "description": "Services naming the same PgBouncer share its server-side pool: the server sees "
+                "default_pool_size × instances (capped by max_db_connections), whatever the pools behind it ask.",
+                "fields": ["pooler", "pooler_pool_size", "pooler_max_db_connections", "pooler_instances"],
+            },
+        ),
+    ]
 
 
 @admin.register(CollectionRun)

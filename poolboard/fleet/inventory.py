@@ -6,6 +6,8 @@
       - {name: acme, source: prod, marker: acme_pool_busy, queries: {in_use: ..., max: ...}, ...}
     services:
       - {name: checkout, source: prod, preset: hikaricp, workers_per_instance: 4}
+      - {name: search, source: prod, preset: db_pool, database: main/shop, replicas_max: 12,
+         pooler: pgb-main, pooler_pool_size: 40}
 
 Each entry is checked by the section's ModelForm (poolboard.inventory.forms), so the
 file and the admin refuse the same values; references (a preset's or service's
@@ -189,19 +191,32 @@ def import_presets(doc: Document, state: dict) -> Writer:
 # --- services --------------------------------------------------------------------
 
 
+# The sizing keys (poolboard.sizing), exported only when set so files without them stay as they were.
+SIZING_KEYS = ("database", "pool_overflow", "replicas", "replicas_max", "pooler", "pooler_pool_size",
+               "pooler_max_db_connections", "pooler_instances")
+SIZING_DEFAULTS = {"database": "", "pool_overflow": 0, "replicas": None, "replicas_max": None, "pooler": "",
+                   "pooler_pool_size": None, "pooler_max_db_connections": None, "pooler_instances": 1}
+
+
 class ServiceForm(forms.ModelForm):
-    file_fields = ("name", "source", "preset", "workers_per_instance")
+    file_fields = ("name", "source", "preset", "workers_per_instance", *SIZING_KEYS)
     source = Text()
+    # "server" or "server/database": the monitored server its pools connect to (blank: learned).
+    database = Text(required=False)
+    pool_overflow = forms.IntegerField(min_value=0, initial=0)
+    pooler_max_db_connections = forms.IntegerField(min_value=0, required=False)
 
     class Meta:
         model = Service
-        fields = ["name", "preset", "workers_per_instance"]
+        fields = ["name", "preset", "workers_per_instance", "pool_overflow", "replicas", "replicas_max", "pooler",
+                  "pooler_pool_size", "pooler_max_db_connections", "pooler_instances"]
         formfield_callback = yaml_formfield
 
-    def __init__(self, *args, known_sources: set[str], known_presets: set[str], **kwargs) -> None:
+    def __init__(self, *args, known_sources: set[str], known_presets: set[str], known_servers: set[str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.known_sources = known_sources
         self.known_presets = known_presets
+        self.known_servers = known_servers
 
     def clean_source(self) -> str:
         return known(self.cleaned_data["source"], self.known_sources, "no Prometheus source named {!r}")
@@ -209,12 +224,33 @@ class ServiceForm(forms.ModelForm):
     def clean_preset(self) -> str:
         return known(self.cleaned_data["preset"], self.known_presets, "unknown preset {!r}")
 
+    def clean_database(self) -> tuple[str, str] | None:
+        value = self.cleaned_data.get("database") or ""
+        if not value:
+            return None
+        server, _, datname = value.partition("/")
+        known(server, self.known_servers, "no monitored server named {!r} (give server or server/database)")
+        return server, datname
+
+
+def _database_key(s: Service, server_names: dict[int, str]) -> str:
+    if s.server_id is None:
+        return ""
+    return f"{server_names[s.server_id]}/{s.datname}" if s.datname else server_names[s.server_id]
+
 
 def export_services() -> list[dict]:
-    return [
-        {"name": s.name, "source": s.source.name, "preset": s.preset, "workers_per_instance": s.workers_per_instance}
-        for s in Service.objects.select_related("source").order_by("name")
-    ]
+    from poolboard.databases.models import MonitoredServer  # databases imports fleet
+
+    server_names = dict(MonitoredServer.objects.values_list("pk", "name"))
+    out = []
+    for s in Service.objects.select_related("source").order_by("name"):
+        entry = {"name": s.name, "source": s.source.name, "preset": s.preset, "workers_per_instance": s.workers_per_instance}
+        values = {key: getattr(s, key) for key in SIZING_KEYS if key != "database"}
+        values["database"] = _database_key(s, server_names)
+        entry.update({key: values[key] for key in SIZING_KEYS if values[key] != SIZING_DEFAULTS[key]})
+        out.append(entry)
+    return out
 
 
 def import_services(doc: Document, state: dict) -> Writer:
@@ -222,19 +258,35 @@ def import_services(doc: Document, state: dict) -> Writer:
     known_sources = set(PrometheusSource.objects.values_list("name", flat=True)) | state.get("sources", set())
     known_presets = set(BUILTIN_PRESETS) | set(CustomPreset.objects.values_list("name", flat=True)) | state.get("presets", set())
 
+    from poolboard.databases.models import MonitoredServer  # databases imports fleet
+
+    # A service may name a server the same file defines (its `databases:` section comes later).
+    in_file = {e.get("name") for e in doc.data.get("databases") or [] if isinstance(e, dict)}
+    known_servers = set(MonitoredServer.objects.values_list("name", flat=True)) | in_file
+
     def make_form(entry: dict) -> ServiceForm:
         instance = existing.get(entry.get("name")) or Service()
-        return bind(ServiceForm, entry, instance=instance, known_sources=known_sources, known_presets=known_presets)
+        return bind(ServiceForm, entry, instance=instance, known_sources=known_sources, known_presets=known_presets,
+                    known_servers=known_servers)
 
-    rows = [(form.instance, form.cleaned_data["source"]) for _, form in check_entries(doc, ("services",), doc.data.get("services"), make_form)]
-    state["services"] = {s.name for s, _ in rows}
+    forms_ok = [form for _, form in check_entries(doc, ("services",), doc.data.get("services"), make_form)]
+    rows = [(form.instance, form.cleaned_data["source"], form.cleaned_data["database"]) for form in forms_ok]
+    state["services"] = {s.name for s, _, _ in rows}
+
+    def place() -> None:
+        """After every section is written: the servers named in the file exist by then."""
+        servers = {s.name: s for s in MonitoredServer.objects.all()}
+        for service, _, database in rows:
+            service.server, service.datname = (servers[database[0]], database[1]) if database else (None, "")
+            service.save(update_fields=["server", "datname"])
 
     def write() -> dict[str, int]:
         sources = {s.name: s for s in PrometheusSource.objects.all()}
-        created = sum(1 for s, _ in rows if s.pk is None)
-        for service, source_name in rows:
+        created = sum(1 for s, _, _ in rows if s.pk is None)
+        for service, source_name, _ in rows:
             service.source = sources[source_name]
             service.save()
+        state.setdefault("after_writers", []).append(place)
         return _upsert_stats(created, len(rows) - created)
 
     return write

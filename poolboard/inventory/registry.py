@@ -12,7 +12,9 @@ Each app registers its sections from its AppConfig.ready() (fleet: `sources:`,
   `state` (a dict shared by all sections, e.g. `state["sources"]` = source names in
   the file) for later sections to resolve references. It returns a zero-argument
   writer that creates or updates the rows; writers run only when no section reported
-  a problem, in registration order, inside one transaction.
+  a problem, in registration order, inside one transaction; a writer may append
+zero-argument callables to `state["after_writers"]`, run after every writer in the
+same transaction (to point at rows a later section creates).
 
 Import creates and updates by name; it never deletes anything that is not in the file.
 """
@@ -78,6 +80,9 @@ def import_inventory(text: str) -> dict[str, Any]:
     with transaction.atomic():
         for name, writer in writers:
             results[name] = writer()
+        # References to rows a later section writes (a service's server): writers queue them here.
+        for finish in state.get("after_writers", []):
+            finish()
     return results
 
 
