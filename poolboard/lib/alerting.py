@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
+from . import promql
+
 INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
 STATES = (INACTIVE, PENDING, FIRING)
 
@@ -432,4 +434,72 @@ def glob_to_regex(pattern: str) -> str:
             out.append(".")
         else:
             out.append(re.sub(r"([.+*?()|\[\]{}^$\\])", r"\\\1", ch))
+    return "".join(out)
+
+
+# --- Prometheus export -----------------------------------------------------------------
+
+# How each pool signal adds up over a service's pools, in PromQL (the same as pool_signal).
+_EXPORT_AGGREGATION = {"waiting": ("sum", "pending"), "timeouts": ("sum", "timeouts"),
+                       "acquire_s": ("max", "acquire_s"), "hold_s": ("max", "hold_s")}
+
+
+def prometheus_expr(signal: str, preset, *, window: str, sel: str = "") -> str | None:
+    """The PromQL giving one series per service (label `service`) with the signal's value, or None.
+
+    `preset` is a lib.presets.Preset (its templates render with `$sel` = the service matchers).
+    Only signals the preset's own metrics give are exportable: the staleness, diagnosis and
+    server-side signals are poolboard's (pg_stat_activity snapshots, findings).
+    """
+    def field(name: str) -> str | None:
+        if name not in preset.queries:
+            return None
+        query = preset.query(name, window=window, sel=sel)
+        return f'label_replace({query}, "service", "$1", {promql.quote(preset.service_label)}, "(.*)")'
+
+    if signal in ("utilization", "available"):
+        in_use, limit = field("in_use"), field("max")
+        if in_use is None or limit is None:
+            return None
+        if signal == "available":
+            return f"sum by (service) (({limit} > 0) - {in_use})"
+        return f"100 * sum by (service) ({in_use} and ({limit} > 0)) / sum by (service) (({limit} > 0) and {in_use})"
+    if signal in _EXPORT_AGGREGATION:
+        how, name = _EXPORT_AGGREGATION[signal]
+        inner = field(name)
+        return f"{how} by (service) ({inner})" if inner is not None else None
+    return None
+
+
+def format_threshold(value: float) -> str:
+    """A PromQL number literal for the threshold."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if value != int(value) else str(int(value))
+
+
+def prometheus_template(text: str, threshold: float) -> str:
+    """A poolboard template as a Prometheus annotation template ({{ $labels.x }}, {{ $value }})."""
+
+    def sub(match: re.Match) -> str:
+        name = match.group(1)
+        if name == "value":
+            return "{{ $value }}"
+        if name == "threshold":
+            return format_threshold(threshold)
+        if name == "rule":
+            return "{{ $labels.alertname }}"
+        return "{{ $labels." + name + " }}"
+
+    return TEMPLATE_VAR_RE.sub(sub, text or "")
+
+
+def prometheus_duration(seconds: int) -> str:
+    if not seconds:
+        return "0s"
+    out, rest = [], int(seconds)
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
     return "".join(out)
