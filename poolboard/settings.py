@@ -170,6 +170,7 @@ INSTALLED_APPS = [
     "poolboard.diagnosis",
     "poolboard.statements",
     "poolboard.notify",
+    "poolboard.reports",
     # After fleet and notify: alert rules refer to services and channels (inventory order too).
     "poolboard.alerts",
 ]
@@ -331,6 +332,12 @@ NOTIFY_TIMEOUT = envint("NOTIFY_TIMEOUT", "10")
 # Failed sends (5xx, timeouts, connection errors) are retried with backoff this many seconds.
 NOTIFY_RETRY_DEADLINE = envint("NOTIFY_RETRY_DEADLINE", "3600")
 
+# --- weekly capacity reports (poolboard/reports) ------------------------------------
+# The zone whose Monday 00:00 starts a report's week (default TIME_ZONE).
+REPORT_TIME_ZONE = os.getenv("REPORT_TIME_ZONE", TIME_ZONE)
+# Where the report emails' links point (the page, the unsubscribe link), e.g. https://poolboard.example.org
+PUBLIC_URL = os.getenv("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
 # --- Celery ----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
@@ -377,6 +384,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "rollup-pools": {"task": "poolboard.history.rollup_recent", "schedule": crontab(minute="*/5"), "options": {"expires": 300}},
     "expire-rollups": {"task": "poolboard.history.expire_rollups", "schedule": crontab(hour=3, minute=17), "options": {"expires": 3600}},
+    # Builds last week's report once (a claim on the period) and sends the subscriptions that are due.
+    "weekly-report": {"task": "poolboard.reports.weekly_report", "schedule": 600, "options": {"expires": 600}},
     "prune-agent-reports": {"task": "poolboard.diagnosis.prune_agent_reports", "schedule": crontab(hour=3, minute=27), "options": {"expires": 3600}},
 }
 

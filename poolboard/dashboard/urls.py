@@ -3,10 +3,17 @@
 
 from django.urls import path
 
-from .views import databases, diagnosis, services, sizing
+from .views import databases, diagnosis, reports, services, sizing
 
 app_name = "dashboard"
 urlpatterns = [
+    # views/reports.py: the weekly capacity reports, the profile (subscriptions) and the unsubscribe link
+    path("reports/", reports.report_list, name="reports"),
+    path("reports/unsubscribe/<str:token>/", reports.unsubscribe, name="report-unsubscribe"),
+    path("reports/<str:week>/", reports.report_detail, name="report"),
+    path("reports/<str:week>/pdf/", reports.report_pdf, name="report-pdf"),
+    path("reports/<str:week>/<slug:table>.csv", reports.report_csv, name="report-csv"),
+    path("profile/", reports.profile, name="profile"),
     # views/services.py: the fleet overview and one service
     path("", services.overview, name="overview"),
     path("services/<int:pk>/", services.service_detail, name="service"),
@@ -30,6 +37,11 @@ urlpatterns = [
 
 # Which top-bar entry a page belongs to (the context processor marks it current).
 NAV_SECTIONS = {
+    "reports": "reports",
+    "report": "reports",
+    "report-pdf": "reports",
+    "report-csv": "reports",
+    "profile": "profile",
     "overview": "fleet",
     "service": "fleet",
     "service-database-side": "fleet",

@@ -1,0 +1,86 @@
+"""The report email: HTML + plain text, charts as inline PNG images, the PDF attached.
+
+Built as an outbox payload (poolboard.notify, kind="report") so sending is at-least-once like
+alerts; `message_from_payload` turns the payload into the Django message (inline images in a
+multipart/related part, the PDF as an attachment, List-Unsubscribe headers).
+"""
+
+from __future__ import annotations
+
+import base64
+from email.mime.image import MIMEImage
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from . import charts, pdf
+from .present import EMAIL_CHARTS, EMAIL_ROWS, filtered, report_context
+
+CHANNEL_NAME = "reports"
+
+
+def unsubscribe_url(subscription) -> str:
+    return settings.PUBLIC_URL + reverse("dashboard:report-unsubscribe", args=[subscription.unsubscribe_token()])
+
+
+def render_payload(report, subscription=None, to: list[str] | None = None, attach_pdf: bool = True) -> dict:
+    """The outbox payload of `report` for one subscription (or an ad-hoc address list)."""
+    numbers = report.numbers
+    if subscription is not None:
+        numbers = filtered(numbers, subscription.services, subscription.databases)
+        to = [subscription.recipient]
+    context = report_context(report, numbers, charts_as="cid", chart_limit=EMAIL_CHARTS, row_limit=EMAIL_ROWS)
+    context["unsubscribe_url"] = unsubscribe_url(subscription) if subscription is not None else ""
+    subject = " ".join(render_to_string("reports/email-subject.txt", context).split())
+    text = render_to_string("reports/email.txt", context)
+    html = render_to_string("reports/email.html", context)
+    payload = {
+        "subject": subject, "text": text, "html": html, "to": list(to or []),
+        "report": {"week": report.week, "version": report.version},
+        "inline_images": [
+            {"cid": img["cid"], "filename": img["filename"], "mimetype": "image/png",
+             "content_b64": base64.b64encode(charts.png(img["layout"])).decode()}
+            for img in context["inline_images"]
+        ],
+        "attachments": [],
+        "headers": {},
+    }
+    if attach_pdf:
+        payload["attachments"].append({
+            "filename": pdf.filename(report), "mimetype": "application/pdf",
+            "content_b64": base64.b64encode(pdf.render_pdf(report, numbers)).decode(),
+        })
+    if subscription is not None:
+        payload["headers"] = {"List-Unsubscribe": f"<{context['unsubscribe_url']}>",
+                              "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return payload
+
+
+def message_from_payload(payload: dict, headers: dict | None = None) -> EmailMultiAlternatives:
+    """The email of a report payload (not sent: the caller sends it)."""
+    mail = EmailMultiAlternatives(
+        payload["subject"], payload["text"], settings.DEFAULT_FROM_EMAIL, list(payload.get("to") or []),
+        headers={**(payload.get("headers") or {}), **(headers or {})},
+    )
+    mail.attach_alternative(payload["html"], "text/html")
+    if payload.get("inline_images"):
+        # multipart/related: the HTML part and the images it shows by cid: travel together.
+        mail.mixed_subtype = "related"
+        for img in payload["inline_images"]:
+            part = MIMEImage(base64.b64decode(img["content_b64"]), _subtype="png")
+            part.add_header("Content-ID", f"<{img['cid']}>")
+            part.add_header("Content-Disposition", "inline", filename=img["filename"])
+            mail.attach(part)
+    for att in payload.get("attachments") or []:
+        mail.attach(att["filename"], base64.b64decode(att["content_b64"]), att["mimetype"])
+    return mail
+
+
+def report_channel():
+    """The email channel report mails go out on (created on first use; recipients come per payload)."""
+    from poolboard.notify.models import Channel
+
+    channel, _ = Channel.objects.get_or_create(name=CHANNEL_NAME, defaults={"kind": Channel.EMAIL, "settings": {"to": []}})
+    return channel

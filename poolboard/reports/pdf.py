@@ -1,0 +1,28 @@
+"""The whole report as a PDF, laid out by WeasyPrint from templates/reports/pdf.html.
+
+WeasyPrint (HTML + CSS to PDF, no browser) renders the same inline SVG charts as the page;
+its stylesheet is static/css/report-pdf.css (a file: the templates carry no inline style).
+It needs Debian's pango (`make system-pdf`), so it is imported only when a PDF is asked for.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from .present import report_context
+
+CSS_PATH = settings.BASE_DIR / "static" / "css" / "report-pdf.css"
+
+
+def render_pdf(report, numbers: dict | None = None) -> bytes:
+    """`numbers`: a subscriber's share of the report (default: all of it); a chart for every service."""
+    from weasyprint import CSS, HTML
+
+    context = report_context(report, numbers, charts_as="svg", chart_limit=None)
+    html = render_to_string("reports/pdf.html", context)
+    return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf(stylesheets=[CSS(filename=str(CSS_PATH))])
+
+
+def filename(report) -> str:
+    return f"poolboard-report-{report.week}-v{report.version}.pdf"
