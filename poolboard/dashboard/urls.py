@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import databases, diagnosis, reports, services, sizing
+from .views import databases, diagnosis, reports, services, sizing, statements
 
 app_name = "dashboard"
 urlpatterns = [
@@ -23,7 +23,10 @@ urlpatterns = [
     path("servers/<slug:name>/", databases.server_detail, name="server"),
     path("databases/<slug:name>/", databases.database_redirect, name="database"),  # old address of a server page
     path("servers/<slug:name>/sessions/<int:pid>/signal/", databases.signal_session, name="signal-session"),
-    path("queries/slow/", databases.slow_queries, name="slow-queries"),
+    # views/statements.py: statements from pg_stat_statements and the pools they hold
+    path("queries/slow/", statements.slow_queries, name="slow-queries"),
+    path("statements/<int:pk>/", statements.statement_detail, name="statement"),
+    path("services/<int:pk>/statements/", statements.service_statements, name="service-statements"),
     path("queries/<str:fingerprint>/", databases.query_detail, name="query"),
     # views/diagnosis.py: verdicts (leak, saturation, slow queries, churn) with their evidence
     path("leaks/", diagnosis.leaks, name="leaks"),
@@ -51,6 +54,8 @@ NAV_SECTIONS = {
     "signal-session": "databases",
     "slow-queries": "slow-queries",
     "query": "slow-queries",
+    "statement": "slow-queries",
+    "service-statements": "fleet",
     "leaks": "leaks",
     "service-diagnosis": "fleet",
     "sizing": "sizing",

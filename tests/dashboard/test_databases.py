@@ -86,7 +86,7 @@ def test_it_lists_slow_queries_and_drills_into_one(alice_client, snapped):
     assert_hostile_escaped(html)
     r = alice_client.get("/queries/slow/?days=1&sort=count&server=orders-db", headers={"HX-Request": "true"})
     html = r.content.decode()
-    assert "<html" not in html and 'id="slow-queries-table"' in html and "pg_sleep($1)" in html
+    assert "<html" not in html and 'id="statements-table"' in html and "pg_sleep($1)" in html
     episode = Episode.objects.get(kind=ep.LONG_QUERY, application_name="hostile-svc")
     url = f"/queries/{episode.query.fingerprint}/"
     r = alice_client.get(url)
