@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from .admin_backtest import BacktestMixin
 from .models import AlertInstance, AlertRule, AlertTransition, RuleOverride
 
 
@@ -12,7 +13,7 @@ class RuleOverrideInline(admin.TabularInline):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(BacktestMixin, admin.ModelAdmin):
     """Every field is checked by AlertRule.clean: each problem is shown on its own field."""
 
     list_display = ["name", "enabled", "signal", "comparator", "threshold", "for_s", "severity", "health",

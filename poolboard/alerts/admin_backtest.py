@@ -50,7 +50,7 @@ FOR_SWEEP_S = (0, 60, 300, 900)
 # Raw pool samples of the selected services, oldest first; for ranges past a day the newest
 # sample of each pool in each minute (what an evaluation once a minute would have seen).
 SAMPLES_SQL = """
-SELECT p.service_id, s.pool_id, s.ts, {fields}
+SELECT p.service_id, s.pool_id, s.ts, {sample_fields}
 FROM fleet_poolsample s JOIN fleet_pool p ON p.id = s.pool_id
 WHERE p.service_id = ANY(%(services)s) AND s.ts > %(start)s AND s.ts <= %(end)s
 ORDER BY s.ts

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import agent, databases, findings, services, sizing
+from .views import agent, alerts, databases, findings, services, sizing
 
 app_name = "api"
 urlpatterns = [
@@ -23,4 +23,6 @@ urlpatterns = [
     path("findings/", findings.findings, name="findings"),
     # views/sizing.py: ledgers and recommendations with their inputs
     path("sizing/", sizing.sizing, name="sizing"),
+    # views/alerts.py: the alert instances the Alerts page shows
+    path("alerts/", alerts.alerts, name="alerts"),
 ]

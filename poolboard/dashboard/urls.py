@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import databases, diagnosis, reports, services, sizing, statements
+from .views import alerts, databases, diagnosis, reports, services, sizing, statements
 
 app_name = "dashboard"
 urlpatterns = [
@@ -36,6 +36,11 @@ urlpatterns = [
     path("sizing/sizing.csv", sizing.sizing_csv, name="sizing-csv"),
     path("services/<int:pk>/sizing/", sizing.service_sizing, name="service-sizing"),
     path("servers/<slug:name>/what-if/", sizing.server_what_if, name="server-what-if"),
+    # views/alerts.py: what the alert rules see (firing, pending), each rule's state history
+    path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/<int:pk>/silence/", alerts.silence_alert, name="alert-silence"),
+    path("alerts/rules/<int:pk>/", alerts.alert_rule, name="alert-rule"),
+    path("services/<int:pk>/alerts/", alerts.service_alerts, name="service-alerts"),
 ]
 
 # Which top-bar entry a page belongs to (the context processor marks it current).
@@ -62,4 +67,8 @@ NAV_SECTIONS = {
     "sizing-csv": "sizing",
     "service-sizing": "fleet",
     "server-what-if": "databases",
+    "alerts": "alerts",
+    "alert-silence": "alerts",
+    "alert-rule": "alerts",
+    "service-alerts": "fleet",
 }

@@ -7,6 +7,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from poolboard.dashboard.views.alerts import service_alerts_context
 from poolboard.dashboard.views.diagnosis import diagnosis_context
 from poolboard.diagnosis.models import Finding
 from poolboard.fleet.models import PrometheusSource, Service
@@ -171,4 +172,5 @@ def service_detail(request, pk: int):
         context.update(chart_context(service, pools, preset, range_key, now, findings))
     if partial is None:
         context.update(diagnosis_context(service, findings, now))
+        context.update(service_alerts_context(request, service, now))
     return render(request, template, context)
