@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import agent, alerts, databases, findings, services, sizing
+from .views import agent, alerts, databases, findings, services, sizing, statements
 
 app_name = "api"
 urlpatterns = [
@@ -17,6 +17,9 @@ urlpatterns = [
     path("databases/<slug:name>/sessions/", databases.sessions),
     path("episodes/", databases.episodes, name="episodes"),
     path("queries/slow/", databases.slow_queries, name="slow-queries"),
+    # views/statements.py: pg_stat_statements figures with the services whose pools they hold
+    path("statements/", statements.statements, name="statements"),
+    path("statements/<int:pk>/", statements.statement, name="statement"),
     # views/agent.py: poolboard.agent's held-connection reports (POST, bearer token)
     path("agent/reports", agent.reports, name="agent-reports"),
     # views/findings.py

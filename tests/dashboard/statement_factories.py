@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from poolboard.databases.models import QueryFingerprint, QueryHold, Snapshot
-from poolboard.statements.models import Statement, StatementInterval
+from django.utils import timezone
+
+from poolboard.databases.models import Episode, QueryFingerprint, QueryHold, Snapshot
+from poolboard.lib import episodes as ep
+from poolboard.statements.models import Statement, StatementInterval, StatementsStatus
 
 INTERVAL = timedelta(minutes=5)
 
@@ -48,3 +51,32 @@ def snapshot_with_holds(server, taken_at: datetime, holds: list[tuple]) -> Snaps
         for st, service, app, n in holds
     )
     return snap
+
+
+SLEEP = "SELECT pg_sleep($1)"
+ORDERS = "SELECT id, amount_cents FROM orders WHERE customer_id = $1"
+HOSTILE = "SELECT $1 AS \"<script>alert('x')</script>\""
+
+
+def statement_fleet(monitored, make_service, settings) -> dict:
+    """reports (one pool of 5) runs 40 s pg_sleeps, 3 at once at peak; checkout (two pools of 10)
+    runs a 2 ms lookup 3 000 times; nobody was seen running the hostile-named one."""
+    settings.DATABASE_SNAPSHOT_INTERVAL = 10  # each snapshot's sessions count 10 s of held connection
+    now = timezone.now()
+    reports = make_service("reports", instances=1, max=5, in_use=3)
+    checkout = make_service("checkout", instances=2, max=10, in_use=1)
+    StatementsStatus.objects.create(server=monitored, state="ok", checked_at=now)
+    sleep = make_statement(monitored, SLEEP, 111, now=now, calls=[2, 2, 2], mean_ms=40_000, max_ms=45_000)
+    orders = make_statement(monitored, ORDERS, 222, now=now, calls=[1000, 1000, 1000], mean_ms=2, rows_per_call=10)
+    hostile = make_statement(monitored, HOSTILE, 333, now=now, calls=[1], mean_ms=1)
+    for minutes, held in ((3, 2), (2, 3), (1, 3)):
+        snapshot_with_holds(monitored, now - timedelta(minutes=minutes), [
+            (sleep, reports, "reports", held),
+            *([(orders, checkout, "checkout", 1)] if minutes == 1 else []),
+        ])
+    Episode.objects.create(
+        server=monitored, kind=ep.LONG_QUERY, pid=4242, started=now - timedelta(minutes=2), first_seen=now - timedelta(minutes=2),
+        last_seen=now - timedelta(minutes=1), peak_age_s=41.0, application_name="reports", usename="app", datname="app",
+        service=reports, query=sleep.query,
+    )
+    return {"server": monitored, "reports": reports, "checkout": checkout, "sleep": sleep, "orders": orders, "hostile": hostile}
