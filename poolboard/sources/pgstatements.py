@@ -18,7 +18,7 @@ the text only for queryids poolboard has no text for yet.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import psycopg
@@ -54,6 +54,7 @@ class Status:
     max_entries: int | None = None
     compute_query_id: str = ""
     columns: frozenset[str] = frozenset()
+    has_info: bool = False  # pg_stat_statements_info (extension 1.9+, PostgreSQL 14+)
 
     @property
     def ok(self) -> bool:
@@ -152,18 +153,30 @@ def check(target: Target, password: str | None = None, limits: Limits | None = N
         conn.close()
 
 
-def _status(cur: psycopg.Cursor, target: Target) -> Status:
-    (version_num, compute_query_id, track, max_entries, schema, ext_version, available, read_all, superuser) = _q(
+def _status(cur: psycopg.Cursor, target: Target, probe: bool = True) -> Status:
+    """One query for everything but the probe. `probe`: also run a zero-row read, which says for
+    certain whether the library is loaded (the admin's check); a reading skips it and learns the
+    same from its own read failing."""
+    (version_num, compute_query_id, track, max_entries, schema, ext_version, available, read_all, superuser,
+     columns, has_info) = _q(
         cur,
-        """SELECT current_setting('server_version_num')::int,
+        """WITH ext AS (SELECT extnamespace::regnamespace::text AS schema, extversion
+                        FROM pg_catalog.pg_extension WHERE extname = %(ext)s)
+           SELECT current_setting('server_version_num')::int,
                   coalesce(current_setting('compute_query_id', true), ''),
                   coalesce(current_setting('pg_stat_statements.track', true), ''),
                   current_setting('pg_stat_statements.max', true),
-                  (SELECT extnamespace::regnamespace::text FROM pg_catalog.pg_extension WHERE extname = %(ext)s),
-                  (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = %(ext)s),
-                  EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = %(ext)s),
+                  (SELECT schema FROM ext),
+                  (SELECT extversion FROM ext),
+                  -- pg_available_extensions reads every control file on disk: only when not installed.
+                  CASE WHEN EXISTS (SELECT 1 FROM ext) THEN true
+                       ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = %(ext)s) END,
                   pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
-                  (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)""",
+                  (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+                  ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute
+                        WHERE attrelid = to_regclass((SELECT quote_ident(schema) FROM ext) || '.pg_stat_statements')
+                          AND attnum > 0 AND NOT attisdropped),
+                  to_regclass((SELECT quote_ident(schema) FROM ext) || '.pg_stat_statements_info') IS NOT NULL""",
         {"ext": EXTENSION},
     ).fetchone()
     installed = schema is not None
@@ -171,17 +184,7 @@ def _status(cur: psycopg.Cursor, target: Target) -> Status:
     # preloaded without needing the privilege to read shared_preload_libraries. Once installed,
     # a zero-row read says it for certain (the function refuses to run when not preloaded).
     preloaded = max_entries is not None
-    columns: frozenset[str] = frozenset()
-    if installed:
-        columns = frozenset(
-            r[0]
-            for r in _q(
-                cur,
-                """SELECT attname FROM pg_catalog.pg_attribute
-                   WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped""",
-                (f"{_ident(schema)}.pg_stat_statements",),
-            ).fetchall()
-        )
+    if installed and probe:
         cur.execute("SAVEPOINT pb_probe")
         try:
             _q(cur, f"SELECT 1 FROM {_ident(schema)}.pg_stat_statements(false) LIMIT 0")
@@ -190,6 +193,12 @@ def _status(cur: psycopg.Cursor, target: Target) -> Status:
         except psycopg.errors.ObjectNotInPrerequisiteState:
             preloaded = False
             cur.execute("ROLLBACK TO SAVEPOINT pb_probe")
+    return _judge(target, version_num, compute_query_id, track, max_entries, schema, ext_version, available,
+                  read_all, superuser, frozenset(columns or ()), bool(has_info), installed, preloaded)
+
+
+def _judge(target, version_num, compute_query_id, track, max_entries, schema, ext_version, available, read_all,
+           superuser, columns, has_info, installed, preloaded) -> Status:
     readable = bool(read_all or superuser)
     if not available and not preloaded:
         state = NOT_AVAILABLE
@@ -221,6 +230,7 @@ def _status(cur: psycopg.Cursor, target: Target) -> Status:
         max_entries=int(max_entries) if max_entries not in (None, "") else None,
         compute_query_id=compute_query_id,
         columns=columns,
+        has_info=has_info,
     )
 
 
@@ -243,10 +253,16 @@ def read(
     conn = connect(target, password, limits or Limits())
     try:
         with conn.cursor() as cur:
-            status = _status(cur, target)
+            status = _status(cur, target, probe=False)
             if not status.collectable:
                 raise Unavailable(status)
-            reading = _read(cur, status, int(top), frozenset(int(q) for q in tracked), with_text)
+            try:
+                reading = _read(cur, status, int(top), frozenset(int(q) for q in tracked), with_text)
+            except psycopg.errors.ObjectNotInPrerequisiteState:
+                # Installed, but the library is not loaded (a placeholder setting fooled the status query).
+                raise Unavailable(replace(status, state=NOT_PRELOADED, preloaded=False,
+                                          message=enable_message(NOT_PRELOADED, target.dbname, target.user,
+                                                                 status.readable))) from None
         conn.rollback()
     except MonitorError:
         raise
@@ -263,13 +279,17 @@ def _read(cur, status: Status, top: int, tracked: frozenset[int], with_text) -> 
     maximum = "max_exec_time" if "max_exec_time" in cols else ("max_time" if "max_time" in cols else "NULL::float8")
     toplevel = "toplevel" if "toplevel" in cols else "true"
     view = f"{_ident(status.schema)}.pg_stat_statements(false)"
+    info = f"{_ident(status.schema)}.pg_stat_statements_info"
+    info_cols = (
+        f"(SELECT dealloc FROM {info}), (SELECT stats_reset FROM {info})" if status.has_info else "NULL::bigint, NULL::timestamptz"
+    )
     # One pass over the view: rank by total time, count everything visible; the tracked
-    # queryids as an array parameter (a few hundred bigints).
+    # queryids as an array parameter (a few hundred bigints); dealloc and stats_reset alongside.
     rows = _q(
         cur,
         f"""SELECT now(), coalesce(d.datname::text, 'oid ' || s.dbid), coalesce(r.rolname::text, 'oid ' || s.userid),
                    s.queryid, s.toplevel, s.calls, s.total, s.rows, s.shared_blks_hit, s.shared_blks_read, s.maximum,
-                   s.view_entries
+                   s.view_entries, {info_cols}
             FROM (SELECT dbid, userid, queryid, {toplevel} AS toplevel, calls, {total} AS total, rows,
                          shared_blks_hit, shared_blks_read, {maximum} AS maximum,
                          row_number() OVER (ORDER BY {total} DESC, queryid) AS rank,
@@ -282,10 +302,9 @@ def _read(cur, status: Status, top: int, tracked: frozenset[int], with_text) -> 
         (top, list(tracked)),
     ).fetchall()
     if rows:
-        taken_at = rows[0][0]
-        view_entries = int(rows[0][11])
+        taken_at, view_entries, dealloc, stats_reset = rows[0][0], int(rows[0][11]), rows[0][12], rows[0][13]
     else:
-        taken_at = _q(cur, "SELECT now()").fetchone()[0]
+        taken_at, dealloc, stats_reset = _q(cur, f"SELECT now(), {info_cols}").fetchone()
         view_entries = 0
     want_text = {r[3] for r in rows} if with_text is None else {r[3] for r in rows if r[3] not in with_text}
     texts: dict[int, str] = {}
@@ -298,13 +317,6 @@ def _read(cur, status: Status, top: int, tracked: frozenset[int], with_text) -> 
                 (sorted(want_text),),
             ).fetchall()
         )
-    stats_reset = dealloc = None
-    if status.schema and _q(
-        cur, "SELECT to_regclass(%s) IS NOT NULL", (f"{_ident(status.schema)}.pg_stat_statements_info",)
-    ).fetchone()[0]:
-        dealloc, stats_reset = _q(
-            cur, f"SELECT dealloc, stats_reset FROM {_ident(status.schema)}.pg_stat_statements_info"
-        ).fetchone()
     entries = [
         Entry(
             key=Key(datname=r[1], rolname=r[2], queryid=int(r[3]), toplevel=bool(r[4])),
