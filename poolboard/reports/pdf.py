@@ -7,10 +7,15 @@ It needs Debian's pango (`make system-pdf`), so it is imported only when a PDF i
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.template.loader import render_to_string
 
 from .present import report_context
+
+# Its per-step progress is logged at INFO: noise in the worker log for every report.
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 CSS_PATH = settings.BASE_DIR / "static" / "css" / "report-pdf.css"
 

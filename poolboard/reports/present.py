@@ -88,6 +88,15 @@ def filtered(numbers: dict, services: list[str] | None = None, databases: list[s
     if databases:
         out["databases"] = [d for d in numbers["databases"] if d["name"] in databases]
     keep = {s["name"] for s in out["services"]} | {d["name"] for d in out["databases"]}
+    if services:
+        ch = numbers["changes"]
+        out["changes"] = {
+            **ch,
+            "new_services": [n for n in ch["new_services"] if n in services],
+            "vanished_services": [n for n in ch["vanished_services"] if n in services],
+            "max_changes": [c for c in ch["max_changes"] if c["service"] in services],
+            "preset_changes": [c for c in ch["preset_changes"] if c["service"] in services],
+        }
     headline = dict(numbers["headline"])
     headline["actions"] = [a for a in headline["actions"] if a["subject"] in keep]
     out["headline"] = headline
