@@ -291,3 +291,26 @@ def test_it_expires_intervals_after_14_days_and_hours_after_400(fleet_rows) -> N
     assert StatementInterval.objects.count() == 0 and StatementHourly.objects.count() == 2
     collection.expire(T0 + timedelta(days=401))
     assert StatementHourly.objects.count() == 0 and Statement.objects.count() == 0
+
+
+def test_it_charts_one_statement_per_interval_and_per_hour(fleet_rows) -> None:
+    server, reports, billing, slow, fast = fleet_rows
+    points = slow.history(T0, T0 + timedelta(minutes=30))
+    assert [(p["end"] - T0, p["calls"], p["mean_ms"]) for p in points] == [
+        (timedelta(minutes=5), 10, 500.0), (timedelta(minutes=10), 2, 500.0),
+    ]
+    assert points[0]["calls_per_s"] == pytest.approx(10 / 300)
+    collection.rollup_recent(T0 + timedelta(minutes=30))
+    (hour,) = slow.history(T0 - timedelta(days=3), T0 + timedelta(hours=1))
+    assert (hour["start"], hour["calls"], hour["total_ms"], hour["max_ms"]) == (T0, 12, 6000.0, 900.0)
+
+
+def test_it_runs_as_tasks_one_per_enabled_server(server, pg_cluster, cluster_db) -> None:
+    from poolboard.statements import tasks
+
+    assert tasks.collect_one(server.pk)["status"] == "ok"
+    server.enabled = False
+    server.save()
+    assert tasks.collect_one(server.pk) == {"status": "skipped"}
+    assert isinstance(tasks.rollup_statements(), int)
+    assert set(tasks.expire_statements()) == {"intervals", "samples", "hours", "statements"}
