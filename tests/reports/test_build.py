@@ -199,3 +199,21 @@ def test_it_costs_the_same_queries_for_1_and_30_services(make_service):
         for pool in s.pools.all():
             factories.rollups(pool, WEEK.start, 12, quiet_week)
     assert queries() == few
+
+
+@pytest.mark.parametrize(("week", "hours", "sunday_buckets"), [("2026-W13", 167, 23 * 12), ("2026-W43", 169, 25 * 12)])
+def test_it_covers_the_real_hours_of_a_dst_week(make_service, week, hours, sunday_buckets):
+    period = capacity.parse_week(week, TZ)
+    svc = make_service("dst", instances=1)
+    # Saturated all the time; in use 5 on Sunday, 2 on the other days.
+    sunday = period.days()[-1]
+    factories.week_of_rollups(svc.pools.get(), period, lambda i, at: {
+        "in_use_avg": 5 if at >= sunday[1] else 2, "max_avg": 10, "saturated_s": 300})
+    report = build.build(period, period.end)
+    assert report.numbers["period"]["real_hours"] == hours
+    f = by_name(report.numbers, "dst")["figures"]
+    assert f["coverage"] == 1.0
+    assert f["saturation_minutes"] == pytest.approx(hours * 60)
+    assert f["daily_peak"] == [2, 2, 2, 2, 2, 2, 5]
+    # The local Sunday is 23 or 25 hours long and every one of its buckets lands in it.
+    assert len(build.service_buckets([svc.pk], sunday[1], sunday[2])[svc.pk]) == sunday_buckets
