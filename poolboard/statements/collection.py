@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 TRACK_FOR = timedelta(days=1)
 # Readings further apart than this are not diffed: the counts would be booked to one hour.
 MAX_GAP = timedelta(hours=1)
+# pg_advisory_xact_lock(class, server id): the first key says "statements store" (an arbitrary constant).
+LOCK_CLASS = 0x5354
 
 
 def top_n() -> int:
@@ -109,12 +111,13 @@ def store_reading(server: MonitoredServer, reading: pgstatements.Reading, interv
     interval_s = interval_s or statements_interval()
     slot = int(reading.taken_at.timestamp() // interval_s)
     with transaction.atomic():
-        previous = (
-            StatementSample.objects.select_for_update()
-            .filter(server=server, slot__lt=slot)
-            .order_by("-slot")
-            .first()
-        )
+        # One store per server at a time, so each sees the baselines the one before it left;
+        # a reading that arrives after a newer one is dropped (its baselines would go backwards).
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_CLASS, server.pk])
+        if StatementSample.objects.filter(server=server, slot__gte=slot).exists():
+            return CollectResult(server.name, "skipped")
+        previous = StatementSample.objects.filter(server=server, slot__lt=slot).order_by("-slot").first()
         try:
             with transaction.atomic():
                 sample = StatementSample.objects.create(

@@ -314,3 +314,18 @@ def test_it_runs_as_tasks_one_per_enabled_server(server, pg_cluster, cluster_db)
     assert tasks.collect_one(server.pk) == {"status": "skipped"}
     assert isinstance(tasks.rollup_statements(), int)
     assert set(tasks.expire_statements()) == {"intervals", "samples", "hours", "statements"}
+
+
+def test_it_drops_a_reading_that_arrives_after_a_newer_one(server, pg_cluster, cluster_db) -> None:
+    run(pg_cluster, cluster_db, f"SELECT pg_sleep({SLEEP_S})", 1)
+    collect_in_new_slot(server)
+    wait_for_a_new_slot(server)
+    older = ps.read(server.target(), None, server.limits())
+    run(pg_cluster, cluster_db, f"SELECT pg_sleep({SLEEP_S})", 3)
+    wait_until(lambda: datetime.now(timezone.utc).timestamp() // 1 > older.taken_at.timestamp() // 1, timeout=3)
+    newer = ps.read(server.target(), None, server.limits())
+    assert collection.store_reading(server, newer).status == "ok"
+    assert collection.store_reading(server, older).status == "skipped"
+    statement = sleep_statement(server, cluster_db)
+    assert statement.last_calls == 4
+    assert [i.calls for i in StatementInterval.objects.filter(statement=statement)] == [3]
