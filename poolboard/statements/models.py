@@ -214,7 +214,8 @@ def _sums(statements, since, until, server_id, datname, ids) -> dict[int, dict]:
         source = StatementHourly.objects.filter(hour__gte=st.hour_of(since, since), hour__lt=until)
     else:
         source = StatementInterval.objects.filter(end__gt=since, end__lte=until)
-    source = source.filter(statement__in=statements)
+    if statements.query.where:  # a filtered queryset (one statement's page): only those
+        source = source.filter(statement__in=statements)
     if server_id is not None:
         source = source.filter(statement__server_id=server_id)
     if datname:

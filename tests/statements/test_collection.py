@@ -256,6 +256,8 @@ def test_it_filters_by_service_database_and_server(fleet_rows) -> None:
     assert Statement.objects.top(T0, until, datname="other") == []
     assert Statement.objects.top(T0, until, server=server.pk + 1000) == []
     assert len(Statement.objects.top(T0, until, server=server, limit=1)) == 1
+    (one,) = Statement.objects.filter(pk=fast.pk).top(T0, until)  # a statement's own page
+    assert one["id"] == fast.pk and one["total_share"] == 1.0
     with pytest.raises(ValueError, match="sort must be one of"):
         Statement.objects.top(T0, until, sort="bogus")
 
