@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 
 from poolboard.lib import alertgroups
 from poolboard.notify import channels
@@ -118,20 +118,23 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
 def _claim_group(leader: Notification, token: uuid.UUID, now: datetime) -> Claim | None:
     """The group's due rows, less the silenced and the dropped, as one batch (None if none is left to send)."""
     channel = leader.channel
-    rows = list(
+    waiting = list(
         Notification.objects.waiting()
         .filter(channel=channel, group_key=leader.group_key, batch_key="")
-        .filter(Q(state=Notification.PENDING) | Q(next_attempt_at__lte=now))
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
         .select_for_update(skip_locked=True, of=("self",)).order_by("id")
     )
-    group, _ = AlertGroup.objects.get_or_create(
-        channel=channel, group_key=leader.group_key,
-        defaults={"group_labels": channel.group_labels(leader.payload.get("labels") or {})},
+    # Pending rows all go (Alertmanager flushes the whole group); suppressed ones when their silence ends.
+    due = [r for r in waiting if r.state == Notification.PENDING or r.next_attempt_at <= now]
+    due_ids = {r.id for r in due}
+    held = [r for r in waiting if r.id not in due_ids]
+    group = AlertGroup.objects.filter(channel=channel, group_key=leader.group_key).first() or AlertGroup(
+        channel=channel, group_key=leader.group_key, group_labels=channel.group_labels(leader.payload.get("labels") or {})
     )
+    heard_before = dict(group.firing)
     silences = active_silences(now)
     unsilenced = []
-    for row in rows:
+    for row in due:
         silence = silenced_by(row.payload.get("labels") or {}, now, silences)
         if silence is None:
             unsilenced.append(row)
@@ -145,20 +148,25 @@ def _claim_group(leader: Notification, token: uuid.UUID, now: datetime) -> Claim
         heard_firing=set(group.firing), send_resolved=channel.send_resolved,
     )
     by_id = {row.id: row for row in unsilenced}
-    for row_id, reason in decision.drop.items():
-        Notification.objects.filter(id=row_id).update(state=Notification.DROPPED, last_error=reason, lease_until=None)
-        row = by_id[row_id]
-        if row.payload.get("status") == "resolved" and row.fingerprint in group.firing:
-            del group.firing[row.fingerprint]  # send_resolved off: the receiver is not told, but it no longer fires
     newest: dict[str, int] = {}
     for row in unsilenced:
         newest[row.fingerprint] = max(row.id, newest.get(row.fingerprint, 0))
-    for fingerprint, newest_id in newest.items():
-        # An older transition of the same alert still held back by a silence is superseded too.
-        Notification.objects.waiting().filter(
-            channel=channel, fingerprint=fingerprint, id__lt=newest_id, batch_key=""
-        ).update(state=Notification.DROPPED, last_error="superseded by a newer transition of the same alert")
-    group.save(update_fields=["firing"])
+    # An older transition of the same alert still held back by a silence is superseded too.
+    drop = dict(decision.drop) | {
+        r.id: "superseded by a newer transition of the same alert" for r in held if r.id < newest.get(r.fingerprint, 0)
+    }
+    for reason in set(drop.values()):
+        Notification.objects.filter(id__in=[i for i, why in drop.items() if why == reason]).update(
+            state=Notification.DROPPED, last_error=reason, lease_until=None
+        )
+    for row_id in decision.drop:
+        row = by_id[row_id]
+        if row.payload.get("status") == "resolved":
+            group.firing.pop(row.fingerprint, None)  # send_resolved off: the receiver is not told, but it no longer fires
+    if group.pk is None:
+        group.save()
+    elif group.firing != heard_before:
+        group.save(update_fields=["firing"])
     if not decision.send:
         return None
     members = [by_id[i] for i in decision.send]
@@ -185,7 +193,8 @@ def record(found: Claim, outcome: Outcome, now: datetime) -> str:
             return "lost"  # the lease ran out and another dispatcher took the batch over
         if outcome.delivered:
             mine.update(state=Notification.SENT, sent_at=now, lease_until=None, last_error="")
-            Channel.objects.filter(id=channel.id).update(last_ok_at=now)
+            # Not every success: four dispatchers would queue on the channel's row lock.
+            Channel.objects.filter(id=channel.id).exclude(last_ok_at__gte=now - timedelta(seconds=1)).update(last_ok_at=now)
             if found.kind == Notification.ALERT:
                 _remember_group(found, now)
             return Notification.SENT
@@ -225,11 +234,13 @@ def enqueue_repeats(now: datetime) -> int:
     from poolboard.notify.outbox import enqueue
 
     added = 0
-    groups = AlertGroup.objects.select_related("channel").filter(channel__enabled=True, last_sent_at__isnull=False).exclude(firing={})
+    repeat_at = F("last_sent_at") + ExpressionWrapper(F("channel__repeat_interval_s") * timedelta(seconds=1), output_field=DurationField())
+    groups = (
+        AlertGroup.objects.select_related("channel").filter(channel__enabled=True, last_sent_at__isnull=False)
+        .exclude(firing={}).alias(repeat_at=repeat_at).filter(repeat_at__lte=now)
+    )
     for group in groups:
         channel = group.channel
-        if group.last_sent_at + timedelta(seconds=channel.repeat_interval_s) > now:
-            continue
         if Notification.objects.waiting().filter(channel=channel, group_key=group.group_key).exists():
             continue  # a notification of this group is on its way anyway
         stamp = int(group.last_sent_at.timestamp())
