@@ -184,6 +184,8 @@ def run(
         "    sslmode: disable\n"
     )
     manage("importinventory", str(inventory), env=env)
+    # DEMO DATA: a few past weeks shaped like the scenarios, so the Reports page has last week's report.
+    manage("seeddemohistory", "--base-port", DEMO_BASE_PORT, env=env)
 
     config = subprocess.run(
         [sys.executable, "-m", "poolboard.demo", "prometheus-config", "--base-port", DEMO_BASE_PORT,

@@ -1,0 +1,198 @@
+"""DEMO DATA: a few weeks of made-up history for the demo fleet, so `make demo` has reports.
+
+The demo fleet only starts producing samples when `make demo` starts; a weekly report needs
+complete past weeks. This writes, for the weeks before the current one, 5-minute rollups of
+each demo service shaped like its scenario (poolboard.demo: healthy, busy, leaking, idle in
+transaction, slow queries, churn) with a daily cycle and a little growth week over week,
+snapshots of the demo server whose daily peaks rise (so the forecast has a trend), the
+scenarios' episodes and findings — then builds those weeks' reports, flagged `demo`.
+
+Everything it makes is marked: findings' and episodes' text starts with DEMO_MARK, episodes'
+application_name is "demo-history", and every report built from it has demo=True (the page
+shows a banner). It never touches a week that has begun: live data takes over from there.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from poolboard.databases.models import Episode, MonitoredServer, QueryFingerprint, Snapshot
+from poolboard.demo.fleet import SERVICES, ServiceSpec, instance_ports
+from poolboard.diagnosis.models import Finding
+from poolboard.fleet.models import Pool, PrometheusSource, Service
+from poolboard.history.models import PoolRollup5m
+from poolboard.lib import capacity
+from poolboard.lib.episodes import IDLE_IN_TRANSACTION, LONG_QUERY
+
+from . import build
+from .models import Report, ReportSchedule, report_time_zone
+
+DEMO_MARK = "[demo history]"
+DEMO_APP = "demo-history"
+BUCKET = timedelta(seconds=capacity.BUCKET_S)
+DEMO_SERVER = "demo"
+DEMO_MAX_CONNECTIONS = 100
+SLOW_QUERY = "SELECT pg_sleep($1)"
+IDLE_QUERY = "UPDATE orders SET status = $1 WHERE id = $2"
+
+
+class DemoHistoryError(Exception):
+    pass
+
+
+def load(hour: float) -> float:
+    """0 at 04:00, 1 at 16:00 local: the daily cycle of the demo's traffic."""
+    return 0.5 - 0.5 * math.cos(2 * math.pi * (hour - 4) / 24)
+
+
+def bucket_values(spec: ServiceSpec, f: float, growth: float, minute: int, rng: random.Random) -> dict:
+    """One instance's rollup row for traffic level f (0–1) in a week `growth` times busier."""
+    mx = float(spec.pool_max)
+    noise = rng.uniform(0.9, 1.1)
+    row = {"samples": 30, "max_avg": mx, "timeouts": 0.0, "saturated_s": 0.0, "pending_max": 0.0}
+    if spec.scenario == "busy":
+        demand = (1.5 + 5.0 * f) * growth * noise
+        in_use = min(mx, demand)
+        waiting = max(demand - mx, 0)
+        row.update(in_use_avg=in_use, in_use_max=min(mx, in_use + 1), pending_max=round(waiting * 2),
+                   saturated_s=min(300.0, 300 * waiting / 2) if waiting else 0.0,
+                   timeouts=float(rng.random() < waiting / 6), acquire_s_avg=0.005 + 0.4 * waiting)
+    elif spec.scenario == "leaking":
+        # Leaks one connection every ~15 s and is restarted once all are gone (a 6-minute saw).
+        phase = (minute % 6) / 6
+        in_use = 1 + (mx - 1) * phase
+        row.update(in_use_avg=in_use, in_use_max=min(mx, in_use + 2), saturated_s=60.0 if phase > 0.8 else 0.0,
+                   pending_max=1.0 if phase > 0.8 else 0.0, acquire_s_avg=0.01 + (0.5 if phase > 0.8 else 0))
+    else:
+        base = {"healthy": (0.5, 2.5), "idle_in_transaction": (1.0, 2.5), "slow_queries": (1.0, 3.5),
+                "churn": (0.5, 1.5)}[spec.scenario]
+        in_use = min(mx, (base[0] + base[1] * f) * growth * noise)
+        row.update(in_use_avg=in_use, in_use_max=min(mx, in_use + 1), acquire_s_avg=0.002 + 0.01 * f)
+    row["in_use_p95"] = row["in_use_max"]
+    row["util_avg"] = row["in_use_avg"] / mx
+    row["acquisitions"] = (20 + 200 * f) * growth * noise * 5
+    return row
+
+
+def _pools(source: PrometheusSource, base_port: int) -> dict[str, list[Pool]]:
+    pools: dict[str, list[Pool]] = {}
+    for spec, _instance, port in instance_ports(base_port):
+        service, _ = Service.objects.get_or_create(name=spec.name, defaults={"source": source, "preset": spec.dialect})
+        pool, _ = Pool.objects.get_or_create(service=service, instance=f"127.0.0.1:{port}", name=spec.pool_label_value)
+        pools.setdefault(spec.name, []).append(pool)
+    return pools
+
+
+def seed(now: datetime, weeks: int = 6, base_port: int = 9201, seed_value: int = 7) -> dict:
+    """Write `weeks` weeks of demo history before the current week and build their reports."""
+    tz = report_time_zone()
+    current = capacity.period_containing(now, tz)
+    last = current.previous()
+    if Report.objects.filter(week=last.key).exists():
+        return {"seeded": False, "reason": f"{last.key} already has a report"}
+    source = PrometheusSource.objects.filter(name="demo").first() or PrometheusSource.objects.first()
+    if source is None:
+        raise DemoHistoryError("No Prometheus source: run `manage.py ensuresource demo URL` (make demo does) first.")
+    rng = random.Random(seed_value)
+    start = current.start - timedelta(days=7 * weeks)
+    end = current.start
+    with transaction.atomic():
+        pools = _pools(source, base_port)
+        all_pools = [p for ps in pools.values() for p in ps]
+        PoolRollup5m.objects.filter(pool__in=all_pools, bucket__gte=start, bucket__lt=end).delete()
+        rows = []
+        zone = capacity.zone(tz)
+        specs = {s.name: s for s in SERVICES}
+        at = start
+        while at < end:
+            local = at.astimezone(zone)
+            f = load(local.hour + local.minute / 60) * (0.55 if local.weekday() >= 5 else 1.0)
+            growth = 1 + 0.05 * (at - start).days / 7
+            minute = int(at.timestamp() // 60)
+            for name, service_pools in pools.items():
+                for pool in service_pools:
+                    rows.append(PoolRollup5m(pool=pool, bucket=at, **bucket_values(specs[name], f, growth, minute, rng)))
+            at += BUCKET
+        PoolRollup5m.objects.bulk_create(rows, batch_size=5000)
+        server = MonitoredServer.objects.filter(name=DEMO_SERVER).first()
+        episodes = findings = snapshots = 0
+        if server is not None:
+            snapshots = _snapshots(server, start, end, zone, rng)
+            episodes = _episodes(server, pools, start, end, rng)
+        findings = _findings(pools, start, end)
+    built = []
+    period = capacity.period_containing(start, tz)
+    while period.end <= end:
+        built.append(build.build(period, now, created_by="seeddemohistory", demo=True).week)
+        period = period.next()
+    ReportSchedule.claim(last)  # the beat must not build last week again
+    return {"seeded": True, "rollups": len(rows), "snapshots": snapshots, "episodes": episodes, "findings": findings,
+            "reports": built}
+
+
+def _snapshots(server: MonitoredServer, start: datetime, end: datetime, zone, rng: random.Random) -> int:
+    """One snapshot every 30 minutes; the fleet's connections plus a daily peak rising ~0.7 a day."""
+    Snapshot.objects.filter(server=server, taken_at__gte=start, taken_at__lt=end).delete()
+    rows = []
+    at = start
+    while at < end:
+        local = at.astimezone(zone)
+        days = (at - start).total_seconds() / 86400
+        total = int(18 + 0.7 * days + 22 * load(local.hour + local.minute / 60) + rng.randint(0, 3))
+        rows.append(Snapshot(server=server, slot=int(at.timestamp()) // 30, taken_at=at, created=at, total=total,
+                             max_connections=DEMO_MAX_CONNECTIONS, superuser_reserved_connections=3))
+        at += timedelta(minutes=30)
+    Snapshot.objects.bulk_create(rows, batch_size=5000)
+    return len(rows)
+
+
+def _episodes(server, pools, start, end, rng) -> int:
+    Episode.objects.filter(server=server, application_name=DEMO_APP, first_seen__gte=start, first_seen__lt=end).delete()
+    fps = {
+        kind: QueryFingerprint.objects.get_or_create(fingerprint=fp, defaults={
+            "text": text, "first_seen": start, "last_seen": end})[0]
+        for kind, fp, text in ((LONG_QUERY, "demo0000slow0001", SLOW_QUERY), (IDLE_IN_TRANSACTION, "demo0000idle0001",
+                                                                               IDLE_QUERY))
+    }
+    owners = {LONG_QUERY: pools["reports"][0].service, IDLE_IN_TRANSACTION: pools["notifications"][0].service}
+    rows = []
+    at, pid = start, 10_000
+    while at < end:
+        for kind, every, ages in ((LONG_QUERY, 3, (35, 45)), (IDLE_IN_TRANSACTION, 2, (90, 120))):
+            if rng.random() < 1 / every:
+                pid += 1
+                age = rng.uniform(*ages)
+                began = at + timedelta(minutes=rng.uniform(0, 50))
+                rows.append(Episode(server=server, kind=kind, pid=pid, started=began, first_seen=began,
+                                    last_seen=began + timedelta(seconds=age), ended=began + timedelta(seconds=age + 10),
+                                    peak_age_s=age, application_name=DEMO_APP, service=owners[kind], query=fps[kind],
+                                    datname="poolboard_demo", state=f"{DEMO_MARK} {kind}"[:50]))
+        at += timedelta(hours=1)
+    Episode.objects.bulk_create(rows, batch_size=5000)
+    return len(rows)
+
+
+def _findings(pools, start, end) -> int:
+    Finding.objects.filter(summary__startswith=DEMO_MARK).delete()
+    service = {name: ps[0].service for name, ps in pools.items()}
+    rows = [
+        Finding(service=service["billing"], kind="leak", severity="crit", confidence=0.9, opened_at=start + timedelta(days=3),
+                last_seen_at=end, closed_at=end, summary=f"{DEMO_MARK} in use climbs 1 connection every ~15 s while "
+                "throughput stays flat", fix="Return the connection taken in Leaking.leaky_refund_export."),
+        Finding(service=service["sessions"], kind="churn", severity="warn", confidence=0.7, opened_at=start + timedelta(days=1),
+                last_seen_at=end, closed_at=end, summary=f"{DEMO_MARK} connections live a few seconds: opened and closed "
+                "faster than the pool's size explains", fix="Raise the pool's max lifetime."),
+    ]
+    day = start
+    while day < end:
+        rows.append(Finding(service=service["search"], kind="saturation", severity="warn", confidence=0.8,
+                            opened_at=day + timedelta(hours=13), last_seen_at=day + timedelta(hours=18),
+                            closed_at=day + timedelta(hours=18), summary=f"{DEMO_MARK} all 5 connections in use with "
+                            "callers waiting, short queries", fix="Give search more connections."))
+        day += timedelta(days=1)
+    Finding.objects.bulk_create(rows)
+    return len(rows)

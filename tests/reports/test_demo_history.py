@@ -1,0 +1,51 @@
+"""The demo's made-up history: marked, idempotent, and it gives the report something to say."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import call_command
+
+from poolboard.databases.models import MonitoredServer
+from poolboard.fleet.models import Pool
+from poolboard.reports.models import Report
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 12, 2, 10, tzinfo=UTC)  # a Wednesday: week 49 is running, 48 is the last complete
+
+
+def test_it_backfills_marked_demo_history_and_builds_demo_reports(make_source, capsys, time_machine):
+    time_machine.move_to(NOW, tick=False)
+    make_source("demo")
+    MonitoredServer.objects.create(name="demo", host="127.0.0.1", port=1, dbname="poolboard_demo", user="root")
+    call_command("seeddemohistory", "--weeks", "5")
+    out = capsys.readouterr().out
+    assert "DEMO DATA written" in out
+    reports = list(Report.objects.order_by("period_start"))
+    assert [r.week for r in reports] == ["2026-W44", "2026-W45", "2026-W46", "2026-W47", "2026-W48"]
+    assert all(r.demo for r in reports)
+    last = reports[-1].numbers
+    names = {s["name"] for s in last["services"]}
+    assert names == {"checkout", "search", "billing", "notifications", "reports", "sessions"}
+    assert Pool.objects.get(service__name="search").instance == "127.0.0.1:9203"
+    search = next(s for s in last["services"] if s["name"] == "search")
+    assert search["figures"]["saturation_minutes"] > 0 and search["figures"]["peak_util"] == pytest.approx(1.0)
+    db = last["databases"][0]
+    assert db["forecast"]["status"] == "rising" and db["forecast"]["days"] > 0
+    kinds = {a["kind"] for a in last["headline"]["actions"]}
+    assert "saturation" in kinds
+    reports_row = next(s for s in last["services"] if s["name"] == "reports")
+    assert reports_row["episodes"]["long_query"]["count"] > 0
+    # Twice: nothing more (last week has its report).
+    call_command("seeddemohistory")
+    assert "nothing to do" in capsys.readouterr().out
+    assert Report.objects.count() == 5
+
+
+def test_it_says_what_is_missing_without_a_source(time_machine):
+    from django.core.management.base import CommandError
+
+    time_machine.move_to(NOW, tick=False)
+    with pytest.raises(CommandError, match="No Prometheus source"):
+        call_command("seeddemohistory")
