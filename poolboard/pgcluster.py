@@ -125,6 +125,11 @@ class PgCluster:
     def start(self) -> PgCluster:
         if os.geteuid() == 0:
             shutil.chown(self.dir, RUN_AS, RUN_AS)
+            if subprocess.run(_as_cluster_owner(["test", "-w", str(self.dir)])).returncode:
+                raise ClusterError(
+                    f"the {RUN_AS} user cannot enter {self.dir}: make every directory above it searchable"
+                    f" (chmod o+x), or give a directory elsewhere"
+                )
         if not (self.data / "PG_VERSION").exists():
             self._run(
                 [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.superuser,
@@ -150,7 +155,10 @@ class PgCluster:
     def stop(self) -> None:
         if self.running or (self.data / "postmaster.pid").exists():
             subprocess.run(
-                _as_cluster_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]),
+                # A throwaway cluster is simply killed; a kept one (the demo's) shuts down cleanly, or
+                # its last commits (synchronous_commit off) would be lost.
+                _as_cluster_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast" if self.keep else "immediate",
+                                   "-w", "stop"]),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         self.running = False
