@@ -5,7 +5,8 @@
   "use strict";
   var COLORS = {
     in_use: "#2f5bd3", idle: "#1f9d55", max: "#8a94a6", pending: "#d93838",
-    acquire_s: "#d68a00", hold_s: "#2f5bd3", timeouts: "#d93838", acquisitions: "#6b4fbb"
+    acquire_s: "#d68a00", hold_s: "#2f5bd3", timeouts: "#d93838", acquisitions: "#6b4fbb",
+    calls: "#6b4fbb", mean_s: "#d68a00" // a statement's page (templates/statements/statement.html)
   };
   var drawn = { source: null, plots: [] };
 

@@ -29,7 +29,7 @@ def test_it_shows_each_statement_with_its_services_share_of_pool_and_episodes(al
     assert r.status_code == 200 and "<html" in html
     row = html[html.index("SELECT pg_sleep($1)"):]
     row = row[: row.index("</tr>")]
-    assert "6 calls" in row and "40.00 s" in row and "45.00 s" in row  # calls, mean, max
+    assert "6 calls" in row and "0.25/h" in row and "40.00 s" in row and "45.00 s" in row  # calls, mean, max
     assert "reports</b> 3 of 5 in its pool (60%)" in row
     assert f'/statements/{fleet["sleep"].pk}/#episodes">1</a>' in row
     assert "new" in row  # nothing a week earlier

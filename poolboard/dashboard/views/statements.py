@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from poolboard.dashboard.templatetags.pool_extras import num
 from poolboard.databases.models import Episode, MonitoredServer, query_text_mode
 from poolboard.fleet.models import Service
 from poolboard.lib import episodes as ep
@@ -115,6 +116,16 @@ def trend_text(change) -> str:
     return f"{change * 100:+.0f}%"
 
 
+def rate_text(per_s: float | None) -> str:
+    """Calls per second, minute or hour, whichever reads as a number above 1 ("0.00/s" says nothing)."""
+    if per_s is None:
+        return "—"
+    for factor, unit in ((1, "s"), (60, "min")):
+        if per_s * factor >= 1:
+            return f"{num(per_s * factor)}/{unit}"
+    return f"{num(per_s * 3600)}/h"
+
+
 def decorate(rows, since: datetime, until: datetime) -> None:
     """Seconds for the templates, the trend in words, the share of each service's pool the
     statement held at peak, and how many long-running episodes its text caused in the range
@@ -123,6 +134,7 @@ def decorate(rows, since: datetime, until: datetime) -> None:
     for r in rows:
         r["mean_s"], r["max_s"], r["total_s"] = _ms_to_s(r["mean_ms"]), _ms_to_s(r["max_ms"]), _ms_to_s(r["total_ms"])
         r["trend"] = trend_text(r["trend_vs_last_week"])
+        r["rate"] = rate_text(r["calls_per_s"])
         r["episodes"] = episodes.get((r["server_id"], r["query_id"]), 0)
         for s in r["services"]:
             s["peak_share"] = s["peak_held"] / s["pool_max"] if s["pool_max"] else None
@@ -237,12 +249,13 @@ def statement_detail(request, pk: int):
 
 
 def chart_data(history) -> dict:
-    """The JSON static/js/charts.js draws: calls per second and mean time per interval."""
+    """The JSON static/js/charts.js draws: calls per minute and mean time per interval."""
     return {
         "x": [h["end"].timestamp() for h in history],
         "charts": [
-            {"id": "calls", "title": "Calls per second", "unit": "/s",
-             "series": [{"field": "calls", "label": "calls/s", "values": [h["calls_per_s"] for h in history]}]},
+            {"id": "calls", "title": "Calls per minute", "unit": "",
+             "series": [{"field": "calls", "label": "calls/min",
+                         "values": [h["calls_per_s"] * 60 if h["calls_per_s"] is not None else None for h in history]}]},
             {"id": "mean", "title": "Mean time", "unit": "s",
              "series": [{"field": "mean_s", "label": "mean",
                          "values": [h["mean_ms"] / 1000 if h["mean_ms"] is not None else None for h in history]}]},
