@@ -376,6 +376,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-statements": {"task": "poolboard.statements.expire_statements", "schedule": crontab(hour=3, minute=37), "options": {"expires": 3600}},
     # The outbox's dispatcher; enqueue() also wakes it after each commit (poolboard/notify).
     "dispatch-notifications": {"task": "poolboard.notify.dispatch_notifications", "schedule": 5, "options": {"expires": 5}},
+    "prune-notifications": {"task": "poolboard.notify.prune_notifications", "schedule": crontab(hour=3, minute=37), "options": {"expires": 3600}},
     "discover-services": {"task": "poolboard.fleet.discover_services", "schedule": 300, "options": {"expires": 300}},
     "maintain-partitions": {
         "task": "poolboard.fleet.maintain_partitions",

@@ -287,3 +287,15 @@ def send_test(channel: Channel, requested_by: str, now: datetime) -> tuple[str, 
     state = record(found, send(found), now)
     row.refresh_from_db()
     return state, row.last_error
+
+
+def prune(now: datetime) -> int:
+    """Forget what no longer matters: finished outbox rows after NOTIFY_KEEP_DAYS, silences 120 h after they end."""
+    from poolboard.notify.models import Silence
+
+    keep = timedelta(days=int(getattr(settings, "NOTIFY_KEEP_DAYS", 30)))
+    done = [Notification.SENT, Notification.FAILED, Notification.DROPPED]
+    rows, _ = Notification.objects.filter(state__in=done, created__lt=now - keep).delete()
+    silences, _ = Silence.objects.filter(ends_at__lt=now - timedelta(hours=120)).delete()
+    groups, _ = AlertGroup.objects.filter(firing={}, last_sent_at__lt=now - keep).delete()
+    return rows + silences + groups

@@ -130,11 +130,13 @@ class Channel(models.Model):
         """Refuse at save time what the dispatcher would refuse at send time (it checks again: DNS changes)."""
         from poolboard.sources.http import guard
 
+        what = "The URL in the secret" if secret else "The URL"
         try:
             guard(url, allowed_networks())
         except urlpolicy.AddressRefused as exc:
-            what = "The URL in the secret" if secret else "The URL"
             errors.setdefault(field, []).append(f"{what} is refused: {exc}.")
+        except ValueError as exc:  # a malformed NOTIFY_ALLOW_NETWORKS (the system check says so too)
+            errors.setdefault(field, []).append(f"{what} cannot be checked: NOTIFY_ALLOW_NETWORKS: {exc}.")
 
     def secret(self) -> str | None:
         return read_secret(self.secret_env, self.secret_file, f"channel {self.name} secret")
