@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.shortcuts import get_object_or_404
@@ -211,10 +212,15 @@ def chart_data(run: Run) -> dict:
     pending/firing spans as bands."""
     charted = sorted(run.series, key=lambda s: (-s.firing_s, -len(s.result.episodes), s.service.name))
     charted = [s for s in charted if s.points][:CHART_SERIES]
-    range_s = run.params.range_s
-    step = max(15, math.ceil(range_s / CHART_POINTS))
-    start = run.start.timestamp()
-    n = math.ceil(range_s / step)
+    # A history shorter than the range (a new install, the demo) fills the chart from its first sample.
+    first = min((s.points[0][0] for s in charted), default=run.start)
+    start = max(run.start, first).timestamp()
+    range_s = run.end.timestamp() - start
+    # Never finer than the evaluations (one a tick, or one a minute): a point per bucket, so lines join.
+    evaluation_s = settings.COLLECT_INTERVAL if run.params.range_s <= TICK_RANGE_S else LONG_STEP_S
+    step = max(evaluation_s, math.ceil(range_s / CHART_POINTS))
+    start -= start % step
+    n = max(1, math.ceil((run.end.timestamp() - start) / step))
     worse = max if run.params.comparator in (">", ">=", "==", "!=") else min
     x = [int(start + i * step) for i in range(n)]
     series = []
