@@ -91,7 +91,8 @@ class Channel(models.Model):
         has_secret = bool(self.secret_env or self.secret_file)
         if self.kind == self.EMAIL:
             to = config.get("to")
-            if not isinstance(to, list) or not to:
+            # An empty list is allowed: the report channel's emails name their recipients themselves.
+            if not isinstance(to, list):
                 errors.setdefault("settings", []).append('An email channel needs {"to": ["someone@example.org", ...]}.')
             else:
                 for address in to:

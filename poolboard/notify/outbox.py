@@ -45,6 +45,8 @@ def enqueue(channel: Channel, key: str, kind: str, payload: dict, now: datetime)
     group_key = fingerprint = ""
     due = now
     if kind == Notification.ALERT:
+        if not payload.get("fingerprint") or not isinstance(payload.get("labels"), dict):
+            raise ValueError("an alert payload needs a fingerprint and a labels object")
         fingerprint = str(payload["fingerprint"])
         group_key = channel.group_key(payload.get("labels") or {})
         due = first_attempt_at(channel, group_key, now)

@@ -160,13 +160,19 @@ def test_an_allow_listed_network_may_be_sent_to(settings):
 
 
 def test_each_kind_says_what_it_lacks():
-    cases = {
-        "email": ({"to": ["not-an-address"]}, "settings", "'not-an-address' is not an email address."),
-        "webhook": ({}, "settings", 'A webhook channel needs {"url": "https://..."}.'),
-        "slack": ({}, "secret_env", "A Slack channel needs its incoming-webhook URL as a secret"),
-        "pagerduty": ({}, "secret_env", "A PagerDuty channel needs its routing key as a secret"),
-    }
-    for kind, (config, field, message) in cases.items():
+    cases = [
+        ("email", {"to": ["not-an-address"]}, "settings", "'not-an-address' is not an email address."),
+        ("email", {"to": "oncall@example.org"}, "settings", 'An email channel needs {"to": ["someone@example.org", ...]}.'),
+        ("webhook", {}, "settings", 'A webhook channel needs {"url": "https://..."}.'),
+        ("slack", {}, "secret_env", "A Slack channel needs its incoming-webhook URL as a secret"),
+        ("pagerduty", {}, "secret_env", "A PagerDuty channel needs its routing key as a secret"),
+    ]
+    for kind, config, field, message in cases:
         with pytest.raises(ValidationError) as caught:
             Channel(name=f"c-{kind}", kind=kind, settings=config).full_clean()
         assert any(m.startswith(message) for m in caught.value.message_dict[field]), (kind, caught.value.message_dict)
+
+
+def test_an_alert_payload_without_fingerprint_or_labels_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="an alert payload needs a fingerprint and a labels object"):
+        enqueue(channel(), "k:1", "alert", {"status": "firing", "labels": {"alertname": "x"}}, T0)
