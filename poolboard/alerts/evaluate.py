@@ -32,6 +32,7 @@ from .models import AlertInstance, AlertRule
 from .signals import Reading, Tick, selected
 
 log = logging.getLogger(__name__)
+_INACTIVE = alerting.InstanceState()
 
 
 def datasource_failures() -> int:
@@ -108,40 +109,65 @@ def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.C
             else:
                 result.transitions += 1
     _update_values(value_updates, now)
-    AlertRule.objects.bulk_update(
-        [rule for rule, _ in plans], ["last_evaluated_at", "last_error", "last_error_at", "failing_evaluations"]
-    )
+    _update_rules([rule for rule, _ in plans])
     return result
+
+
+def _update_rules(rules: list[AlertRule]) -> None:
+    """Every rule's health in one statement (bulk_update's CASE per field is slower at 50 rules)."""
+    table = AlertRule._meta.db_table
+    values_sql = ", ".join(["(%s::bigint, %s::timestamptz, %s::text, %s::timestamptz, %s::integer)"] * len(rules))
+    params: list = []
+    for rule in rules:
+        params += [rule.pk, rule.last_evaluated_at, rule.last_error, rule.last_error_at, rule.failing_evaluations]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS r SET last_evaluated_at = v.at, last_error = v.error, last_error_at = v.error_at, "
+            f"failing_evaluations = v.failing FROM (VALUES {values_sql}) AS v(id, at, error, error_at, failing) "
+            "WHERE r.id = v.id",
+            params,
+        )
+
+
+def _subject(identity: dict) -> tuple:
+    return (identity.get("service", ""), identity.get("server", ""), identity.get("database", ""))
 
 
 def _plan(rule: AlertRule, tick: Tick, rows: dict, now: datetime) -> list[_Planned]:
     readings = selected(rule, tick.readings(rule.signal, rule.finding_kind))
     overrides = {o.service_id: o.threshold for o in rule.overrides.all()}
+    # This rule's instances that are not inactive, by subject: most readings have none, and
+    # those need no fingerprint unless their condition holds.
+    mine = {_subject(row.labels): row for (rule_id, _), row in rows.items()
+            if rule_id == rule.pk and row.labels.get("alertname") != _datasource_name()}
     failing = [r for r in readings if r.error]
     planned: list[_Planned] = []
-    seen: set[str] = set()
+    seen: set[tuple] = set()
     for reading in readings:
-        labels = rule.instance_labels(reading.identity)
-        fp = alerting.fingerprint(labels)
-        seen.add(fp)
+        subject = _subject(reading.identity)
+        seen.add(subject)
         if reading.error:
             continue  # error is not no data: this instance stays exactly as it is
-        row = rows.get((rule.pk, fp))
-        prev = row.lib_state() if row is not None else alerting.InstanceState()
+        row = mine.get(subject)
         threshold = rule.threshold_for(reading.service_id, overrides)
+        if row is None and not _could_activate(rule, reading.value, threshold):
+            continue  # inactive and staying so: the common case, kept cheap
+        prev = row.lib_state() if row is not None else _INACTIVE
         step = alerting.evaluate(
             prev, reading.value, now, comparator=rule.comparator, threshold=threshold, for_s=rule.for_s,
             keep_firing_for_s=rule.keep_firing_for_s, no_data=rule.no_data, last_evaluated_at=rule.last_evaluated_at,
         )
+        if step.transition is None and row is None:
+            continue
+        labels = rule.instance_labels(reading.identity)
         reason = "NoData" if not alerting.has_value(reading.value) else ""
-        if step.transition is not None or row is not None:
-            planned.append(_Planned(fp, labels, reading, step, row, threshold, reason))
+        planned.append(_Planned(alerting.fingerprint(labels), labels, reading, step, row, threshold, reason))
     # Instances whose subject is no longer selected (service deleted, selector edited): resolve.
-    for (rule_id, fp), row in rows.items():
-        if rule_id != rule.pk or fp in seen or row.labels.get("alertname") == _datasource_name():
+    for subject, row in mine.items():
+        if subject in seen:
             continue
         step = alerting.step(row.lib_state(), False, None, now, for_s=rule.for_s, keep_firing_for_s=0)
-        planned.append(_Planned(fp, row.labels, None, step, row, rule.threshold, "MissingSeries"))
+        planned.append(_Planned(row.fingerprint, row.labels, None, step, row, rule.threshold, "MissingSeries"))
 
     active = sum(1 for p in planned if p.step.state.state != alerting.INACTIVE)
     if active > rule.max_instances:
@@ -158,6 +184,12 @@ def _plan(rule: AlertRule, tick: Tick, rows: dict, now: datetime) -> list[_Plann
     rule.failing_evaluations = rule.failing_evaluations + 1 if failing else 0
     planned += _datasource_plan(rule, rows, now, failing)
     return planned
+
+
+def _could_activate(rule: AlertRule, value: float | None, threshold: float) -> bool:
+    if alerting.has_value(value):
+        return alerting.compare(value, rule.comparator, threshold)
+    return rule.no_data == alerting.NO_DATA_ALERT
 
 
 def _datasource_name() -> str:

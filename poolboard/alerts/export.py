@@ -25,7 +25,7 @@ from poolboard.fleet.models import Service, resolve_presets
 from poolboard.lib import alerting, promql
 
 from .models import AlertRule
-from .signals import _service_labels
+from .signals import service_labels
 
 
 def export_rules(now: datetime, rules=None) -> str:
@@ -55,7 +55,7 @@ def _rule_entries(rule: AlertRule, services: list[Service]) -> tuple[list[dict],
     chosen = [
         s for s in services
         if alerting.glob_matches(rule.service_glob, s.name)
-        and all(_service_labels(s).get(k) == v for k, v in (rule.service_labels or {}).items())
+        and all(service_labels(s).get(k) == v for k, v in (rule.service_labels or {}).items())
     ]
     overrides = {o.service.name: o.threshold for o in rule.overrides.all()}
     groups: dict[tuple, list[Service]] = defaultdict(list)

@@ -40,7 +40,8 @@ class ServiceRow:
     error: str
 
 
-def _service_labels(service) -> dict[str, str]:
+def service_labels(service) -> dict[str, str]:
+    """What a rule's service selector matches: service, source, preset (and Service.labels where it exists)."""
     labels = {"service": service.name, "source": service.source.name, "preset": service.preset}
     extra = getattr(service, "labels", None)
     if isinstance(extra, dict):
@@ -64,19 +65,28 @@ class Tick:
 
     def services(self) -> list[ServiceRow]:
         def load():
-            from poolboard.fleet.models import Service
+            from poolboard.fleet.models import PrometheusSource, Service
 
-            rows = []
-            for service in Service.objects.select_related("source").order_by("pk"):
-                stale = service.source.stale_since(self.now)
-                error = ""
-                if not service.source.enabled:
-                    error = f"source {service.source.name} is disabled"
+            errors, names = {}, {}
+            for source in PrometheusSource.objects.all():
+                names[source.pk] = source.name
+                stale = source.stale_since(self.now)
+                if not source.enabled:
+                    errors[source.pk] = f"source {source.name} is disabled"
                 elif stale is not None:
-                    error = f"source {service.source.name} has had no successful collection since {stale:%Y-%m-%d %H:%M:%S}"
-                    if service.source.last_error:
-                        error += f": {service.source.last_error[:200]}"
-                rows.append(ServiceRow(service.pk, service.name, _service_labels(service), error))
+                    errors[source.pk] = (
+                        f"source {source.name} has had no successful collection since {stale:%Y-%m-%d %H:%M:%S}"
+                        + (f": {source.last_error[:200]}" if source.last_error else "")
+                    )
+            extra = ["labels"] if any(f.name == "labels" for f in Service._meta.get_fields()) else []
+            rows = []
+            for pk, name, source_id, preset, *more in Service.objects.order_by("pk").values_list(
+                "pk", "name", "source_id", "preset", *extra
+            ):
+                labels = {"service": name, "source": names.get(source_id, ""), "preset": preset}
+                if more and isinstance(more[0], dict):
+                    labels.update({str(k): str(v) for k, v in more[0].items()})
+                rows.append(ServiceRow(pk, name, labels, errors.get(source_id, "")))
             return rows
 
         return self._once("services", load)

@@ -135,7 +135,7 @@ def step(
             cur = replace(cur, state=PENDING, fired_at=None)
     else:
         if state == INACTIVE:
-            return Step(replace(prev, value=value) if value != prev.value else prev)
+            return Step(prev)
         if state == PENDING:
             cur = InstanceState(INACTIVE, resolved_at=prev.resolved_at, value=value)
         else:
