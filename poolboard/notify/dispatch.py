@@ -40,10 +40,11 @@ from poolboard.sources.http import Outcome
 log = logging.getLogger(__name__)
 
 
-def lease_s() -> float:
-    """Long enough for a batch's requests (PagerDuty sends one per alert) at the request timeout."""
+def lease_s(requests: int = 1) -> float:
+    """Long enough for a batch's `requests` (PagerDuty sends one per alert), each up to the timeout and its redirects."""
     timeout = float(getattr(settings, "NOTIFY_TIMEOUT", 10))
-    return float(getattr(settings, "NOTIFY_LEASE", max(60.0, 6 * timeout)))
+    redirects = int(getattr(settings, "NOTIFY_MAX_REDIRECTS", 3))
+    return float(getattr(settings, "NOTIFY_LEASE", max(60.0, 2 * timeout * (redirects + 1) * requests)))
 
 
 def db_now() -> datetime:
@@ -61,6 +62,9 @@ class Claim:
     batch_key: str
     rows: list[Notification] = field(default_factory=list)
     group_key: str = ""
+
+    def requests(self) -> int:
+        return len(self.rows) if self.channel.kind == Channel.PAGERDUTY else 1
 
 
 def _due(now: datetime):
@@ -108,7 +112,7 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
                 if found is None:
                     continue  # everything due in the group was silenced or dropped: look again
             Notification.objects.filter(id__in=[row.id for row in found.rows]).update(
-                batch_key=found.batch_key, claim_token=token, lease_until=now + timedelta(seconds=lease_s()),
+                batch_key=found.batch_key, claim_token=token, lease_until=now + timedelta(seconds=lease_s(found.requests())),
                 attempts=F("attempts") + 1,
             )
             return found

@@ -46,7 +46,7 @@ class Channel(models.Model):
     enabled = models.BooleanField(default=True)
     settings = models.JSONField(
         default=dict, blank=True,
-        help_text='Per kind. email: {"to": ["oncall@example.org"]}; webhook: {"url": "https://..."}; '
+        help_text='Per kind. email: {"to": ["oncall@example.org"]}; webhook: {"url": "https://...", "max_alerts": 0 (no limit)}; '
         'pagerduty: {"url": "..."} (optional, default the PagerDuty Events v2 endpoint); slack: {} (the URL is the secret).',
     )
     secret_env = models.CharField(
@@ -105,6 +105,8 @@ class Channel(models.Model):
                 errors.setdefault("settings", []).append('A webhook channel needs {"url": "https://..."}.')
             else:
                 self._check_url(config["url"], "settings", errors)
+            if not isinstance(config.get("max_alerts", 0), int) or config.get("max_alerts", 0) < 0:
+                errors.setdefault("settings", []).append("max_alerts is a whole number, 0 for no limit.")
         elif self.kind == self.SLACK:
             if not has_secret:
                 errors["secret_env"] = ["A Slack channel needs its incoming-webhook URL as a secret (environment variable or file)."]

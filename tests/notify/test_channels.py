@@ -176,3 +176,28 @@ def test_each_kind_says_what_it_lacks():
 def test_an_alert_payload_without_fingerprint_or_labels_is_refused_with_a_reason():
     with pytest.raises(ValueError, match="an alert payload needs a fingerprint and a labels object"):
         enqueue(channel(), "k:1", "alert", {"status": "firing", "labels": {"alertname": "x"}}, T0)
+
+
+def test_a_webhook_with_max_alerts_counts_the_rest_in_truncated_alerts(receiver):
+    hook = receiver()
+    ch = channel(url=hook.url, settings={"url": hook.url, "max_alerts": 2})
+    for n in range(5):
+        enqueue(ch, f"{n:016x}:1", "alert", alert(f"{n:016x}", pool=f"p{n}"), T0)
+    dispatch_due(now=T0)
+    body = hook.requests[0]["json"]
+    jsonschema.validate(body, SCHEMA)
+    assert (len(body["alerts"]), body["truncatedAlerts"]) == (2, 3)
+
+
+def test_a_pagerduty_batch_is_leased_long_enough_for_one_request_per_alert(receiver, monkeypatch, settings):
+    from poolboard.notify import dispatch
+
+    monkeypatch.setenv("POOLBOARD_TEST_PD_KEY", "k")
+    settings.NOTIFY_TIMEOUT = 10
+    ch = channel("pagerduty", name="pd", url=receiver().url, secret_env="POOLBOARD_TEST_PD_KEY")
+    for n in range(30):
+        enqueue(ch, f"{n:016x}:1", "alert", alert(f"{n:016x}", pool=f"p{n}"), T0)
+    found = dispatch.claim(T0)
+    assert len(found.rows) == 30
+    lease = Notification.objects.filter(claim_token=found.token).values_list("lease_until", flat=True).first()
+    assert (lease - T0).total_seconds() >= 30 * 10

@@ -1,8 +1,9 @@
 """Generic webhook: Alertmanager's v4 webhook JSON, so receivers written for Alertmanager work unchanged.
 
-One batch is one POST: `alerts` holds the batch's alerts (each with its own `idempotencyKey`, an
-extra field receivers ignore), the envelope `idempotencyKey` is the batch key (also the
+One batch is one POST: `alerts` holds the batch's alerts (each with its own `idempotencyKey`,
+an extra field receivers ignore), the envelope `idempotencyKey` is the batch key (also the
 Idempotency-Key header). groupKey, groupLabels and receiver say which channel and group.
+settings["max_alerts"] caps the alerts sent, the rest counted in truncatedAlerts (Alertmanager's max_alerts).
 """
 
 from __future__ import annotations
@@ -62,17 +63,20 @@ def message(found: Claim) -> dict:
         payloads = [(row.payload, row.idempotency_key) for row in found.rows]
     alerts = [am_alert(p, key) for p, key in payloads]
     group_labels = found.channel.group_labels(alerts[0]["labels"]) if alerts else {}
+    # Alertmanager's max_alerts: the rest are counted in truncatedAlerts, not sent.
+    max_alerts = int(found.channel.settings.get("max_alerts") or 0)
+    truncated = max(0, len(alerts) - max_alerts) if max_alerts > 0 else 0
     return {
         "version": "4",
         "groupKey": found.group_key or found.channel.group_key(alerts[0]["labels"]),
-        "truncatedAlerts": 0,
+        "truncatedAlerts": truncated,
         "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
         "receiver": found.channel.name,
         "groupLabels": group_labels,
         "commonLabels": common([a["labels"] for a in alerts]),
         "commonAnnotations": common([a["annotations"] for a in alerts]),
         "externalURL": external_url().rstrip("/"),
-        "alerts": alerts,
+        "alerts": alerts[: len(alerts) - truncated],
         "idempotencyKey": found.batch_key,
     }
 
