@@ -109,10 +109,16 @@ def import_rules(doc: Document, state: dict) -> Writer:
         return bind(OverrideForm, entry, known_services=known_services)
 
     rows: list[tuple[AlertRule, list[str], list[tuple[str, float]]]] = []
-    for path, form in check_entries(doc, ("alert_rules",), doc.data.get("alert_rules"), rule_form):
-        overrides = form.cleaned_data["overrides"]
+    entries = doc.data.get("alert_rules")
+    valid_rules = dict(check_entries(doc, ("alert_rules",), entries, rule_form))
+    # Overrides are checked for every entry, valid or not, so the file's problems show at once.
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        path = ("alert_rules", index)
+        overrides = entry.get("overrides") if isinstance(entry, dict) else None
+        overrides = overrides if isinstance(overrides, list) else []
         valid = check_entries(doc, (*path, "overrides"), overrides, override_form, unique="service")
-        if len(valid) == len(overrides):
+        form = valid_rules.get(path)
+        if form is not None and len(valid) == len(overrides):
             rows.append((form.instance, form.cleaned_data["channels"],
                          [(f.cleaned_data["service"], f.cleaned_data["threshold"]) for _, f in valid]))
 
