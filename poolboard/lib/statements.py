@@ -45,6 +45,10 @@ class Key:
     toplevel: bool = True
 
 
+# The cumulative counters read from pg_stat_statements (max_exec_ms is not one: see the module doc).
+COUNTED = ("calls", "total_exec_ms", "rows", "shared_blks_hit", "shared_blks_read")
+
+
 @dataclass(frozen=True)
 class Counters:
     calls: int = 0
@@ -54,19 +58,13 @@ class Counters:
     shared_blks_read: int = 0
     max_exec_ms: float | None = None  # since the entry was created (not a counter)
 
-    COUNTED = ("calls", "total_exec_ms", "rows", "shared_blks_hit", "shared_blks_read")
-
     def went_down_from(self, before: Counters) -> bool:
         """Any counter below its earlier value: the entry was reset or created again."""
-        return any(getattr(self, name) < getattr(before, name) for name in self.COUNTED)
+        return any(getattr(self, name) < getattr(before, name) for name in COUNTED)
 
     def minus(self, before: Counters) -> Counters:
         return Counters(
-            calls=self.calls - before.calls,
-            total_exec_ms=self.total_exec_ms - before.total_exec_ms,
-            rows=self.rows - before.rows,
-            shared_blks_hit=self.shared_blks_hit - before.shared_blks_hit,
-            shared_blks_read=self.shared_blks_read - before.shared_blks_read,
+            **{name: getattr(self, name) - getattr(before, name) for name in COUNTED},
             max_exec_ms=_interval_max(self.max_exec_ms, before.max_exec_ms),
         )
 
@@ -248,11 +246,7 @@ class Totals:
 
     def add(self, c: Counters) -> Totals:
         return Totals(
-            calls=self.calls + c.calls,
-            total_exec_ms=self.total_exec_ms + c.total_exec_ms,
-            rows=self.rows + c.rows,
-            shared_blks_hit=self.shared_blks_hit + c.shared_blks_hit,
-            shared_blks_read=self.shared_blks_read + c.shared_blks_read,
+            **{name: getattr(self, name) + getattr(c, name) for name in COUNTED},
             max_exec_ms=_max(self.max_exec_ms, c.max_exec_ms),
             intervals=self.intervals + 1,
         )

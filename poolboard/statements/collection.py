@@ -152,6 +152,17 @@ def store_reading(server: MonitoredServer, reading: pgstatements.Reading, interv
         notes += diff.notes
 
         fingerprints = _fingerprints(reading, reading.taken_at)
+        # Text is read once per queryid: an entry new in another database or role takes the text
+        # its queryid already has on this server.
+        untexted = {
+            e.key.queryid for e in reading.entries
+            if e.key.queryid not in fingerprints and (e.key not in existing or existing[e.key].query_id is None)
+        }
+        if untexted:
+            fingerprints.update(
+                Statement.objects.filter(server=server, queryid__in=untexted, query__isnull=False)
+                .values_list("queryid", "query_id")
+            )
         statements = _upsert_statements(server, reading, existing, fingerprints)
         gone = [existing[k].pk for k in current.absent() if k in existing]
         if gone:

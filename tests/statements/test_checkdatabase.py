@@ -11,13 +11,6 @@ from poolboard.statements.models import StatementsStatus
 
 
 @pytest.fixture
-def cluster_db(pg_cluster):
-    pg_cluster.create_database("cd_check")
-    yield "cd_check"
-    pg_cluster.drop_database("cd_check")
-
-
-@pytest.fixture
 def on_cluster(db, pg_cluster, cluster_db):
     return MonitoredServer.objects.create(
         name="cluster", host=pg_cluster.host, port=pg_cluster.port, dbname=cluster_db, user="root"

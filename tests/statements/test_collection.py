@@ -24,14 +24,6 @@ SLEEP_S = 0.05
 
 
 @pytest.fixture
-def cluster_db(pg_cluster, request):
-    name = "sc_" + request.node.name.removeprefix("test_it_")[:40]
-    pg_cluster.create_database(name)
-    yield name
-    pg_cluster.drop_database(name)
-
-
-@pytest.fixture
 def server(db, pg_cluster, cluster_db, settings):
     settings.STATEMENTS_INTERVAL = 1  # one reading per second, so a test can take several
     return MonitoredServer.objects.create(
@@ -331,3 +323,17 @@ def test_it_drops_a_reading_that_arrives_after_a_newer_one(server, pg_cluster, c
     statement = sleep_statement(server, cluster_db)
     assert statement.last_calls == 4
     assert [i.calls for i in StatementInterval.objects.filter(statement=statement)] == [3]
+
+
+def test_it_gives_a_statement_new_in_another_database_the_text_its_queryid_has(server, pg_cluster, cluster_db) -> None:
+    pg_cluster.create_database("t_other_database")
+    try:
+        run(pg_cluster, cluster_db, f"SELECT pg_sleep({SLEEP_S})", 1)
+        collect_in_new_slot(server)
+        first = sleep_statement(server, cluster_db)
+        run(pg_cluster, "t_other_database", f"SELECT pg_sleep({SLEEP_S})", 2)
+        collect_in_new_slot(server)  # its text is not read again: the queryid has one
+        other = sleep_statement(server, "t_other_database")
+        assert other.queryid == first.queryid and other.query_id == first.query_id
+    finally:
+        pg_cluster.drop_database("t_other_database")

@@ -12,15 +12,6 @@ from poolboard.sources.pgactivity import MonitorError, Target
 SLEEP_S = 0.05
 
 
-@pytest.fixture
-def cluster_db(pg_cluster, request):
-    """A database of this test's own on the cluster (statements are keyed by database too)."""
-    name = "st_" + request.node.name.removeprefix("test_it_")[:40]
-    pg_cluster.create_database(name)
-    yield name
-    pg_cluster.drop_database(name)
-
-
 def target(pg_cluster, dbname, user="root") -> Target:
     return Target(host=pg_cluster.host, port=pg_cluster.port, dbname=dbname, user=user)
 
