@@ -141,8 +141,13 @@ class Run:
 def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end: datetime,
                        step_s: int | None) -> dict[int, list[tuple[datetime, float | None]]]:
     """{service_id: [(at, value), ...]}: the signal at each stored tick, computed by the live
-    evaluation's own `alerting.pool_signal` from every pool's newest sample at that tick (a pool
-    silent for longer than the staleness limit drops out, as live)."""
+    evaluation's own `alerting.pool_signal` from every pool's newest sample at that tick.
+
+    A tick is a moment with a sample of any of the services: every service is evaluated
+    then, so one whose pools stopped reporting while the others did goes stale and then
+    has no data (the rule's no-data policy applies), as live. A moment without any sample
+    (collection down) is no evaluation at all, as live leaves state alone when its source fails.
+    """
     sql = (SAMPLES_SQL if step_s is None else SAMPLES_PER_STEP_SQL).format(
         fields=", ".join(FIELDS), sample_fields=", ".join(f"s.{f}" for f in FIELDS))
     stale_s = stale_after().total_seconds()
@@ -151,15 +156,12 @@ def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end
     with connection.cursor() as cursor:
         cursor.execute(sql, {"services": service_ids, "start": start, "end": end, "step": step_s})
         rows = cursor.fetchall()
-    pending: set[int] = set()
     for i, (service_id, pool_id, ts, *values) in enumerate(rows):
         newest[service_id][pool_id] = (dict(zip(FIELDS, values)), ts)
-        pending.add(service_id)
         if i + 1 < len(rows) and rows[i + 1][2] == ts:
             continue  # more pools of this tick to come
-        for sid in pending:
+        for sid in service_ids:
             points[sid].append((ts, alerting.pool_signal(signal, newest[sid].values(), ts, stale_s)))
-        pending.clear()
     return points
 
 
@@ -211,7 +213,7 @@ def chart_data(run: Run) -> dict:
     worst value of each chart bucket, so a breach never disappears), the threshold, and the
     pending/firing spans as bands."""
     charted = sorted(run.series, key=lambda s: (-s.firing_s, -len(s.result.episodes), s.service.name))
-    charted = [s for s in charted if s.points][:CHART_SERIES]
+    charted = [s for s in charted if any(v is not None for _, v in s.points)][:CHART_SERIES]
     # A history shorter than the range (a new install, the demo) fills the chart from its first sample.
     first = min((s.points[0][0] for s in charted), default=run.start)
     start = max(run.start, first).timestamp()

@@ -298,3 +298,54 @@ def test_it_shows_the_backtest_on_the_rules_change_form_for_staff_only(client, b
     form = client.get(f"/admin/alerts/alertrule/{rule.pk}/change/").content.decode()
     assert f'hx-get="/admin/alerts/alertrule/{rule.pk}/backtest/"' in form
     assert "change from:closest form" in form and "#id_threshold" in form
+
+
+def test_the_backtest_makes_the_transitions_the_live_evaluation_made(client, bob, make_service, settings):
+    """The same samples, once through the live evaluation tick by tick (the pools' newest values
+    as collection leaves them) and once through the backtest: the same transitions at the same
+    instants — with keep_firing_for, a 30 s dip, a flapping stretch and a gap in one service."""
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
+
+    from poolboard.alerts.evaluate import evaluate_rules
+    from poolboard.alerts.models import AlertRule, AlertTransition
+    from poolboard.fleet.models import Pool
+    from tests.fleet.factories import write_samples
+
+    settings.COLLECT_INTERVAL = TICK
+    AlertRule.objects.update(enabled=False)
+    waiting = rule("PoolWaiting", signal="waiting", threshold=0, for_s=60, keep_firing_for_s=60, severity="warning")
+    search = make_service("search", instances=1, max=10, in_use=5, pending=0)
+    checkout = make_service("checkout", instances=1, max=10, in_use=2, pending=0)
+    pools = {search.pk: search.pools.get(), checkout.pk: checkout.pools.get()}
+    start = (int(timezone.now().timestamp()) // TICK) * TICK - 159 * TICK
+
+    def search_waiting(i: int) -> float | None:
+        if 60 <= i < 66:
+            return None  # search's exporter gone for 90 s: stale, then no data
+        if 10 <= i < 30 or 32 <= i < 45:
+            return 2.0  # 5 minutes, a 30 s dip (kept firing), 3 more minutes
+        if 80 <= i < 100:
+            return float(i % 2)  # flapping every tick
+        return 3.0 if 50 <= i < 70 else 0.0
+
+    rows = []
+    for i in range(160):
+        at = datetime.fromtimestamp(start + i * TICK, tz=dt_timezone.utc)
+        value = search_waiting(i)
+        if value is not None:
+            rows.append((pools[search.pk].pk, start + i * TICK, {"max": 10.0, "in_use": 5.0, "pending": value}))
+            Pool.objects.filter(pk=pools[search.pk].pk).update(pending=value, in_use=5.0, max=10.0, sampled_at=at)
+        rows.append((pools[checkout.pk].pk, start + i * TICK, {"max": 10.0, "in_use": 2.0, "pending": 0.0}))
+        Pool.objects.filter(pk=pools[checkout.pk].pk).update(pending=0.0, in_use=2.0, max=10.0, sampled_at=at)
+        evaluate_rules(at)
+    write_samples(rows)
+    live = list(AlertTransition.objects.filter(rule=waiting).order_by("at", "id")
+                .values_list("instance__service__name", "at", "from_state", "to_state"))
+    assert len(live) >= 8  # enough happened to compare
+
+    from poolboard.alerts.admin_backtest import params_from, run_backtest
+
+    run = run_backtest(waiting, params_from(waiting, {"range": "6h"}), timezone.now())
+    replayed = sorted((s.service.name, at, before, after) for s in run.series for at, before, after, _ in s.result.transitions)
+    assert replayed == sorted(live)
