@@ -137,3 +137,26 @@ def test_a_pass_costs_the_same_number_of_queries_for_10_and_300_services() -> No
     small = queries_of_one_pass(10)
     Finding.objects.all().delete()
     assert queries_of_one_pass(300) == small
+
+
+def test_real_sessions_through_real_snapshots_fire_the_default_age_rules(monitored, sessions, make_service, fast_slots) -> None:
+    """A session idle in transaction and a long query on a real server, stored by the snapshot
+    task, fire the shipped IdleInTransaction and SlowQuery rules (thresholds lowered to 1 s)."""
+    from poolboard.alerts.evaluate import db_now
+    from poolboard.databases.snapshots import snapshot_server
+    from tests.pg import wait_for_next_slot
+
+    importlib.import_module("poolboard.alerts.migrations.0002_default_rules").create_defaults(apps, None)
+    AlertRule.objects.exclude(name__in=["IdleInTransaction", "SlowQuery"]).delete()
+    AlertRule.objects.update(threshold=1)
+    make_service("idle-svc"), make_service("slow-svc")
+    sessions.idle_in_transaction("idle-svc")
+    sessions.active("slow-svc", "SELECT pg_sleep(30)")
+    sessions.wait_seen({"idle-svc": "idle in transaction", "slow-svc": "active"}, older_than=2.5)
+    first = snapshot_server(monitored)
+    assert first.status == "ok"
+    wait_for_next_slot(monitored.snapshots.order_by("-slot").first().taken_at, 1)
+    assert snapshot_server(monitored).status == "ok"
+    evaluate_rules(db_now())
+    assert firing() == {("IdleInTransaction", "idle-svc"), ("SlowQuery", "slow-svc")}
+    assert AlertInstance.objects.get(rule__name="SlowQuery").value > 2
