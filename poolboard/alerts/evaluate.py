@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from poolboard.lib import alerting
 
 from . import transitions
-from .models import AlertInstance, AlertRule
+from .models import DATASOURCE_ALERTNAME, AlertInstance, AlertRule
 from .signals import Reading, Tick, selected
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _plan(rule: AlertRule, tick: Tick, rows: dict, now: datetime) -> list[_Plann
     # This rule's instances that are not inactive, by subject: most readings have none, and
     # those need no fingerprint unless their condition holds.
     mine = {_subject(row.labels): row for (rule_id, _), row in rows.items()
-            if rule_id == rule.pk and row.labels.get("alertname") != _datasource_name()}
+            if rule_id == rule.pk and row.labels.get("alertname") != DATASOURCE_ALERTNAME}
     failing = [r for r in readings if r.error]
     planned: list[_Planned] = []
     seen: set[tuple] = set()
@@ -192,12 +192,6 @@ def _could_activate(rule: AlertRule, value: float | None, threshold: float) -> b
     return rule.no_data == alerting.NO_DATA_ALERT
 
 
-def _datasource_name() -> str:
-    from .models import DATASOURCE_ALERTNAME
-
-    return DATASOURCE_ALERTNAME
-
-
 def _datasource_plan(rule: AlertRule, rows: dict, now: datetime, failing: list[Reading]) -> list[_Planned]:
     """The rule's one 'data source failing' instance: fires after N consecutive failing evaluations."""
     labels = rule.datasource_labels()
@@ -246,7 +240,7 @@ def _change(rule: AlertRule, p: _Planned, now: datetime) -> transitions.Change:
         "server": p.labels.get("server", ""), "value": p.step.state.value, "threshold": p.threshold,
         "rule": rule.name, "severity": p.labels.get("severity", rule.severity),
     }
-    if p.labels.get("alertname") == _datasource_name():
+    if p.labels.get("alertname") == DATASOURCE_ALERTNAME:
         summary = (f"The data for rule {rule.name} has failed for {rule.failing_evaluations} evaluations"
                    + (f": {p.reading.error}" if p.reading and p.reading.error else ""))
         description = "Its alerts keep their state until the data is fresh again."

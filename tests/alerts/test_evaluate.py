@@ -210,3 +210,14 @@ def test_a_service_leaving_the_selection_resolves(hook) -> None:
     evaluate_rules(T0 + timedelta(seconds=15))
     assert states(saturated) == {svc.name: INACTIVE}
     assert [n.payload["status"] for n in Notification.objects.order_by("id")] == ["firing", "resolved"]
+
+
+def test_a_service_whose_series_vanished_is_stale(hook) -> None:
+    src = source()
+    quiet, busy = fleet(src, 2, in_use=1, max=10)
+    stale = rule("Stale", "stale_s", 120, for_s=0, channels=[hook])
+    later = T0 + timedelta(minutes=3)
+    sample([busy], later)  # the source answers; only `quiet` has no new sample
+    evaluate_rules(later)
+    assert states(stale) == {quiet.name: FIRING}
+    assert AlertInstance.objects.get(rule=stale).value == 180
