@@ -332,6 +332,11 @@ NOTIFY_TIMEOUT = envint("NOTIFY_TIMEOUT", "10")
 # Failed sends (5xx, timeouts, connection errors) are retried with backoff this many seconds.
 NOTIFY_RETRY_DEADLINE = envint("NOTIFY_RETRY_DEADLINE", "3600")
 
+# --- alert rules (poolboard/alerts) ---------------------------------------------------
+# Consecutive evaluations whose data source failed or was stale (which change no alert state)
+# before a rule's one PoolboardDatasourceError alert fires (5 ticks of 15 s: about a minute).
+ALERTS_DATASOURCE_FAILURES = envint("ALERTS_DATASOURCE_FAILURES", "5")
+
 # --- weekly capacity reports (poolboard/reports) ------------------------------------
 # The zone whose Monday 00:00 starts a report's week (default TIME_ZONE).
 REPORT_TIME_ZONE = os.getenv("REPORT_TIME_ZONE", TIME_ZONE)
