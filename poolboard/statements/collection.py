@@ -63,7 +63,12 @@ def collect_server(server: MonitoredServer) -> CollectResult:
     except SecretError as exc:
         _set_status(server, "error", str(exc))
         return CollectResult(server.name, "failed", error=str(exc))
-    since = timezone.now() - TRACK_FOR
+    now = timezone.now()
+    if StatementSample.objects.filter(server=server, slot=int(now.timestamp() // statements_interval())).exists():
+        # A redelivered task, or a second worker: this slot is stored (by this clock; store_reading
+        # checks again by the server's), so the server is not read again.
+        return CollectResult(server.name, "skipped")
+    since = now - TRACK_FOR
     known = Statement.objects.filter(server=server)
     tracked = set(
         known.filter(last_seen__gte=since, last_calls__isnull=False).values_list("queryid", flat=True).distinct()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import time_machine
 
 from poolboard.databases.models import MonitoredServer, QueryHold, Snapshot
 from poolboard.lib import statements as st
@@ -82,6 +83,11 @@ def test_it_does_not_count_a_redelivered_reading_twice(server, pg_cluster, clust
     reading = ps.read(server.target(), None, server.limits())
     assert collection.store_reading(server, reading).status == "ok"
     assert collection.store_reading(server, reading).status == "skipped"
+    newest = StatementSample.objects.filter(server=server).order_by("-slot").first()
+    server.port = 9  # nothing listens there: a read would fail
+    with time_machine.travel(newest.taken_at + timedelta(seconds=0.1), tick=False):
+        # A task redelivered within the slot does not even read the server.
+        assert collection.collect_server(server).status == "skipped"
     statement = sleep_statement(server, cluster_db)
     assert [i.calls for i in StatementInterval.objects.filter(statement=statement)] == [4]
     assert statement.last_calls == 6
