@@ -47,6 +47,7 @@ def test_it_shows_firing_then_pending_and_silences_one_for_an_hour(
 
     instance(fleet["waiting"], fleet["search"], "firing", minutes=4, fired_minutes=2, value=2.0)
     page.wait_for_function("() => document.querySelectorAll('#alerts-table tr.alert-row').length === 3", timeout=15000)
+    assert page.locator("#nav-firing").inner_text() == "2"  # the top bar follows (out-of-band swap)
     page.screenshot(path=str(screenshot_dir / "alerts-silenced.png"), full_page=True)
 
     page.click("#alerts-table a:text(\"PoolSaturated\") >> nth=0")
