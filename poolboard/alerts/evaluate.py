@@ -72,6 +72,7 @@ class _Planned:
 def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.CAS) -> EvaluationResult:
     now = now or db_now()
     result = EvaluationResult(now)
+    _resolve_disabled(now, result, strategy)
     rules = list(AlertRule.objects.for_evaluation())
     if not rules:
         return result
@@ -96,7 +97,7 @@ def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.C
     _ensure_rows(plans, now)
     value_updates = []
     for rule, planned in plans:
-        channels = list(rule.channels.all())
+        channels = [c for c in rule.channels.all() if c.enabled]
         for p in planned:
             if p.step.transition is None:
                 if p.row is not None and p.row.state != alerting.INACTIVE:
@@ -127,6 +128,20 @@ def _update_rules(rules: list[AlertRule]) -> None:
             "WHERE r.id = v.id",
             params,
         )
+
+
+def _resolve_disabled(now: datetime, result: EvaluationResult, strategy: str) -> None:
+    """A rule switched off resolves what it had firing (and drops what was pending), as
+    Prometheus does when a rule is removed: nothing stays 'firing' that nobody evaluates."""
+    rows = list(AlertInstance.objects.active().filter(rule__enabled=False).select_related("rule"))
+    for row in rows:
+        step = alerting.step(row.lib_state(), False, None, now, for_s=row.rule.for_s)
+        planned = _Planned(row.fingerprint, row.labels, None, step, row, row.rule.threshold, "Paused")
+        channels = [c for c in row.rule.channels.all() if c.enabled]
+        if transitions.apply(_change(row.rule, planned, now), row.rule, channels, strategy=strategy) is None:
+            result.lost_races += 1
+        else:
+            result.transitions += 1
 
 
 def _subject(identity: dict) -> tuple:

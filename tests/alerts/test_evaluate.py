@@ -221,3 +221,29 @@ def test_a_service_whose_series_vanished_is_stale(hook) -> None:
     evaluate_rules(later)
     assert states(stale) == {quiet.name: FIRING}
     assert AlertInstance.objects.get(rule=stale).value == 180
+
+
+def test_a_disabled_rule_resolves_what_it_had_firing(hook) -> None:
+    src = source()
+    (svc,) = fleet(src, 1, in_use=10, max=10)
+    saturated = rule(for_s=0, channels=[hook])
+    evaluate_rules(T0)
+    saturated.enabled = False
+    saturated.save()
+    evaluate_rules(T0 + timedelta(seconds=15))
+    assert states(saturated) == {svc.name: INACTIVE}
+    assert AlertTransition.objects.filter(to_state=INACTIVE).get().reason == "Paused"
+    assert [n.payload["status"] for n in Notification.objects.order_by("id")] == ["firing", "resolved"]
+    evaluate_rules(T0 + timedelta(seconds=30))
+    assert Notification.objects.count() == 2
+
+
+def test_a_disabled_channel_gets_no_outbox_row(hook) -> None:
+    src = source()
+    fleet(src, 1, in_use=10, max=10)
+    off = channel("off")
+    off.enabled = False
+    off.save()
+    rule(for_s=0, channels=[hook, off])
+    evaluate_rules(T0)
+    assert [n.channel.name for n in Notification.objects.all()] == ["hook"]
