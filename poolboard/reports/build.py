@@ -283,9 +283,8 @@ def sizing_adapter(result) -> tuple[dict, dict, str | None]:
                 "recommended": rec.recommended, "change": rec.change, "reason": rec.reason,
             })
         changing = [i for i in items if i["change"]]
-        text = "; ".join(
-            f"{i['label']} {i['pool'] or 'pool'} {i['current']} → {i['recommended']}" for i in changing
-        ) or (items[0]["label"] if items else "")
+        # Only the pools whose size should change: "keep" or "max unknown" for every pool is noise.
+        text = "; ".join(f"{i['label']} {i['pool'] or 'pool'} {i['current']} → {i['recommended']}" for i in changing)
         services[name] = {"text": text, "items": items}
     servers = {}
     for ss in result.servers:
@@ -351,7 +350,7 @@ def _actions(services: list[dict], databases: list[dict]) -> list[dict]:
             extra = ""
             if svc.get("sizing") and svc["sizing"].get("text"):
                 extra = f" Sizing: {svc['sizing']['text']}"
-            actions.append(capacity.Action(min(85, 20 + minutes / 10), f"{name}: saturated {minutes:.0f} min this week "
+            actions.append(capacity.Action(min(85, 20 + minutes / 10), f"{name}: saturated {minutes:,.0f} min this week "
                                            f"(callers waited for a connection).{extra}", name, "saturation"))
         idle = svc["episodes"].get(IDLE_IN_TRANSACTION)
         if idle and idle["count"]:

@@ -79,7 +79,7 @@ def layout(cur_peak, cur_p95, prev_peak, prev_p95, limit=None, warn=None) -> Lay
     if limit is not None:
         out.lines.append((y(limit), COLOURS["limit"], "4 3"))
     if warn is not None:
-        out.lines.append((y(warn), COLOURS["warn"], "1 3"))
+        out.lines.append((y(warn), COLOURS["warn"], "2 2"))
     out.labels.append((PAD_LEFT - 4, PAD_TOP + 8, _fmt(top / 1.1), "end"))
     out.labels.append((PAD_LEFT - 4, base, "0", "end"))
     return out

@@ -78,6 +78,14 @@ class Report(models.Model):
         super().save(*args, **kwargs)
 
     @property
+    def local_start(self) -> datetime:
+        return self.period_start.astimezone(ZoneInfo(self.time_zone))
+
+    @property
+    def local_end(self) -> datetime:
+        return self.period_end.astimezone(ZoneInfo(self.time_zone))
+
+    @property
     def period(self) -> capacity.Period:
         return capacity.parse_week(self.week, self.time_zone)
 
