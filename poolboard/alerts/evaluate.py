@@ -103,8 +103,12 @@ def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.C
                 if p.row is not None and p.row.state != alerting.INACTIVE:
                     value_updates.append((p.row, p.step.state))
                 continue
-            change = _change(rule, p, now)
-            seq = transitions.apply(change, rule, channels, strategy=strategy)
+            try:
+                seq = transitions.apply(_change(rule, p, now), rule, channels, strategy=strategy)
+            except Exception as exc:  # rolled back (its own savepoint); the other transitions go on
+                log.exception("alert transition of rule %s failed", rule.name)
+                rule.last_error, rule.last_error_at = f"transition failed: {exc.__class__.__name__}: {exc}"[:1000], now
+                continue
             if seq is None:
                 result.lost_races += 1
             else:
