@@ -152,6 +152,10 @@ class AlertRule(models.Model):
         info = self.signal_info
         if info is not None and info.scope != alerting.SERVICE and (self.service_glob or self.service_labels):
             add("service_glob", f"The {self.signal} signal is per {info.scope}: select with 'databases', not services.")
+        for field_name in ("service_glob", "database_glob"):
+            if any(ch in (getattr(self, field_name) or "") for ch in "[]"):
+                add(field_name, "Only * and ? are wildcards here (no [...] classes): the exported Prometheus "
+                                "rules must select exactly what poolboard does.")
         for field_name, value, what in (("service_labels", self.service_labels, "service labels"),
                                         ("labels", self.labels, "labels")):
             try:

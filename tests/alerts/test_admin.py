@@ -69,6 +69,8 @@ def test_each_problem_is_shown_on_its_field(admin_client) -> None:
 def test_a_finding_rule_needs_its_kind_and_a_database_signal_refuses_service_selectors(admin_client) -> None:
     r = admin_client.post("/admin/alerts/alertrule/add/", {**FORM, "signal": "finding", "finding_kind": ""})
     assert "Choose the finding kind: leak" in errors_by_field(r.content.decode())["finding_kind"]
+    r = admin_client.post("/admin/alerts/alertrule/add/", {**FORM, "service_glob": "billing-[ab]"})
+    assert "Only * and ? are wildcards" in errors_by_field(r.content.decode())["service_glob"]
     r = admin_client.post("/admin/alerts/alertrule/add/", {**FORM, "signal": "budget"})
     assert "is per server: select with 'databases'" in errors_by_field(r.content.decode())["service_glob"]
 
