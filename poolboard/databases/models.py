@@ -317,7 +317,7 @@ class SnapshotQuerySet(models.QuerySet):
         """The database side of one service: its sessions in the newest snapshot of each enabled server.
 
         Plain data for the service page's panel:
-        {"rows": [{"server": name, "taken_at", "states": StateBreakdown, "oldest_xact_s"}],
+        {"rows": [{"server": name, "taken_at", "states": StateBreakdown, "oldest_xact_s", "databases"}],
          "pool_in_use", "pool_max", "open_episodes"}; a server where the service has
         no session is left out. Five queries whatever the number of servers: the
         servers, their newest snapshots, this service's counts in those, its pools
@@ -327,10 +327,12 @@ class SnapshotQuerySet(models.QuerySet):
         newest = self.filter(server__in=dbs).order_by("server_id", "-slot").distinct("server_id")
         snapshots = {snap.server_id: snap for snap in newest}
         by_snapshot: dict[int, dict[str, int]] = {}
+        datnames: dict[int, set[str]] = {}
         mine = SessionCount.objects.filter(service=service, snapshot__in=[snap.pk for snap in snapshots.values()])
-        for snapshot_id, state, n in mine.values_list("snapshot_id", "state", "count"):
+        for snapshot_id, state, n, datname in mine.values_list("snapshot_id", "state", "count", "datname"):
             states = by_snapshot.setdefault(snapshot_id, {})
             states[state] = states.get(state, 0) + n
+            datnames.setdefault(snapshot_id, set()).add(datname)
         rows = []
         for db in dbs:
             snap = snapshots.get(db.pk)
@@ -342,7 +344,7 @@ class SnapshotQuerySet(models.QuerySet):
                 continue
             oldest = max((s["age_s"] for s in live if s.get("xact_start") and s.get("age_s") is not None), default=None)
             rows.append({"server": db.name, "taken_at": snap.taken_at, "states": states, "oldest_xact_s": oldest,
-                         "databases": sorted({s.get("datname", "") for s in live} - {""})})
+                         "databases": sorted(datnames.get(snap.pk, set()) - {""})})
         pools = list(service.pools.all())
         return {
             "rows": rows,
@@ -414,12 +416,14 @@ class SessionCount(models.Model):
     service = models.ForeignKey(
         Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )  # indexed by sessioncount_service, which leads with it
-    # For the diagnosis (sources.pgactivity.GroupAges): the idle sessions' idle ages, oldest
-    # first (a hoarded connection sits idle on the server), the ages of sessions opened in the
-    # last few minutes (churn), the oldest active query's age.
-    idle_ages_s = ArrayField(models.FloatField(), default=list, blank=True)
-    young_ages_s = ArrayField(models.FloatField(), default=list, blank=True)
+    # For the diagnosis (sources.pgactivity.GroupAges), counted against
+    # lib.session_ages.AGE_EDGES_S: idle sessions idle for more than each edge (a hoarded
+    # connection sits idle on the server), sessions opened less than each edge ago (churn);
+    # the oldest active query's age and the longest idle time.
+    idle_over = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
+    young_under = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
     longest_query_s = models.FloatField(null=True, blank=True)
+    longest_idle_s = models.FloatField(null=True, blank=True)
 
     class Meta:
         indexes = [

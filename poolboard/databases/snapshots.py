@@ -26,7 +26,9 @@ from .models import (
     Episode,
     MonitoredServer,
     QueryFingerprint,
+    QueryHold,
     SecretError,
+    ServerDatabase,
     SessionCount,
     Snapshot,
     query_text_mode,
@@ -126,6 +128,8 @@ def store_snapshot(db: MonitoredServer, snap: pgactivity.Snapshot, attribute: At
                     item["service"] = attribute(s.application_name, s.usename, s.client_addr or None)
                 _update_server_row(cur, db, now, live, snap)
                 _insert_counts(cur, snapshot_id, snap.counts, snap.ages, attribute, services)
+                _insert_holds(cur, snapshot_id, snap.holds, attribute, services)
+                _upsert_databases(cur, db, now, snap)
                 # Plain tuples, not model instances: a busy server has hundreds of open episodes.
                 open_rows = {ep.EpisodeKey(*row[1:5]): row for row in open_cur.fetchall()}
                 previous = [ep.OpenEpisode(key, row[5]) for key, row in open_rows.items()]
@@ -205,9 +209,10 @@ def _insert_snapshot(cur: psycopg.Cursor, db, slot: int, snap: pgactivity.Snapsh
 def _insert_counts(cur, snapshot_id, counts, ages, attribute, services) -> None:
     if not counts:
         return
-    apps, users, addrs, states, waits, ns, sids = [], [], [], [], [], [], []
-    idle_ages, young_ages, longest = [], [], []
+    datnames, apps, users, addrs, states, waits, ns, sids = [], [], [], [], [], [], [], []
+    idle_over, young_under, longest, longest_idle = [], [], [], []
     for c, a in zip(counts, ages or [pgactivity.GroupAges()] * len(counts), strict=True):
+        datnames.append(c.datname[:200])
         apps.append(c.application_name[:200])
         users.append(c.usename[:200])
         addrs.append(c.client_addr[:100])
@@ -215,19 +220,63 @@ def _insert_counts(cur, snapshot_id, counts, ages, attribute, services) -> None:
         waits.append(c.wait_event_type[:50])
         ns.append(c.count)
         sids.append(services.get(attribute(c.application_name, c.usename, c.client_addr or None)))
-        # Array literals: unnest() of a 2-D array would flatten rows of different lengths.
-        idle_ages.append(_array_literal(a.idle_s))
-        young_ages.append(_array_literal(a.young_s))
+        # Array literals: unnest() of a 2-D array would flatten the rows.
+        idle_over.append(_array_literal(a.idle_over))
+        young_under.append(_array_literal(a.young_under))
         longest.append(a.longest_query_s)
+        longest_idle.append(a.longest_idle_s)
     cur.execute(
         f"""INSERT INTO {_table(SessionCount)}
-                (snapshot_id, application_name, usename, client_addr, state, wait_event_type, count, service_id,
-                 idle_ages_s, young_ages_s, longest_query_s)
-            SELECT %s, app, usename, addr, state, wait, n, sid, idle::float8[], young::float8[], longest
-            FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::bigint[],
-                        %b::text[], %b::text[], %b::float8[])
-                 AS v(app, usename, addr, state, wait, n, sid, idle, young, longest)""",
-        [snapshot_id, apps, users, addrs, states, waits, ns, sids, idle_ages, young_ages, longest],
+                (snapshot_id, datname, application_name, usename, client_addr, state, wait_event_type, count,
+                 service_id, idle_over, young_under, longest_query_s, longest_idle_s)
+            SELECT %s, datname, app, usename, addr, state, wait, n, sid, idle::int[], young::int[], longest,
+                   longest_idle
+            FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
+                        %b::bigint[], %b::text[], %b::text[], %b::float8[], %b::float8[])
+                 AS v(datname, app, usename, addr, state, wait, n, sid, idle, young, longest, longest_idle)""",
+        [snapshot_id, datnames, apps, users, addrs, states, waits, ns, sids, idle_over, young_under, longest,
+         longest_idle],
+    )
+
+
+def _insert_holds(cur, snapshot_id, holds, attribute, services) -> None:
+    """Per (database, statement, application, service): how many active sessions run it.
+
+    The source groups by user and address too (attribution rules may match on them);
+    attributed, those groups add up here.
+    """
+    if not holds:
+        return
+    by_key: dict[tuple, int] = {}
+    for h in holds:
+        service_id = services.get(attribute(h.application_name, h.usename, h.client_addr or None))
+        key = (h.datname[:200], h.query_id, h.application_name[:200], service_id)
+        by_key[key] = by_key.get(key, 0) + h.count
+    datnames, query_ids, apps, sids = (list(col) for col in zip(*by_key))
+    cur.execute(
+        f"""INSERT INTO {_table(QueryHold)} (snapshot_id, datname, query_id, application_name, service_id, count)
+            SELECT %s, d, q, a, s, n FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::int[])
+                 AS v(d, q, a, s, n)""",
+        [snapshot_id, datnames, query_ids, apps, sids, list(by_key.values())],
+    )
+
+
+# A database already listed is touched again only when its last_seen is this old: the
+# list stays current without rewriting its rows on every snapshot.
+DATABASE_SEEN_EVERY = "5 minutes"
+
+
+def _upsert_databases(cur, db, now, snap: pgactivity.Snapshot) -> None:
+    """The server's databases: those pg_database lists and those its sessions are on."""
+    names = sorted({*snap.databases, *(c.datname for c in snap.counts)} - {""})
+    if not names:
+        return
+    cur.execute(
+        f"""INSERT INTO {_table(ServerDatabase)} AS d (server_id, datname, first_seen, last_seen)
+            SELECT %s, n, %s, %s FROM unnest(%b::text[]) AS v(n)
+            ON CONFLICT (server_id, datname) DO UPDATE SET last_seen = EXCLUDED.last_seen
+            WHERE d.last_seen < EXCLUDED.last_seen - interval '{DATABASE_SEEN_EVERY}'""",
+        [db.pk, now, now, [n[:200] for n in names]],
     )
 
 
@@ -236,11 +285,11 @@ def _insert_episodes(cur, db, now, opened, attribute, services) -> None:
 
     if not opened:
         return
-    cols: list[list] = [[] for _ in range(13)]
+    cols: list[list] = [[] for _ in range(14)]
     for o in opened:
         s = o.session
         for col, value in zip(cols, (
-            o.key.kind, o.key.pid, o.key.backend_start, o.key.started, float(o.peak_age_s),
+            o.key.kind, o.key.pid, o.key.backend_start, o.key.started, s.xact_start, float(o.peak_age_s),
             s.application_name[:200], s.usename[:200], s.client_addr[:100], s.datname[:200], s.state[:50],
             s.wait_event[:100], services.get(attribute(s.application_name, s.usename, s.client_addr or None)),
             s.fingerprint or None,
@@ -248,13 +297,14 @@ def _insert_episodes(cur, db, now, opened, attribute, services) -> None:
             col.append(value)
     cur.execute(
         f"""INSERT INTO {_table(Episode)}
-                (server_id, first_seen, last_seen, kind, pid, backend_start, started, peak_age_s,
+                (server_id, first_seen, last_seen, kind, pid, backend_start, started, xact_start, peak_age_s,
                  application_name, usename, client_addr, datname, state, wait_event, service_id, query_id)
-            SELECT %s, %s, %s, v.kind, v.pid, v.backend_start, v.started, v.peak, v.app, v.usename, v.addr,
-                   v.datname, v.state, v.wait, v.service_id, q.id
-            FROM unnest(%b::text[], %b::int[], %b::timestamptz[], %b::timestamptz[], %b::float8[], %b::text[],
-                        %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[])
-                 AS v(kind, pid, backend_start, started, peak, app, usename, addr, datname, state, wait,
+            SELECT %s, %s, %s, v.kind, v.pid, v.backend_start, v.started, v.xact_start, v.peak, v.app, v.usename,
+                   v.addr, v.datname, v.state, v.wait, v.service_id, q.id
+            FROM unnest(%b::text[], %b::int[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], %b::float8[],
+                        %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
+                        %b::text[])
+                 AS v(kind, pid, backend_start, started, xact_start, peak, app, usename, addr, datname, state, wait,
                       service_id, fingerprint)
             LEFT JOIN {_table(QueryFingerprint)} AS q ON q.fingerprint = v.fingerprint""",
         [db.pk, now, now, *cols],

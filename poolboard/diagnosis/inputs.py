@@ -17,6 +17,7 @@ from django.db import connection
 
 from poolboard.lib import diagnosis as engine
 from poolboard.lib.episodes import IDLE_IN_TX_STATES
+from poolboard.lib.session_ages import AGE_EDGES_S, idle_over_index, young_under_index
 
 # The canonical fields the engine reads, in PoolPoint order. Counts and gauges are added up
 # over a service's pools; the two mean times are averaged (a mean of means is approximate,
@@ -122,12 +123,13 @@ def episodes(service_ids: list[int], start: datetime, end: datetime) -> dict[int
     return out
 
 
-# One point per (service, snapshot slot): the service's sessions on every monitored database
-# at that instant. Sessions count as idle past the leak threshold, or young, by their ages
-# (SessionCount.idle_ages_s, young_ages_s) against each service's own thresholds.
+# One point per (service, snapshot slot): the service's sessions on every monitored server
+# at that instant. Sessions count as idle past the leak threshold, or young, by the counts
+# the snapshot kept against fixed edges (SessionCount.idle_over, young_under): each service
+# reads the edge its own thresholds fall on (lib.session_ages; 1-based, NULL reads 0).
 _SERVER_SQL = """
-WITH t(service_id, leak_s, young_s) AS (SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[])),
--- The databases each service had sessions on in the window ...
+WITH t(service_id, idle_i, young_i) AS (SELECT * FROM unnest(%s::bigint[], %s::int[], %s::int[])),
+-- The servers each service had sessions on in the window ...
 seen AS (
     SELECT DISTINCT c.service_id, s.server_id
       FROM databases_sessioncount AS c
@@ -135,7 +137,7 @@ seen AS (
       JOIN databases_snapshot AS s ON s.id = c.snapshot_id
      WHERE s.taken_at > %s AND s.taken_at <= %s
 ),
--- ... and every snapshot of those databases, so a snapshot in which the service had no
+-- ... and every snapshot of those servers, so a snapshot in which the service had no
 -- session is a point of zeros (a restart, an idle pool that closed its connections), not a gap.
 snaps AS (
     SELECT seen.service_id, s.id, s.slot, s.taken_at
@@ -147,8 +149,8 @@ SELECT snaps.service_id, max(snaps.taken_at),
        coalesce(sum(c.count) FILTER (WHERE c.state = 'active'), 0),
        coalesce(sum(c.count) FILTER (WHERE c.state = 'idle'), 0),
        coalesce(sum(c.count) FILTER (WHERE c.state = ANY(%s)), 0),
-       coalesce(sum((SELECT count(*) FROM unnest(c.idle_ages_s) AS a WHERE a > t.leak_s)), 0),
-       coalesce(sum((SELECT count(*) FROM unnest(c.young_ages_s) AS a WHERE a < t.young_s)), 0),
+       coalesce(sum(c.idle_over[t.idle_i]), 0),
+       coalesce(sum(c.young_under[t.young_i]), 0),
        max(c.longest_query_s)
   FROM snaps
   JOIN t ON t.service_id = snaps.service_id
@@ -169,16 +171,20 @@ def server_points(
     """
     out: dict[int, list[engine.ServerPoint]] = defaultdict(list)
     ids = list(thresholds)
-    leak_s = [thresholds[i].leak_s for i in ids]
-    young_s = [thresholds[i].churn_lifetime_s for i in ids]
+    idle_i = [_one_based(idle_over_index(thresholds[i].leak_s), len(AGE_EDGES_S)) for i in ids]
+    young_i = [_one_based(young_under_index(thresholds[i].churn_lifetime_s), None) for i in ids]
     with connection.cursor() as cursor:
-        cursor.execute(_SERVER_SQL, [ids, leak_s, young_s, start, end, start, end, sorted(IDLE_IN_TX_STATES)])
+        cursor.execute(_SERVER_SQL, [ids, idle_i, young_i, start, end, start, end, sorted(IDLE_IN_TX_STATES)])
         for service_id, ts, active, idle, in_tx, idle_over, young, longest in cursor.fetchall():
             out[service_id].append(engine.ServerPoint(
                 ts=ts, active=int(active), idle=int(idle), idle_in_transaction=int(in_tx),
                 idle_over_threshold=int(idle_over), young_sessions=int(young), longest_active_query_s=longest,
             ))
     return out
+
+
+def _one_based(index: int | None, otherwise: int | None) -> int | None:
+    return index + 1 if index is not None else otherwise
 
 
 def agent_reports(services, now: datetime) -> dict[int, list[engine.AgentHeld]]:

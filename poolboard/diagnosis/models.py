@@ -202,6 +202,7 @@ def holder_sessions(services, now: datetime, leak_s: float = 60.0) -> dict[str, 
     from django.utils.dateparse import parse_datetime
 
     from poolboard.databases.models import MonitoredServer, Snapshot
+    from poolboard.lib.session_ages import idle_over
 
     by_id = {s.id: s.name for s in services}
     names = set(by_id.values())
@@ -230,14 +231,14 @@ def holder_sessions(services, now: datetime, leak_s: float = 60.0) -> dict[str, 
             if name is None or count.state != "idle":
                 continue
             # Ages were measured when the snapshot was taken: add the time since.
-            long_idle = [age + lag for age in count.idle_ages_s or [] if age + lag > leak_s]
-            if not long_idle:
+            sessions = idle_over(count.idle_over, leak_s - lag)
+            if not sessions or count.longest_idle_s is None:
                 continue
             out.setdefault(name, []).append({
-                "database": names_by_db[db_id], "pid": None, "sessions": len(long_idle),
+                "database": names_by_db[db_id], "pid": None, "sessions": sessions,
                 "application_name": count.application_name, "client_addr": count.client_addr,
                 "usename": count.usename, "state": "idle", "fingerprint": "", "query": "",
-                "idle_s": max(long_idle),
+                "idle_s": count.longest_idle_s + lag,
             })
     for rows in out.values():
         rows.sort(key=lambda r: -(r["idle_s"] or 0))

@@ -45,6 +45,7 @@ class SessionCount:
     state: str  # "" when hidden (insufficient privilege)
     wait_event_type: str
     count: int
+    datname: str = ""  # the database the sessions are on ("" when hidden)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import psycopg
 from poolboard.lib import querytext
 from poolboard.lib.budget import ServerSettings, SessionCount
 from poolboard.lib.episodes import Session
+from poolboard.lib.session_ages import AGE_EDGES_S
 
 MONITOR_APP = "poolboard-monitor"
 ADMIN_APP = "poolboard-admin"
@@ -36,12 +37,6 @@ MARK = "/* poolboard */ "
 DEFAULT_MAX_MONITOR_CONNECTIONS = 3
 DEFAULT_SESSION_LIMIT = 200
 MAX_COUNT_GROUPS = 2000
-# Ages kept per count group: the leak rule counts a pool's connections idle past its
-# threshold, so the oldest few hundred per (application, user, address) are plenty.
-IDLE_AGES = 200
-# Sessions opened this recently have their ages kept (lib.diagnosis counts those younger
-# than its churn threshold, a minute by default); older ones are no sign of churn.
-YOUNG_S = 600
 QUERY_CHARS = 1024
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -70,11 +65,25 @@ class Limits:
 
 @dataclass(frozen=True)
 class GroupAges:
-    """Ages in one count group, for the diagnosis (the session list leaves idle sessions out)."""
+    """Ages in one count group, for the diagnosis (the session list leaves idle sessions out),
+    counted against lib.session_ages.AGE_EDGES_S by the server."""
 
-    idle_s: tuple[float, ...] = ()  # idle sessions' time since state_change, oldest first, at most IDLE_AGES
-    young_s: tuple[float, ...] = ()  # ages of the sessions opened less than YOUNG_S ago, youngest first
+    idle_over: tuple[int, ...] = ()  # [i]: idle sessions idle (since state_change) for more than edge i
+    young_under: tuple[int, ...] = ()  # [i]: sessions opened (backend_start) less than edge i ago
     longest_query_s: float | None = None  # the oldest active query's age
+    longest_idle_s: float | None = None  # the longest idle session's idle time
+
+
+@dataclass(frozen=True)
+class QueryHold:
+    """Active sessions running one statement for one application: the connections it holds."""
+
+    datname: str
+    query_id: int | None  # pg_stat_activity.query_id: PostgreSQL 14+ with compute_query_id, else None
+    application_name: str
+    usename: str  # with client_addr, for the attribution rules
+    client_addr: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class Snapshot:
     own_pid: int = 0
     elapsed_ms: float = 0.0
     ages: list[GroupAges] = field(default_factory=list)  # one per count, same order
+    holds: list[QueryHold] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)  # pg_database's connectable databases
 
 
 @dataclass(frozen=True)
@@ -237,23 +248,42 @@ def _execute(cur: psycopg.Cursor, sql: str, params: tuple | dict | None = None):
     return cur
 
 
-def _server_state(cur: psycopg.Cursor) -> tuple[datetime, int, ServerSettings]:
-    """The server's clock, our own pid and the settings the budget needs, in one query.
+def _server_state(cur: psycopg.Cursor, view: str) -> tuple[datetime, int, ServerSettings, list[QueryHold], list[str]]:
+    """The server's clock, our own pid, the settings the budget needs, the statements
+    active sessions hold and the server's databases, in one query.
 
     current_setting() reads single settings; the pg_settings view would build a row for
     every one of the server's ~350 settings. reserved_connections exists from PG 16 on
-    (missing_ok → NULL before).
+    (missing_ok → NULL before). query_id exists from PG 14 on and is NULL unless the
+    server computes it (compute_query_id): read through to_jsonb() of the row, it is
+    NULL before 14 too, with no version check.
     """
     row = _execute(
         cur,
-        """SELECT now(), pg_backend_pid(),
+        f"""SELECT now(), pg_backend_pid(),
                   current_setting('max_connections')::int,
                   current_setting('superuser_reserved_connections')::int,
                   current_setting('reserved_connections', true)::int,
                   pg_size_bytes(current_setting('track_activity_query_size')),
-                  current_setting('server_version_num')::int""",
+                  current_setting('server_version_num')::int,
+                  h.datnames, h.query_ids, h.apps, h.users, h.addrs, h.ns,
+                  ARRAY(SELECT datname::text FROM pg_catalog.pg_database
+                        WHERE datallowconn AND NOT datistemplate ORDER BY datname)
+            FROM (SELECT array_agg(d) AS datnames, array_agg(q) AS query_ids, array_agg(a) AS apps,
+                         array_agg(u) AS users, array_agg(c) AS addrs, array_agg(n) AS ns
+                  FROM (SELECT coalesce(a.datname::text, '') AS d, (to_jsonb(a) ->> 'query_id')::bigint AS q,
+                               coalesce(a.application_name, '') AS a, coalesce(a.usename::text, '') AS u,
+                               coalesce(host(a.client_addr), '') AS c, count(*) AS n
+                        FROM {view} AS a
+                        WHERE a.state = 'active' AND a.backend_type = 'client backend'
+                          AND a.pid <> pg_backend_pid()
+                        GROUP BY 1, 2, 3, 4, 5
+                        ORDER BY n DESC
+                        LIMIT {MAX_COUNT_GROUPS}) AS g) AS h""",
     ).fetchone()
-    taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num = row
+    taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num = row[:7]
+    datnames, query_ids, apps, users, addrs, ns, databases = row[7:]
+    holds = [QueryHold(*h) for h in zip(datnames or (), query_ids or (), apps or (), users or (), addrs or (), ns or ())]
     settings = ServerSettings(
         max_connections=max_conn,
         superuser_reserved_connections=superuser_reserved,
@@ -261,7 +291,7 @@ def _server_state(cur: psycopg.Cursor) -> tuple[datetime, int, ServerSettings]:
         track_activity_query_size=int(query_size),
         server_version_num=version_num,
     )
-    return taken_at, own_pid, settings
+    return taken_at, own_pid, settings, holds, list(databases or ())
 
 
 def snapshot(
@@ -300,7 +330,7 @@ def snapshot(
                         f"{target.describe()}: {monitors} poolboard-monitor sessions on the target"
                         f" (cap {limits.max_monitor_connections}); skipping this snapshot",
                     )
-                taken_at, own_pid, settings = _server_state(cur)
+                taken_at, own_pid, settings, holds, databases = _server_state(cur, activity_view)
                 sessions, truncated_after = _sessions(cur, activity_view, limits.session_limit, settings, query_mode)
             conn.rollback()
             return Snapshot(
@@ -313,6 +343,8 @@ def snapshot(
                 own_pid=own_pid,
                 elapsed_ms=(time.perf_counter() - t0) * 1000,
                 ages=ages,
+                holds=holds,
+                databases=databases,
             )
         except MonitorError:
             raise
@@ -322,6 +354,16 @@ def snapshot(
             conn.close()
     finally:
         slot.release()
+
+
+# Counted per group by the server, one FILTER aggregate per edge: a few integers per group
+# instead of every session's age (lib.session_ages says why and how they are read).
+_IDLE_OVER = "ARRAY[{}]::int[]".format(", ".join(
+    f"count(*) FILTER (WHERE state = 'idle' AND state_change < now() - interval '{e} seconds')" for e in AGE_EDGES_S
+))
+_YOUNG_UNDER = "ARRAY[{}]::int[]".format(", ".join(
+    f"count(*) FILTER (WHERE backend_start > now() - interval '{e} seconds')" for e in AGE_EDGES_S
+))
 
 
 def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, int, list[GroupAges]]:
@@ -334,23 +376,23 @@ def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, in
                    coalesce(wait_event_type, ''), count(*) AS n,
                    sum(count(*)) OVER () AS total,
                    sum(count(*) FILTER (WHERE application_name = %s)) OVER () AS monitors,
-                   (array_agg(extract(epoch FROM now() - state_change)::float8 ORDER BY state_change)
-                        FILTER (WHERE state = 'idle' AND state_change IS NOT NULL))[1:{IDLE_AGES}],
-                   (array_agg(extract(epoch FROM now() - backend_start)::float8 ORDER BY backend_start DESC)
-                        FILTER (WHERE backend_start > now() - make_interval(secs => {YOUNG_S})))[1:{IDLE_AGES}],
-                   max(extract(epoch FROM now() - query_start)::float8) FILTER (WHERE state = 'active')
+                   {_IDLE_OVER},
+                   {_YOUNG_UNDER},
+                   max(extract(epoch FROM now() - query_start)::float8) FILTER (WHERE state = 'active'),
+                   coalesce(datname::text, ''),
+                   max(extract(epoch FROM now() - state_change)::float8) FILTER (WHERE state = 'idle')
             FROM {view}
             -- Without pg_read_all_stats other roles' rows show no backend_type,
             -- state or application_name; count them (as state "") rather than
             -- under-count the budget. Auxiliary processes have no user.
             WHERE backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL)
-            GROUP BY 1, 2, 3, 4, 5
-            ORDER BY n DESC, 1, 2, 3, 4, 5
+            GROUP BY 12, 1, 2, 3, 4, 5
+            ORDER BY n DESC, 12, 1, 2, 3, 4, 5
             LIMIT %s""",
         (MONITOR_APP, MAX_COUNT_GROUPS),
     ).fetchall()
-    counts = [SessionCount(*r[:5], count=int(r[5])) for r in rows]
-    ages = [GroupAges(tuple(r[8] or ()), tuple(r[9] or ()), r[10]) for r in rows]
+    counts = [SessionCount(*r[:5], count=int(r[5]), datname=r[11]) for r in rows]
+    ages = [GroupAges(tuple(r[8]), tuple(r[9]), r[10], r[12]) for r in rows]
     total = int(rows[0][6]) if rows else 0
     monitors = int(rows[0][7]) if rows else 0
     listed = sum(c.count for c in counts)

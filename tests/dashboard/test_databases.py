@@ -33,7 +33,7 @@ def test_it_lists_databases_as_a_page_and_as_the_poll_partial(alice_client, snap
 
 def test_it_explains_what_to_do_without_a_database(alice_client):
     r = alice_client.get("/databases/")
-    assert b"No monitored database yet" in r.content
+    assert b"No monitored server yet" in r.content
 
 
 def test_it_shows_a_database_with_its_budget_and_hostile_text_escaped(alice_client, snapped):

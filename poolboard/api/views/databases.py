@@ -34,7 +34,7 @@ def _budget_json(budget) -> dict | None:
 def servers(request):
     now = timezone.now()
     data = []
-    dbs = list(MonitoredServer.objects.all())
+    dbs = list(MonitoredServer.objects.prefetch_related("databases"))
     newest = Snapshot.objects.newest_per_server(dbs)
     open_counts = Episode.objects.open_problems_by_server()
     for db in dbs:
@@ -55,9 +55,20 @@ def servers(request):
             "thresholds": {"idle_in_transaction_s": db.idle_in_transaction_s, "query_s": db.query_s,
                            "transaction_s": db.transaction_s},
             "budget": _budget_json(snap.budget() if snap else None),
-            "open_episodes": open_counts.get(db.pk, 0),
+            "databases": _databases_json(db, snap),
+            # One per session's transaction (its idle-in-transaction and long-transaction
+            # episodes are one problem).
+            "open_problems": open_counts.get(db.pk, 0),
         })
     return json_response({"servers": data, "generated_at": now.isoformat()})
+
+
+def _databases_json(server, snap) -> list[dict]:
+    """The server's databases with their connections in the newest snapshot (prefetched)."""
+    connections: dict[str, int] = {d.datname: 0 for d in server.databases.all()}
+    for c in snap.counts.all() if snap else ():
+        connections[c.datname] = connections.get(c.datname, 0) + c.count
+    return [{"name": name, "connections": n} for name, n in sorted(connections.items())]
 
 
 def _not_found(what: str, name: str):
@@ -70,16 +81,22 @@ def sessions(request, name: str):
     if db is None:
         return _not_found("monitored server", name)
     snap = db.latest_snapshot()
+    datname = request.GET.get("database", "")
     counts = []
     if snap:
+        rows = SessionCount.objects.filter(snapshot=snap).select_related("service").order_by("-count", "id")
+        if datname:
+            rows = rows.filter(datname=datname)
         counts = [
-            {"application_name": c.application_name, "usename": c.usename, "client_addr": c.client_addr or None,
-             "state": c.state or None, "wait_event_type": c.wait_event_type or None, "count": c.count,
+            {"database": c.datname or None, "application_name": c.application_name, "usename": c.usename,
+             "client_addr": c.client_addr or None, "state": c.state or None,
+             "wait_event_type": c.wait_event_type or None, "count": c.count,
              "service": c.service.name if c.service_id else None}
-            for c in SessionCount.objects.filter(snapshot=snap).select_related("service").order_by("-count", "id")
+            for c in rows
         ]
     return json_response({
         "server": db.name,
+        "database": datname or None,
         "taken_at": _iso(snap.taken_at) if snap else None,
         "total": snap.total if snap else None,
         "budget": _budget_json(snap.budget() if snap else None),
@@ -122,6 +139,11 @@ def episodes(request):
             "ended": _iso(e.ended),
             "open": e.ended is None,
             "peak_age_s": e.peak_age_s,
+            # It lasted at least duration_min_s (its age when last seen) and at most
+            # duration_max_s (until the first snapshot that no longer saw it; null while open).
+            "duration_min_s": e.duration_s,
+            "duration_max_s": e.duration_max_s,
+            "xact_start": _iso(e.xact_start),
             "application_name": e.application_name,
             "usename": e.usename,
             "client_addr": e.client_addr or None,

@@ -44,8 +44,9 @@ def _banner_context() -> dict:
 @require_GET
 @vary_on_headers("HX-Request")
 def database_list(request):
+    """Each monitored server with its databases (and their connections in the newest snapshot)."""
     now = timezone.now()
-    dbs = list(MonitoredServer.objects.all())
+    dbs = list(MonitoredServer.objects.prefetch_related("databases"))
     latest = Snapshot.objects.newest_per_server(dbs)
     open_counts = Episode.objects.open_problems_by_server()
     rows = []
@@ -53,17 +54,31 @@ def database_list(request):
         snap = latest.get(db.pk)
         budget = snap.budget() if snap else None
         rows.append({"db": db, "snapshot": snap, "budget": budget, "open": open_counts.get(db.pk, 0),
-                     "stale_since": db.stale_since(now)})
+                     "stale_since": db.stale_since(now), "databases": _databases(db, snap)})
     context = {"rows": rows, "now": now, **_banner_context()}
     return render(request, _partial(request, "databases/list.html", "databases-table"), context)
 
 
-def _filter_sessions(sessions: list[dict], state: str, app: str, user: str, sort: str, descending: bool) -> list[dict]:
+def _databases(server: MonitoredServer, snap: Snapshot | None) -> list[dict]:
+    """[{"datname", "connections"}]: the server's databases (listed ones, and any its newest
+    snapshot saw sessions on), with their sessions in that snapshot; busiest first.
+    Reads the prefetched server.databases and snap.counts."""
+    connections: dict[str, int] = {d.datname: 0 for d in server.databases.all()}
+    for c in snap.counts.all() if snap else ():
+        connections[c.datname] = connections.get(c.datname, 0) + c.count
+    return [{"datname": name, "connections": n}
+            for name, n in sorted(connections.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _filter_sessions(
+    sessions: list[dict], state: str, app: str, user: str, datname: str, sort: str, descending: bool
+) -> list[dict]:
     rows = [
         s for s in sessions
         if (not state or s["state"] == state)
         and (not app or s["application_name"] == app)
         and (not user or s["usename"] == user)
+        and (not datname or s.get("datname", "") == datname)
     ]
     if sort == "age":
         key = lambda s: s.get("age_s") if s.get("age_s") is not None else -1.0  # noqa: E731
@@ -76,41 +91,73 @@ def _filter_sessions(sessions: list[dict], state: str, app: str, user: str, sort
 @require_GET
 @vary_on_headers("HX-Request")
 def server_detail(request, name: str):
+    """One server: its budget (server-wide: one max_connections), its databases, live sessions
+    and open problems; ?database= narrows the sessions and problems to one database."""
     now = timezone.now()
-    db = get_object_or_404(MonitoredServer, name=name)
+    db = get_object_or_404(MonitoredServer.objects.prefetch_related("databases"), name=name)
     snap = db.latest_snapshot()
     budget = snap.budget() if snap else None
     sessions = db.last_sessions or []
     state = request.GET.get("state", "")
     app = request.GET.get("app", "")
     user = request.GET.get("user", "")
+    datname = request.GET.get("database", "")
+    databases = _databases(db, snap)
     sort = request.GET.get("sort", "age")
     if sort not in SESSION_SORTS:
         sort = "age"
     descending = request.GET.get("dir", "desc") != "asc"
-    rows = _filter_sessions(sessions, state, app, user, sort, descending)[:200]
+    rows = _filter_sessions(sessions, state, app, user, datname, sort, descending)[:200]
+    in_database = [s for s in sessions if not datname or s.get("datname", "") == datname]
     for r in rows:
         r["idle_in_tx"] = r["state"] in IDLE_IN_TX_STATES
-    open_episodes = list(
-        Episode.objects.open().filter(server=db).select_related("service", "query").order_by("started")[:50]
-    )
+    episodes = Episode.objects.filter(server=db).select_related("service", "query")
+    if datname:
+        episodes = episodes.filter(datname=datname)
+    open_problems = _problems(episodes.filter(ended=None).order_by("started")[:150])[:50]
+    recent = list(episodes.exclude(ended=None).order_by("-ended")[:20])
     context = {
         "db": db,
         "snapshot": snap,
         "budget": budget,
         "sessions": rows,
         "session_total": len(sessions),
-        "states": sorted({s["state"] for s in sessions}),
-        "apps": sorted({s["application_name"] for s in sessions}),
-        "users": sorted({s["usename"] for s in sessions}),
-        "f": {"state": state, "app": app, "user": user, "sort": sort, "dir": "desc" if descending else "asc"},
-        "open_episodes": open_episodes,
+        # The other filters offer what the chosen database has.
+        "states": sorted({s["state"] for s in in_database}),
+        "apps": sorted({s["application_name"] for s in in_database}),
+        "users": sorted({s["usename"] for s in in_database}),
+        "databases": databases,
+        "datnames": sorted({d["datname"] for d in databases} | {s.get("datname", "") for s in sessions} - {""}),
+        "f": {"state": state, "app": app, "user": user, "database": datname, "sort": sort,
+              "dir": "desc" if descending else "asc"},
+        "open_problems": open_problems,
+        "recent_episodes": recent,
         "stale_since": db.stale_since(now),
         "signals": db.signals_enabled() and request.user.has_perm("databases.signal_backend"),
         "now": now,
         **_banner_context(),
     }
     return render(request, _partial(request, "databases/server.html", "db-live"), context)
+
+
+def _problems(episodes) -> list[dict]:
+    """Episodes grouped into problems: one session's one transaction is one problem, however
+    many of its episodes are open (idle in transaction, long transaction, a long query in it).
+    [{"episode": the first with a query (shown for the problem), "episodes", "kinds", "age_s":
+    the longest}], in the order the episodes come."""
+    problems: dict[tuple, dict] = {}
+    for e in episodes:
+        key = (e.pid, e.backend_start, e.xact_start or e.started)
+        p = problems.get(key)
+        if p is None:
+            p = problems[key] = {"episode": e, "episodes": [], "kinds": [], "age_s": 0.0}
+        p["episodes"].append(e)
+        p["age_s"] = max(p["age_s"], e.peak_age_s)
+        if p["episode"].query_id is None and e.query_id is not None:
+            p["episode"] = e
+    for p in problems.values():
+        p["kinds"] = [label for kind, label in Episode.KIND_CHOICES if any(e.kind == kind for e in p["episodes"])]
+    return list(problems.values())
 
 
 @require_GET
