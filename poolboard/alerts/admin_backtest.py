@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from poolboard.alerts.signals import Tick
 from poolboard.fleet.models import stale_after
+from poolboard.history.rollup import RES_5M
 from poolboard.lib import alerting, promql
 from poolboard.lib.alerting import COMPARATORS, NO_DATA_POLICIES, Backtest, backtest
 from poolboard.lib.pools import FIELDS
@@ -64,6 +65,21 @@ SELECT service_id, pool_id, ts, {fields} FROM (
     WHERE p.service_id = ANY(%(services)s) AND s.ts > %(start)s AND s.ts <= %(end)s
     ORDER BY s.pool_id, date_bin(make_interval(secs => %(step)s), s.ts, TIMESTAMPTZ 'epoch'), s.ts DESC
 ) AS newest ORDER BY ts
+"""
+# Before the first raw sample in the range (raw samples are kept RAW_RETENTION days; a fresh
+# install or the demo's made-up weeks have only rollups): the 5-minute rollups, one evaluation
+# per bucket at its end, each pool's bucket averages standing for its values then.
+ROLLUP_SQL = """
+SELECT p.service_id, r.pool_id, r.bucket + make_interval(secs => %(width)s) AS at,
+       r.max_avg, r.in_use_avg, r.pending_avg, r.timeouts_max, r.acquire_s_avg, r.hold_s_avg
+FROM {table} r JOIN fleet_pool p ON p.id = r.pool_id
+WHERE p.service_id = ANY(%(services)s) AND r.bucket >= %(start)s AND r.bucket < %(until)s
+ORDER BY at
+"""
+ROLLUP_FIELDS = ("max", "in_use", "pending", "timeouts", "acquire_s", "hold_s")
+FIRST_RAW_SQL = """
+SELECT min(s.ts) FROM fleet_poolsample s JOIN fleet_pool p ON p.id = s.pool_id
+WHERE p.service_id = ANY(%(services)s) AND s.ts > %(start)s AND s.ts <= %(end)s
 """
 # Signals the backtest can replay from stored data (stale_s is about the collection itself).
 REPLAYED = tuple(s for s in alerting.POOL_SIGNALS if s != "stale_s")
@@ -108,6 +124,11 @@ class Run:
     matched: int = 0
     error: str = ""
     sweep: list[tuple[float, int, int]] = field(default_factory=list)  # (for_s, fired, notifications)
+    first_raw: datetime | None = None  # before it, the replay ran on 5-minute rollups
+
+    @property
+    def from_rollups(self) -> bool:
+        return self.first_raw is not None and any(s.points and s.points[0][0] < self.first_raw for s in self.series)
 
     @property
     def episodes(self) -> list[dict]:
@@ -139,30 +160,45 @@ class Run:
 
 
 def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end: datetime,
-                       step_s: int | None) -> dict[int, list[tuple[datetime, float | None]]]:
-    """{service_id: [(at, value), ...]}: the signal at each stored tick, computed by the live
-    evaluation's own `alerting.pool_signal` from every pool's newest sample at that tick.
+                       step_s: int | None) -> tuple[dict[int, list[tuple[datetime, float | None]]], datetime]:
+    """({service_id: [(at, value), ...]}, the first raw sample's time): the signal at each stored tick, computed by the live
+    evaluation's own `alerting.pool_signal` from every pool's newest values at that tick.
 
     A tick is a moment with a sample of any of the services: every service is evaluated
     then, so one whose pools stopped reporting while the others did goes stale and then
-    has no data (the rule's no-data policy applies), as live. A moment without any sample
-    (collection down) is no evaluation at all, as live leaves state alone when its source fails.
+    has no data (the rule's no-data policy applies), as live. Before the first raw sample
+    the ticks are the 5-minute rollups' bucket ends. A stretch with no stored data at all
+    longer than the outage tolerance (1 h: poolboard was not running, or not yet) ends with
+    one no-data evaluation, so an alert active when the data stopped is not counted as
+    firing across days of nothing.
     """
-    sql = (SAMPLES_SQL if step_s is None else SAMPLES_PER_STEP_SQL).format(
-        fields=", ".join(FIELDS), sample_fields=", ".join(f"s.{f}" for f in FIELDS))
-    stale_s = stale_after().total_seconds()
+    params = {"services": service_ids, "start": start, "end": end, "step": step_s}
+    with connection.cursor() as cursor:
+        cursor.execute(FIRST_RAW_SQL, params)
+        first_raw = cursor.fetchone()[0] or end
+        cursor.execute(ROLLUP_SQL.format(table=RES_5M.table), {**params, "until": first_raw, "width": RES_5M.width_s})
+        ticks = [(service_id, pool_id, at, dict(zip(ROLLUP_FIELDS, values)), RES_5M.width_s)
+                 for service_id, pool_id, at, *values in cursor.fetchall()]
+        sql = (SAMPLES_SQL if step_s is None else SAMPLES_PER_STEP_SQL).format(
+            fields=", ".join(FIELDS), sample_fields=", ".join(f"s.{f}" for f in FIELDS))
+        cursor.execute(sql, params)
+        stale_s = stale_after().total_seconds()
+        ticks += [(service_id, pool_id, ts, dict(zip(FIELDS, values)), stale_s)
+                  for service_id, pool_id, ts, *values in cursor.fetchall()]
     points: dict[int, list] = {pk: [] for pk in service_ids}
     newest: dict[int, dict[int, tuple[dict, datetime]]] = {pk: {} for pk in service_ids}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"services": service_ids, "start": start, "end": end, "step": step_s})
-        rows = cursor.fetchall()
-    for i, (service_id, pool_id, ts, *values) in enumerate(rows):
-        newest[service_id][pool_id] = (dict(zip(FIELDS, values)), ts)
-        if i + 1 < len(rows) and rows[i + 1][2] == ts:
+    previous: tuple[datetime, float] | None = None  # the last tick, and how long its data stays fresh
+    for i, (service_id, pool_id, at, values, fresh_s) in enumerate(ticks):
+        if previous is not None and (at - previous[0]).total_seconds() > alerting.OUTAGE_TOLERANCE_S:
+            for sid in service_ids:
+                points[sid].append((previous[0] + timedelta(seconds=previous[1]), None))
+        previous = (at, fresh_s)
+        newest[service_id][pool_id] = (values, at)
+        if i + 1 < len(ticks) and ticks[i + 1][2] == at:
             continue  # more pools of this tick to come
         for sid in service_ids:
-            points[sid].append((ts, alerting.pool_signal(signal, newest[sid].values(), ts, stale_s)))
-    return points
+            points[sid].append((at, alerting.pool_signal(signal, newest[sid].values(), at, fresh_s)))
+    return points, first_raw
 
 
 def run_backtest(rule, params: Params, now: datetime) -> Run:
@@ -180,7 +216,7 @@ def run_backtest(rule, params: Params, now: datetime) -> Run:
     services = services[:MAX_SERIES]
     overrides = {o.service_id: o.threshold for o in rule.overrides.all()}
     step_s = None if params.range_s <= TICK_RANGE_S else LONG_STEP_S
-    points = pool_signal_points(rule.signal, [s.id for s in services], start, now, step_s)
+    points, run.first_raw = pool_signal_points(rule.signal, [s.id for s in services], start, now, step_s)
     for service in services:
         threshold = overrides.get(service.id, params.threshold)
         series = points[service.id]
@@ -220,6 +256,8 @@ def chart_data(run: Run) -> dict:
     range_s = run.end.timestamp() - start
     # Never finer than the evaluations (one a tick, or one a minute): a point per bucket, so lines join.
     evaluation_s = settings.COLLECT_INTERVAL if run.params.range_s <= TICK_RANGE_S else LONG_STEP_S
+    if run.from_rollups:
+        evaluation_s = RES_5M.width_s
     step = max(evaluation_s, math.ceil(range_s / CHART_POINTS))
     start -= start % step
     n = max(1, math.ceil((run.end.timestamp() - start) / step))

@@ -352,3 +352,34 @@ def test_the_backtest_makes_the_transitions_the_live_evaluation_made(client, bob
     run = run_backtest(waiting, params_from(waiting, {"range": "6h"}), timezone.now())
     replayed = sorted((s.service.name, at, before, after) for s in run.series for at, before, after, _ in s.result.transitions)
     assert replayed == sorted(live)
+
+
+def test_it_replays_the_rollups_before_the_raw_samples(client, bob, waiting_history):
+    """Days of 5-minute rollups (no raw samples: older than the raw retention, or the demo's made-up
+    weeks), then the raw hour: both replayed, and the day without any data between them ends
+    what was firing with no data instead of counting it as firing."""
+    from datetime import datetime, timedelta
+    from datetime import timezone as dt_timezone
+
+    from poolboard.history.models import PoolRollup5m
+
+    pool = waiting_history["search"].pools.get()
+    day = datetime.fromtimestamp((waiting_history["start"] // 300) * 300, tz=dt_timezone.utc) - timedelta(days=3)
+    for k in range(48):  # 4 hours of buckets; 30 minutes with callers waiting, the last 10 minutes too
+        waiting = 2.0 if 12 <= k < 18 or k >= 46 else 0.0
+        PoolRollup5m.objects.create(pool=pool, bucket=day + timedelta(minutes=5 * k), samples=20, max_avg=10.0,
+                                    in_use_avg=10.0 if waiting else 5.0, pending_avg=waiting)
+    client.force_login(bob)
+    page = backtest_page(client, waiting_history["rule"], "&range=7d")
+    assert "the 5-minute rollups until" in page
+    # rollups: pending at the end of bucket 12, firing 5 minutes later (one bucket >= 2 m), resolved at
+    # the end of bucket 18: 25 minutes; the last two buckets fire and end with the data (no data) 5 m
+    # after their end; then the raw hour's 8 minutes (one evaluation a minute in a 7-day replay)
+    assert figure(page, "fired") == "3"
+    episodes = page[page.index('<table class="episodes">'):]
+    first = episodes[episodes.index('<tr class="fired">'):]
+    assert timezone.localtime(day + timedelta(minutes=65)).strftime("%Y-%m-%d %H:%M:%S") in first
+    assert timezone.localtime(day + timedelta(minutes=95)).strftime("%H:%M:%S") in first and "<td class=\"num\">25m</td>" in first
+    second = first[first.index('<tr class="fired">', 10):]
+    assert timezone.localtime(day + timedelta(minutes=240 + 5)).strftime("%H:%M:%S") in second  # no data, not days of firing
+    assert "<td class=\"num\">5m</td>" in second
