@@ -5,9 +5,9 @@ services it selects today, with the presets' own PromQL (the queries collection 
 labels are the same as poolboard's instances (alertname, severity, service, the rule's labels)
 and `promtool test rules` agrees with poolboard's evaluator (tests/alerts/test_export.py).
 
-- the service glob becomes a regex on the preset's service label (new services match too);
-  a label selector (source, preset) is not a Prometheus label, so those rules list the
-  services it selects by name;
+- when the selected services all use one preset, the service glob becomes a regex on its
+  service label (new services match too); otherwise, and for a label selector (source and
+  preset are not Prometheus labels), each rule lists the services it selects by name;
 - per-service overrides: the services are left out of the main rule and get one rule each;
 - signals only poolboard has (staleness, diagnosis findings, pg_stat_activity ages, the
   budget) and no-data policies other than resolve are written as comments, not guessed.
@@ -69,10 +69,12 @@ def _rule_entries(rule: AlertRule, services: list[Service]) -> tuple[list[dict],
         preset = presets[0].with_service_label(service_label)
         label = preset.service_label
         names = [s.name for s in members]
-        if rule.service_labels:
+        if rule.service_labels or len(groups) > 1:
+            # A closed list: the other presets' services must not be matched by this one's rule
+            # (two presets can read the same metric), nor services a label selector leaves out.
             main_sel = promql.matchers(one_of={label: [n for n in names if n not in overrides]})
         else:
-            parts = [f"{label}=~{promql.quote(alerting.glob_to_regex(rule.service_glob or '*'))}"]
+            parts = [f"{label}=~{promql.quote(alerting.glob_to_regex(rule.service_glob))}"] if rule.service_glob else []
             mine = [n for n in names if n in overrides]
             if mine:
                 parts.append(f"{label}!~{promql.quote('|'.join(promql.regex_escape(n) for n in sorted(mine)))}")

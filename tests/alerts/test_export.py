@@ -171,3 +171,15 @@ def test_a_hostile_glob_stays_a_quoted_literal(tmp_path) -> None:
         check = subprocess.run([PROMTOOL, "check", "rules", "/dev/stdin"], input=text, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
     assert 'job=~"x\\"\\\\} or vector\\\\(1\\\\) #"' in text
+
+
+def test_services_on_two_presets_get_closed_lists() -> None:
+    only_these_rules()
+    src = PrometheusSource.objects.create(name="main", url="http://127.0.0.1:9", presets=["db_pool"])
+    Service.objects.create(name="go-svc", source=src, preset="db_pool")
+    Service.objects.create(name="java-svc", source=src, preset="hikaricp")
+    rule("Waiting", "waiting", 0)
+    exprs = [r["expr"] for r in yaml.safe_load(export_rules(T0))["groups"][0]["rules"]]
+    assert len(exprs) == 2
+    assert any('db_pool_pending_requests{job=~"go-svc"}' in e for e in exprs), exprs
+    assert any('hikaricp_connections_pending{job=~"java-svc"}' in e for e in exprs), exprs
