@@ -23,16 +23,17 @@ from django.views.decorators.vary import vary_on_headers
 
 from poolboard.alerts.models import AlertInstance, AlertRule, AlertTransition
 from poolboard.fleet.models import Service
+from poolboard.lib import alerting
 from poolboard.notify.models import Silence
 from poolboard.notify.silences import active_silences, silenced_by
 
 PAGE_SIZE = 50
 HISTORY_PAGE_SIZE = 100
-ACTIVE_STATES = ("firing", "pending")
+ACTIVE_STATES = (alerting.FIRING, alerting.PENDING)
 SILENCE_FOR = timedelta(hours=1)
 
-# Most severe first; both spellings, so a severity typed in the admin still sorts.
-SEVERITY_RANK = {"critical": 0, "crit": 0, "page": 0, "error": 1, "warning": 2, "warn": 2, "info": 3}
+# Most severe first (AlertRule.severity's choices).
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 SORTS = {
     # firing first, then pending; inside each the longest active first
     "state": ["state_rank", "active_since", "id"],
@@ -57,7 +58,7 @@ def active_instances():
         .select_related("rule", "service", "server")
         .prefetch_related("rule__overrides")
         .annotate(
-            state_rank=Case(When(state="firing", then=Value(0)), default=Value(1), output_field=IntegerField()),
+            state_rank=Case(When(state=alerting.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()),
             severity_rank=Case(
                 *[When(rule__severity=name, then=Value(rank)) for name, rank in SEVERITY_RANK.items()],
                 default=Value(9),
@@ -68,7 +69,7 @@ def active_instances():
 
 
 def alert_rows(instances, now) -> list[dict]:
-    """One row per instance: the instance, the silence that mutes it (if any), where to look."""
+    """One row per instance: the instance, the silence that mutes it (if any), its threshold."""
     rows = []
     silences = active_silences(now)  # one query; matched in Python per alert
     for instance in instances:
@@ -77,7 +78,6 @@ def alert_rows(instances, now) -> list[dict]:
                 "alert": instance,
                 "silence": silenced_by(instance.labels or {}, now, silences),
                 "threshold": instance.rule.threshold_for(instance.service_id),
-                "for_s": (now - instance.active_since).total_seconds() if instance.active_since else None,
             }
         )
     return rows
@@ -152,7 +152,7 @@ def alert_rule(request, pk: int):
     page = Paginator(history, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "rule": rule,
-        "overrides": list(rule.overrides.select_related("service").order_by("service__name")) if hasattr(rule, "overrides") else [],
+        "overrides": list(rule.overrides.select_related("service").order_by("service__name")),
         "rows": alert_rows(instances[:PAGE_SIZE], now),
         "active": instances.count(),
         "page": page,
@@ -163,7 +163,8 @@ def alert_rule(request, pk: int):
 
 
 def service_alerts_context(request, service: Service, now) -> dict:
-    """What templates/alerts/_service_panel.html needs besides the service (two queries)."""
+    """What templates/alerts/_service_panel.html needs besides the service (four queries,
+    whatever the number of alerts: instances, their rules' overrides, silences, transitions)."""
     instances = active_instances().filter(service=service).order_by(*SORTS["state"])
     recent = (
         AlertTransition.objects.filter(instance__service=service, at__gte=now - timedelta(days=7))
