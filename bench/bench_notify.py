@@ -6,6 +6,8 @@
    so each is one request; 4 dispatcher threads, each with its own database connection, run
    dispatch_due() until the outbox is empty. Rows / wall-clock seconds.
 3. alerts_dispatch_batched_per_s: the same rows in groups of 50 alerts (one request per group).
+4. alerts_dispatch_queries_per_row: SQL statements one dispatcher spends per single-alert row
+   (claim + send + record), the figure that does not depend on how busy the machine is.
 Each key must reach the receiver exactly once (checked; a duplicate or a loss fails the run).
 
 Prints `name: value` lines (make bench).
@@ -38,6 +40,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from poolboard.notify.dispatch import db_now, dispatch_due  # noqa: E402
 from poolboard.notify.models import Channel, Notification  # noqa: E402
@@ -113,6 +116,18 @@ def run(channel: Channel, per_group: int) -> float:
     return ROWS / elapsed
 
 
+def queries_per_row(channel: Channel, rows: int = 50) -> float:
+    Notification.objects.all().delete()
+    now = db_now()
+    for n in range(rows):
+        payload = {"status": "firing", "fingerprint": f"{n:016x}", "labels": {"alertname": "Q", "service": f"q{n}"}}
+        enqueue(channel, f"q{n}:1", "alert", payload, now)
+    with CaptureQueriesContext(connection) as queries:
+        handled = dispatch_due(limit=rows)
+    assert handled == rows, handled
+    return len(queries) / rows
+
+
 def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -124,6 +139,7 @@ def main() -> None:
     try:
         print(f"alerts_dispatch_per_s: {run(channel, 1):.0f}")
         print(f"alerts_dispatch_batched_per_s: {run(channel, 50):.0f}")
+        print(f"alerts_dispatch_queries_per_row: {queries_per_row(channel):.1f}")
         print(f"# {ROWS} rows, {DISPATCHERS} dispatchers, one request per row, then one per 50-alert group")
     finally:
         server.shutdown()

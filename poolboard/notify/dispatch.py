@@ -22,7 +22,9 @@ the key once or twice, never zero times, and can drop the second.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -191,17 +193,18 @@ def record(found: Claim, outcome: Outcome, now: datetime) -> str:
     ids = [row.id for row in found.rows]
     channel = found.channel
     with transaction.atomic():
-        mine = Notification.objects.filter(id__in=ids, claim_token=found.token).select_for_update()
-        held = list(mine.values_list("id", "attempts", "deadline_at"))
-        if not held:
-            return "lost"  # the lease ran out and another dispatcher took the batch over
+        mine = Notification.objects.filter(id__in=ids, claim_token=found.token)
         if outcome.delivered:
-            mine.update(state=Notification.SENT, sent_at=now, lease_until=None, last_error="")
+            if not mine.update(state=Notification.SENT, sent_at=now, lease_until=None, last_error=""):
+                return "lost"  # the lease ran out and another dispatcher took the batch over
             # Not every success: four dispatchers would queue on the channel's row lock.
             Channel.objects.filter(id=channel.id).exclude(last_ok_at__gte=now - timedelta(seconds=1)).update(last_ok_at=now)
             if found.kind == Notification.ALERT:
                 _remember_group(found, now)
             return Notification.SENT
+        held = list(mine.select_for_update().values_list("id", "attempts", "deadline_at"))
+        if not held:
+            return "lost"
         error = outcome.error or "not delivered"
         Channel.objects.filter(id=channel.id).update(last_error=error, last_error_at=now)
         attempts = max(a for _, a, _ in held)
@@ -219,14 +222,15 @@ def record(found: Claim, outcome: Outcome, now: datetime) -> str:
 def _remember_group(found: Claim, now: datetime) -> None:
     """What the receiver now knows of the group; its other pending rows wait for the group interval."""
     channel = found.channel
-    group = AlertGroup.objects.select_for_update().get(channel=channel, group_key=found.group_key)
-    for row in found.rows:
-        if row.payload.get("status") == "resolved":
-            group.firing.pop(row.fingerprint, None)
-        else:
-            group.firing[row.fingerprint] = {"key": row.idempotency_key, "alert": row.payload}
-    group.last_sent_at = now
-    group.save(update_fields=["firing", "last_sent_at"])
+    resolved = [row.fingerprint for row in found.rows if row.payload.get("status") == "resolved"]
+    firing = {row.fingerprint: {"key": row.idempotency_key, "alert": row.payload}
+              for row in found.rows if row.payload.get("status") != "resolved"}
+    with connection.cursor() as cursor:  # one statement: jsonb minus the resolved, plus the firing
+        cursor.execute(
+            f"UPDATE {AlertGroup._meta.db_table} SET last_sent_at = %s, firing = (firing - %s::text[]) || %s::jsonb "
+            "WHERE channel_id = %s AND group_key = %s",
+            [now, resolved, json.dumps(firing, allow_nan=False), channel.id, found.group_key],
+        )
     next_flush = now + timedelta(seconds=channel.group_interval_s)
     Notification.objects.filter(
         channel=channel, group_key=found.group_key, state=Notification.PENDING, batch_key="", next_attempt_at__lt=next_flush
@@ -267,11 +271,13 @@ def dispatch_due(now: datetime | None = None, limit: int = 200) -> int:
     handled = 0
     while handled < limit:
         at = now or db_now()
+        started = time.monotonic()
         found = claim(at)
         if found is None:
             break
         outcome = send(found)
-        record(found, outcome, now or db_now())
+        # The database's clock plus what this took: a duration from this worker, never its wall clock.
+        record(found, outcome, now or at + timedelta(seconds=time.monotonic() - started))
         handled += 1
     return handled
 
