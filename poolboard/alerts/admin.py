@@ -22,14 +22,15 @@ class AlertRuleAdmin(BacktestMixin, admin.ModelAdmin):
     search_fields = ["name", "summary", "origin"]
     filter_horizontal = ["channels"]
     inlines = [RuleOverrideInline]
-    readonly_fields = ["last_evaluated_at", "last_error", "last_error_at", "failing_evaluations"]
+    readonly_fields = ["last_evaluated_at", "last_error", "last_error_at", "failing_evaluations", "evaluations_missed"]
     fieldsets = [
         (None, {"fields": ["name", "enabled", "severity", "origin"]}),
         ("Condition", {"fields": ["signal", "finding_kind", "comparator", "threshold", "for_s", "keep_firing_for_s",
                                   "no_data", "max_instances"]}),
         ("Selection", {"fields": ["service_glob", "service_labels", "database_glob"]}),
         ("Notification", {"fields": ["labels", "summary", "description", "channels"]}),
-        ("Health", {"fields": ["last_evaluated_at", "last_error", "last_error_at", "failing_evaluations"]}),
+        ("Health", {"fields": ["last_evaluated_at", "last_error", "last_error_at", "failing_evaluations",
+                               "evaluations_missed"]}),
     ]
 
     @admin.display(description="health")

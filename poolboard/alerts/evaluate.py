@@ -40,6 +40,18 @@ def datasource_failures() -> int:
     return max(1, int(getattr(settings, "ALERTS_DATASOURCE_FAILURES", 5)))
 
 
+def missed_ticks(last: datetime | None, now: datetime) -> int:
+    """Collection ticks between two evaluations that had none (Prometheus' IterationsMissed).
+
+    They are not replayed: one evaluation after an outage, never one per missed tick (R1.5).
+    Half a tick of slack absorbs a late worker.
+    """
+    if last is None:
+        return 0
+    interval = float(settings.COLLECT_INTERVAL)
+    return max(0, int(((now - last).total_seconds() + interval / 2) // interval) - 1)
+
+
 def db_now() -> datetime:
     """The database's clock: every worker evaluates on the same time line (reliability.md F15)."""
     with connection.cursor() as cursor:
@@ -90,6 +102,7 @@ def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.C
             log.exception("alert rule %s could not be evaluated", rule.name)
             rule.last_error, rule.last_error_at = f"evaluation failed: {exc.__class__.__name__}: {exc}"[:1000], now
             planned = []
+        rule.evaluations_missed += missed_ticks(rule.last_evaluated_at, now)
         rule.last_evaluated_at = now
         if rule.last_error:
             result.errors[rule.name] = rule.last_error
@@ -121,15 +134,17 @@ def evaluate_rules(now: datetime | None = None, *, strategy: str = transitions.C
 def _update_rules(rules: list[AlertRule]) -> None:
     """Every rule's health in one statement (bulk_update's CASE per field is slower at 50 rules)."""
     table = AlertRule._meta.db_table
-    values_sql = ", ".join(["(%s::bigint, %s::timestamptz, %s::text, %s::timestamptz, %s::integer)"] * len(rules))
+    values_sql = ", ".join(
+        ["(%s::bigint, %s::timestamptz, %s::text, %s::timestamptz, %s::integer, %s::integer)"] * len(rules))
     params: list = []
     for rule in rules:
-        params += [rule.pk, rule.last_evaluated_at, rule.last_error, rule.last_error_at, rule.failing_evaluations]
+        params += [rule.pk, rule.last_evaluated_at, rule.last_error, rule.last_error_at, rule.failing_evaluations,
+                   rule.evaluations_missed]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS r SET last_evaluated_at = v.at, last_error = v.error, last_error_at = v.error_at, "
-            f"failing_evaluations = v.failing FROM (VALUES {values_sql}) AS v(id, at, error, error_at, failing) "
-            "WHERE r.id = v.id",
+            "failing_evaluations = v.failing, evaluations_missed = v.missed "
+            f"FROM (VALUES {values_sql}) AS v(id, at, error, error_at, failing, missed) WHERE r.id = v.id",
             params,
         )
 

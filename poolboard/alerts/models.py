@@ -116,6 +116,10 @@ class AlertRule(models.Model):
     failing_evaluations = models.PositiveIntegerField(
         default=0, editable=False, help_text="Consecutive evaluations whose data source failed or was stale."
     )
+    evaluations_missed = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="Collection ticks with no evaluation (worker or beat down): skipped, never replayed, counted here.",
+    )
 
     objects = AlertRuleQuerySet.as_manager()
 

@@ -186,7 +186,7 @@ def test_it_evaluates_on_the_database_clock_not_the_workers(hook) -> None:
     assert abs((instance.active_since - db_now).total_seconds()) < 60
 
 
-def test_missed_evaluations_are_not_replayed(hook) -> None:
+def test_missed_evaluations_are_not_replayed(hook, settings) -> None:
     src = source()
     (svc,) = fleet(src, 1, in_use=10, max=10)
     rule(for_s=60, channels=[hook])
@@ -197,6 +197,9 @@ def test_missed_evaluations_are_not_replayed(hook) -> None:
     evaluate_rules(later)
     assert Notification.objects.count() == 1
     assert AlertTransition.objects.count() == 2
+    # ... and counted: the ticks of those 40 minutes, less the one evaluated.
+    saturated = AlertInstance.objects.get().rule
+    assert saturated.evaluations_missed == 40 * 60 // settings.COLLECT_INTERVAL - 1
 
 
 def test_a_service_leaving_the_selection_resolves(hook) -> None:
