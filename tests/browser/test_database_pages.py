@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from playwright.sync_api import expect
 
 from poolboard.databases.models import snapshot_interval
 from poolboard.databases.snapshots import snapshot_server
-from tests.pg import wait_for_next_slot
+from tests.pg import Sessions, throwaway_database, wait_for_next_slot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -79,15 +81,46 @@ def test_it_keeps_hostile_query_text_inert(fleet_db, settings, alice, live_serve
     assert page.locator("text=Raw query text is being stored").count() == 1
 
 
-def test_it_draws_the_database_and_slow_queries_pages(fleet_db, alice, live_server, browser_page, csp_violations, screenshot_dir):
+@pytest.fixture
+def second_db(fleet_db):
+    """Another database on the same server, with a billing session idle in transaction."""
+    with throwaway_database(f"pb_test_browser_second_{os.getpid()}") as name:
+        second = Sessions(name)
+        second.idle_in_transaction("billing", "SELECT 2")
+        yield name
+        second.close()
+
+
+def test_it_draws_the_server_and_slow_queries_pages(
+    fleet_db, second_db, alice, live_server, browser_page, csp_violations, screenshot_dir
+):
     db, sessions = fleet_db
-    take_two_snapshots(db, sessions)
+    # A transaction that ends between the two snapshots: its episode has both bounds.
+    ending = sessions.idle_in_transaction("cron", "SELECT 1")
+    sessions.wait_seen({"billing": "idle in transaction", "reports": "active", "cron": "idle in transaction"}, older_than=1)
+    assert snapshot_server(db).status == "ok"
+    ending.rollback()
+    wait_for_next_slot(db.snapshots.latest("taken_at").taken_at, snapshot_interval())
+    assert snapshot_server(db).status == "ok"
     page = browser_page
     login(page, live_server)
+    page.goto(live_server.url + "/databases/")
+    row = page.locator("#databases-table tbody tr", has_text="orders-db")
+    expect(row).to_contain_text(sessions.dbname)
+    expect(row).to_contain_text(second_db)
+    page.screenshot(path=str(screenshot_dir / "databases-list.png"), full_page=True)
     page.goto(live_server.url + "/servers/orders-db/")
     assert page.locator(".budget .seg").count() >= 3
     assert page.locator(".budget .warn-line").count() == 1
-    page.screenshot(path=str(screenshot_dir / "database-page.png"), full_page=True)
+    expect(page.locator("#db-databases")).to_contain_text(second_db)
+    expect(page.locator("#recent-episodes")).to_contain_text("≤")  # the ended transaction, bounded
+    page.screenshot(path=str(screenshot_dir / "server-page.png"), full_page=True)
+    # One database: the sessions table narrows to it through htmx; the budget stays the server's.
+    page.select_option("select[name=database]", second_db)
+    expect(page.locator("table.sessions")).not_to_contain_text("reports")
+    expect(page.locator("table.sessions")).to_contain_text(second_db)
+    assert page.locator(".budget .seg").count() >= 3
+    page.screenshot(path=str(screenshot_dir / "server-page-one-database.png"), full_page=True)
     page.goto(live_server.url + "/queries/slow/")
     assert "pg_sleep($1)" in page.inner_text("main") and "reports" in page.inner_text("main")
     page.screenshot(path=str(screenshot_dir / "slow-queries-page.png"), full_page=True)

@@ -84,3 +84,19 @@ def test_it_finds_every_databases_snapshots_in_a_window_by_index(db):
     window = Snapshot.objects.filter(taken_at__gt=t0 + timedelta(hours=20), taken_at__lte=t0 + timedelta(hours=20, minutes=30))
     assert window.count() == 4 * 60
     assert "snapshot_taken_at" in window.explain()
+
+
+def test_an_episodes_duration_is_bounded_by_the_snapshots():
+    from datetime import datetime, timedelta, timezone
+
+    from poolboard.dashboard.templatetags.db_extras import duration_bounds
+    from poolboard.databases.models import Episode
+
+    t0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+    e = Episode(kind="long_query", pid=1, started=t0, first_seen=t0, last_seen=t0 + timedelta(seconds=41.3),
+                peak_age_s=41.3)
+    assert (e.duration_s, e.duration_max_s) == (41.3, None)
+    assert duration_bounds(e) == "≥ 41 s, ongoing"
+    e.ended = t0 + timedelta(seconds=51.2)  # the first snapshot that no longer saw it
+    assert e.duration_max_s == pytest.approx(51.2)
+    assert duration_bounds(e) == "≥ 41 s, ≤ 52 s"  # rounded outwards: still bounds

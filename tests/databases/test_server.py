@@ -109,7 +109,7 @@ def test_the_server_page_shows_the_database_column_and_filters_by_database(alice
     html = alice_client.get(url).content.decode()
     table = sessions_table(html)
     assert "<th>Database</th>" in table and ORDERS_APP in table and BILLING_APP in table
-    assert f'<td>{second}</td>' in table and f'<td>{first}</td>' in table
+    assert f'<td class="dbname">{second}</td>' in table and f'<td class="dbname">{first}</td>' in table
     html = alice_client.get(url, {"database": second}).content.decode()
     assert "<html" in html and BILLING_APP in sessions_table(html) and ORDERS_APP not in sessions_table(html)
     assert "idle in transaction + long transaction" in html  # one problem, both its episodes
