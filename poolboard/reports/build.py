@@ -94,7 +94,10 @@ def _week_rows(period: capacity.Period) -> dict[int, dict[int, capacity.WeekFigu
     previous = period.previous()
     sql = WEEK_SQL.format(buckets=BUCKETS_CTE.format(table=RES_5M.table, only=""))
     params = {"start": previous.start, "mid": period.start, "end": period.end, "tz": period.tz}
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Two weeks of every pool's buckets are sorted twice (per bucket, per service): in memory,
+        # not in temporary files (4 MB is PostgreSQL's default).
+        cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     weeks = {0: previous, 1: period}

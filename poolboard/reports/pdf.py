@@ -1,8 +1,9 @@
 """The whole report as a PDF, laid out by WeasyPrint from templates/reports/pdf.html.
 
-WeasyPrint (HTML + CSS to PDF, no browser) renders the same inline SVG charts as the page;
-its stylesheet is static/css/report-pdf.css (a file: the templates carry no inline style).
-It needs Debian's pango (`make system-pdf`), so it is imported only when a PDF is asked for.
+WeasyPrint (HTML + CSS to PDF, no browser) lays out the page's sections; the charts go in as
+PNG (the email's drawing), which it places far faster than it draws SVG. Its stylesheet is
+static/css/report-pdf.css (a file: the templates carry no inline style). It needs Debian's
+pango (`make system-pdf`), so it is imported only when a PDF is asked for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from .present import report_context
+from .present import PDF_CHARTS, report_context
 
 # Its per-step progress is logged at INFO: noise in the worker log for every report.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
@@ -21,10 +22,10 @@ CSS_PATH = settings.BASE_DIR / "static" / "css" / "report-pdf.css"
 
 
 def render_pdf(report, numbers: dict | None = None) -> bytes:
-    """`numbers`: a subscriber's share of the report (default: all of it); a chart for every service."""
+    """`numbers`: a subscriber's share of the report (default: all of it)."""
     from weasyprint import CSS, HTML
 
-    context = report_context(report, numbers, charts_as="svg", chart_limit=None)
+    context = report_context(report, numbers, charts_as="png", chart_limit=PDF_CHARTS)
     html = render_to_string("reports/pdf.html", context)
     return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf(stylesheets=[CSS(filename=str(CSS_PATH))])
 

@@ -6,7 +6,9 @@ from here, formatted once, so they cannot disagree (a test reads them all back).
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
+from html import escape
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -31,8 +33,10 @@ DEFAULT_SORT = "p95"
 # The email carries this many rows per table and links to the page for the rest.
 EMAIL_ROWS = 20
 EMAIL_CHARTS = 6
-# The page draws a chart for this many services (in the table's order); the PDF for all.
+# The page and the PDF draw a chart for this many services (in the table's order, most
+# utilized first); every service is in the tables.
 PAGE_CHARTS = 60
+PDF_CHARTS = 100
 
 
 def pct(v: float | None) -> str:
@@ -186,7 +190,7 @@ def report_context(report, numbers: dict | None = None, charts_as: str | None = 
                    direction: str = "desc", chart_limit: int | None = PAGE_CHARTS, row_limit: int | None = None) -> dict:
     """Everything templates/reports/*.html and *.txt show.
 
-    charts_as: "svg" (page, PDF), "cid" (email: <img src="cid:…">, the PNGs in `inline_images`)
+    charts_as: "svg" (page), "png" (PDF: data URIs), "cid" (email: <img src="cid:…">, the PNGs in `inline_images`)
     or None. chart_limit: services that get a chart (None: all). row_limit: rows per table.
     """
     numbers = numbers if numbers is not None else report.numbers
@@ -204,6 +208,11 @@ def report_context(report, numbers: dict | None = None, charts_as: str | None = 
     def chart_for(kind: str, i: int, layout: charts.Layout, title: str) -> str | None:
         if charts_as == "svg":
             return charts.svg(layout, title)
+        if charts_as == "png":
+            # The PDF: WeasyPrint lays a PNG out ~20× faster than it draws the same SVG.
+            data = base64.b64encode(charts.png(layout)).decode()
+            return (f'<img class="report-chart" src="data:image/png;base64,{data}" width="{charts.WIDTH}" '
+                    f'height="{charts.HEIGHT}" alt="{escape(title)}">')
         if charts_as == "cid":
             cid = f"{kind}-{i}@poolboard"
             inline_images.append({"cid": cid, "filename": f"{kind}-{i}.png", "layout": layout, "title": title})
