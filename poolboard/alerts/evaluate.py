@@ -152,6 +152,8 @@ def _update_rules(rules: list[AlertRule]) -> None:
 def _resolve_disabled(now: datetime, result: EvaluationResult, strategy: str) -> None:
     """A rule switched off resolves what it had firing (and drops what was pending), as
     Prometheus does when a rule is removed: nothing stays 'firing' that nobody evaluates."""
+    # A switched-off rule is not evaluated, so its pause is no missed evaluation when it comes back.
+    AlertRule.objects.filter(enabled=False).exclude(last_evaluated_at=None).update(last_evaluated_at=None)
     rows = list(AlertInstance.objects.active().filter(rule__enabled=False).select_related("rule"))
     for row in rows:
         step = alerting.step(row.lib_state(), False, None, now, for_s=row.rule.for_s)
