@@ -21,7 +21,7 @@ from poolboard.statements.models import (
 )
 from tests.wait import wait_until
 
-SLEEP_S = 0.05
+SLEEP_S = 0.2  # long enough that scheduling delays on a busy machine stay far inside 10 %
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from poolboard.lib import statements as st
 from poolboard.sources import pgstatements as ps
 from poolboard.sources.pgactivity import MonitorError, Target
 
-SLEEP_S = 0.05
+SLEEP_S = 0.2  # long enough that scheduling delays on a busy machine stay far inside 10 %
 
 
 def target(pg_cluster, dbname, user="root") -> Target:
