@@ -343,3 +343,16 @@ def test_it_gives_a_statement_new_in_another_database_the_text_its_queryid_has(s
         assert other.queryid == first.queryid and other.query_id == first.query_id
     finally:
         pg_cluster.drop_database("t_other_database")
+
+
+def test_it_is_on_the_beat_schedule_once_per_slot(settings) -> None:
+    from poolboard.fleet.schedules import every_slot
+    from poolboard.statements import tasks
+
+    beat = settings.CELERY_BEAT_SCHEDULE
+    collect = beat["collect-statements"]
+    assert collect["task"] == tasks.collect_statements.name
+    assert isinstance(collect["schedule"], every_slot) and collect["schedule"].seconds == settings.STATEMENTS_INTERVAL
+    assert settings.STATEMENTS_INTERVAL == 300 and collect["options"]["expires"] == 300
+    assert beat["rollup-statements"]["task"] == tasks.rollup_statements.name
+    assert beat["expire-statements"]["task"] == tasks.expire_statements.name
