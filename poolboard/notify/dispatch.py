@@ -89,8 +89,8 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
     with transaction.atomic():
         for _ in range(skip):
             candidates = _due(now)
-            for channel_id, group_key in passed_groups:  # groups another dispatcher is sending right now
-                candidates = candidates.exclude(channel_id=channel_id, group_key=group_key)
+            for channel_id, group_key in passed_groups:  # groups locked by another dispatcher, or BUSY
+                candidates = candidates.exclude(channel_id=channel_id, group_key=group_key, batch_key="")
             leader = (
                 candidates.order_by("next_attempt_at", "id")
                 .select_for_update(skip_locked=True, of=("self",)).select_related("channel").first()
@@ -111,6 +111,9 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
                     passed_groups.add((leader.channel_id, leader.group_key))
                     continue
                 found = _claim_group(leader, token, now)
+                if found is BUSY:
+                    passed_groups.add((leader.channel_id, leader.group_key))
+                    continue
                 if found is None:
                     continue  # everything due in the group was silenced or dropped: look again
             Notification.objects.filter(id__in=[row.id for row in found.rows]).update(
@@ -121,15 +124,21 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
     return None
 
 
-def _claim_group(leader: Notification, token: uuid.UUID, now: datetime) -> Claim | None:
-    """The group's due rows, less the silenced and the dropped, as one batch (None if none is left to send)."""
+# A group with a batch still out (being sent, or waiting to be retried) sends nothing newer
+# until that batch is done: a resolution must not overtake the firing it resolves.
+BUSY = object()
+
+
+def _claim_group(leader: Notification, token: uuid.UUID, now: datetime):
+    """The group's due rows, less the silenced and the dropped, as one batch; None if none is left to send, or BUSY."""
     channel = leader.channel
     waiting = list(
         Notification.objects.waiting()
-        .filter(channel=channel, group_key=leader.group_key, batch_key="")
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        .filter(channel=channel, group_key=leader.group_key)
         .select_for_update(skip_locked=True, of=("self",)).order_by("id")
     )
+    if any(row.batch_key for row in waiting):
+        return BUSY
     # Pending rows all go (Alertmanager flushes the whole group); suppressed ones when their silence ends.
     due = [r for r in waiting if r.state == Notification.PENDING or r.next_attempt_at <= now]
     due_ids = {r.id for r in due}

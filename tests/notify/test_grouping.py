@@ -90,3 +90,15 @@ def test_a_group_still_firing_is_sent_again_after_repeat_interval(receiver):
     assert dispatch_due(now=at(3601)) == 0  # the next repeat counts from this one
     assert dispatch_due(now=at(7200)) == 1
     assert len(hook.requests) == 3
+
+
+def test_a_resolution_waits_for_the_firing_batch_still_being_retried(receiver):
+    hook = receiver(500, 200)
+    ch = channel(url=hook.url)
+    enqueue(ch, f"{A}:1", "alert", alert(A), T0)
+    dispatch_due(now=at(0))  # 500: retried at 1 s
+    enqueue(ch, f"{A}:2", "alert", alert(A, status="resolved"), at(0.5))
+    assert dispatch_due(now=at(0.5)) == 0  # the group has a batch out: the resolution waits for it
+    assert dispatch_due(now=at(1)) == 2
+    assert hook.keys() == [f"{A}:1", f"{A}:1", f"{A}:2"]
+    assert AlertGroup.objects.get().firing == {}
