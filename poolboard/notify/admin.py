@@ -138,6 +138,10 @@ class SilenceAdmin(admin.ModelAdmin):
             obj.created_by = request.user.get_username()
         super().save_model(request, obj, form, change)
 
+    def delete_queryset(self, request, queryset) -> None:
+        for silence in queryset:  # one by one: each releases the alerts it held back
+            silence.delete()
+
     @admin.action(description="Expire now")
     def expire_now(self, request, queryset) -> None:
         now = timezone.now()

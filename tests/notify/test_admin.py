@@ -83,3 +83,24 @@ def test_the_outbox_list_shows_rows_and_their_errors(client, bob):
     client.force_login(bob)
     html = client.get("/admin/notify/notification/").content.decode()
     assert "0123456789abcdef:7" in html and "HTTP 410: gone" in html
+
+
+def test_deleting_silences_from_the_list_releases_what_they_held(client, bob, receiver):
+    from datetime import timedelta
+
+    from poolboard.notify.dispatch import dispatch_due
+    from poolboard.notify.outbox import enqueue
+    from tests.notify.factories import T0, alert
+
+    hook = receiver()
+    ch = channel(url=hook.url)
+    silence = Silence.objects.create(matchers=[{"name": "service", "value": "billing", "isRegex": False, "isEqual": True}],
+                                     starts_at=T0, ends_at=T0 + timedelta(days=1), created_by="bob", comment="c")
+    enqueue(ch, "0123456789abcdef:1", "alert", alert(service="billing"), T0)
+    dispatch_due(now=T0)
+    assert hook.requests == []
+    client.force_login(bob)
+    client.post("/admin/notify/silence/", {"action": "delete_selected", "_selected_action": [silence.pk], "post": "yes"})
+    assert not Silence.objects.exists()
+    dispatch_due(now=T0 + timedelta(seconds=1))
+    assert hook.keys() == ["0123456789abcdef:1"]
