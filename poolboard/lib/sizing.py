@@ -19,6 +19,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Seed 001 sizes each worker's pool with 20 % headroom over what it needs.
 HEADROOM = 0.20
@@ -40,6 +43,9 @@ PGBOUNCER_DEFAULT_POOL_SIZE = 20
 
 GROW, SHRINK, KEEP, SET_LIMIT = "grow", "shrink", "keep", "set_limit"
 FIX_LEAK, SLOW_QUERIES, NOT_ENOUGH_DATA, NO_LIMIT_KNOWN = "fix_leak", "slow_queries", "not_enough_data", "unknown_max"
+# The page lists the pools that need something done first.
+ACTION_ORDER = {FIX_LEAK: 0, SLOW_QUERIES: 1, SET_LIMIT: 2, GROW: 3, SHRINK: 5, NO_LIMIT_KNOWN: 6,
+                NOT_ENOUGH_DATA: 7, KEEP: 8}
 ACTION_LABELS = {
     GROW: "grow",
     SHRINK: "shrink",
@@ -189,6 +195,17 @@ class Ledger:
     unknown: list[str] = field(default_factory=list)  # pools whose max no exporter gives
     surge: int = 0
     surge_label: str = ""
+
+    def bar_lines(self, most: int = 15) -> list[Line]:
+        """The bar's slices: the `most` largest lines, the rest as one, so the bar stays readable."""
+        counted = [li for li in self.lines if li.connections]
+        if len(counted) <= most:
+            return counted
+        ranked = sorted(counted, key=lambda li: (li.kind == "surge", -(li.connections or 0), li.label))
+        kept, rest = ranked[:most - 1], ranked[most - 1:]
+        n = sum(li.connections or 0 for li in rest)
+        return [*kept, Line(f"{len(rest)} other pools", n, "the smaller lines together", kind="others",
+                            pct=sum(li.pct for li in rest))]
 
     @property
     def committed(self) -> int:
@@ -354,6 +371,10 @@ class Recommendation:
     def instances(self) -> int:
         return self.pool.instances()[0]
 
+    def rank(self) -> tuple:
+        """Most actionable first: the advice that comes before any size, then cuts by the fit."""
+        return (ACTION_ORDER[self.action] if not self.cut else min(ACTION_ORDER[self.action], 4), self.pool.label)
+
 
 def _fmt(x: float | None) -> str:
     if x is None:
@@ -464,16 +485,18 @@ def _fit(recs: list[Recommendation], target: int) -> Fit:
         fit.note = (f"Even 1 connection per process asks {used} of the {target} under the 80 % line: put PgBouncer "
                     "(transaction mode) in front or lower the replica counts.")
     else:
-        # Hand the floors' leftovers back, largest relative loss first, while they fit.
+        # Hand the floors' leftovers back one connection per process at a time, largest relative
+        # loss first, while they fit (the floors lost less than one per pool, so one round or two).
+        room = target - used
         while True:
-            room = target - sum(r.recommended * r.pool.processes for r in sized)
-            candidates = sorted(
-                (r for r in sized if r.recommended < r.wanted and r.pool.processes <= room),
-                key=lambda r: (r.recommended / r.wanted, r.pool.label),
-            )
-            if not candidates:
+            given = False
+            for r in sorted((r for r in sized if r.recommended < r.wanted), key=lambda r: (r.recommended / r.wanted, r.pool.label)):
+                if r.pool.processes <= room:
+                    r.recommended += 1
+                    room -= r.pool.processes
+                    given = True
+            if not given:
                 break
-            candidates[0].recommended += 1
     for r in sized:
         r.cut = r.wanted - r.recommended
         if r.cut > 0:
@@ -550,5 +573,11 @@ def littles_law(rate_per_s: float | None, hold_s: float | None) -> float | None:
     return rate_per_s * hold_s
 
 
-def total(values: Iterable[int | None]) -> int:
-    return sum(v for v in values if v is not None)
+def most_at_once(spans: Iterable[tuple[T, T]]) -> int:
+    """The most (start, end) spans that overlap at one instant (ends inclusive)."""
+    edges = sorted([(start, 0) for start, _ in spans] + [(end, 1) for _, end in spans])
+    running = best = 0
+    for _, is_end in edges:
+        running += -1 if is_end else 1
+        best = max(best, running)
+    return best

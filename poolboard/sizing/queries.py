@@ -1,78 +1,80 @@
 """The reads the sizing needs, each one SQL query for the whole fleet.
 
-Demand comes from the 5-minute rollups (poolboard.history): per (service, pool name),
-over every instance's buckets in the window, so a pool's numbers are per instance.
+Demand comes from the 1-hour rollups (poolboard.history): per pool (one instance) over
+the window, then the busiest instance of each (service, pool name) stands for them all,
+since every instance gets the same pool size. A bucket's in-use p95 is over its raw
+samples, so "p99" is the 99th percentile of the hours' p95s: the busy hours, not a
+single sample's spike (that is the peak, from the hours' maxima).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, models
 
 from poolboard.databases.models import SessionCount
-from poolboard.history.rollup import RES_5M
+from poolboard.history.rollup import RES_1H
 from poolboard.lib.sizing import Demand
 
-# Per bucket, in use + waiting: p95 of each (what the rollup keeps) for the percentiles, max of
-# each for the peak. Little's law per bucket: acquisitions per second × mean hold time.
+# Grouped by pool_id, the rollup's primary key order: each group's percentiles sort ~168 values.
 DEMAND_SQL = """
-WITH b AS (
-    SELECT p.service_id, p.name AS pool, r.bucket,
-           r.in_use_p95 + coalesce(r.pending_p95, 0) AS d95,
-           r.in_use_max + coalesce(r.pending_max, 0) AS dmax,
-           r.pending_max, r.timeouts, r.saturated_s, r.acquisitions, r.hold_s_avg
-    FROM {table} r JOIN fleet_pool p ON p.id = r.pool_id
-    WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND r.in_use_p95 IS NOT NULL
-)
-SELECT service_id, pool,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY d95),
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY d95),
-       max(dmax),
-       count(DISTINCT bucket),
-       coalesce(bool_or(pending_max > 0), false),
-       coalesce(sum(timeouts), 0),
-       coalesce(sum(saturated_s), 0),
-       sum(acquisitions) / nullif(count(acquisitions) * %(width)s, 0),
-       sum(hold_s_avg * acquisitions) / nullif(sum(acquisitions) FILTER (WHERE hold_s_avg IS NOT NULL), 0),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY acquisitions / %(width)s * hold_s_avg)
-FROM b GROUP BY service_id, pool
-"""
-
-# The most instances of each pool that reported in the same bucket.
-INSTANCES_SQL = """
-SELECT service_id, pool, max(n) FROM (
-    SELECT p.service_id, p.name AS pool, r.bucket, count(*) AS n
-    FROM {table} r JOIN fleet_pool p ON p.id = r.pool_id
-    WHERE r.bucket >= %(since)s AND r.bucket < %(until)s
-    GROUP BY 1, 2, 3
-) per_bucket GROUP BY service_id, pool
+SELECT r.pool_id,
+       percentile_cont(ARRAY[0.95, 0.99]) WITHIN GROUP (ORDER BY r.in_use_p95 + coalesce(r.pending_p95, 0)),
+       max(r.in_use_max + coalesce(r.pending_max, 0)),
+       sum(r.samples),
+       coalesce(bool_or(r.pending_max > 0), false),
+       coalesce(sum(r.timeouts), 0),
+       coalesce(sum(r.saturated_s), 0),
+       sum(r.acquisitions) / nullif(count(r.acquisitions) * %(width)s, 0),
+       sum(r.hold_s_avg * r.acquisitions) / nullif(sum(r.acquisitions) FILTER (WHERE r.hold_s_avg IS NOT NULL), 0)
+FROM {table} r
+WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND r.in_use_p95 IS NOT NULL
+GROUP BY r.pool_id
 """
 
 PoolKey = tuple[int, str]
 
 
-def demand_by_pool(since: datetime, until: datetime) -> dict[PoolKey, Demand]:
-    """{(service id, pool name): Demand per instance over [since, until)}."""
+def _busiest(demands: list[Demand]) -> Demand:
+    """One instance's demand for a pool of several: the busiest, with the longest history."""
+
+    def top(name):
+        values = [getattr(d, name) for d in demands if getattr(d, name) is not None]
+        return max(values) if values else None
+
+    rates = [d.rate_per_s for d in demands if d.rate_per_s is not None]
+    holds = [d.hold_s for d in demands if d.hold_s is not None]
+    rate = sum(rates) / len(rates) if rates else None
+    hold = sum(holds) / len(holds) if holds else None
+    return Demand(
+        window_s=demands[0].window_s, history_s=max(d.history_s for d in demands),
+        p95=top("p95"), p99=top("p99"), peak=top("peak"),
+        little=rate * hold if rate is not None and hold is not None else None, rate_per_s=rate, hold_s=hold,
+        waited=any(d.waited for d in demands), timeouts=sum(d.timeouts for d in demands),
+        saturated_s=max(d.saturated_s for d in demands),
+    )
+
+
+def demand_by_pool(since: datetime, until: datetime, pool_keys: dict[int, PoolKey]) -> dict[PoolKey, Demand]:
+    """{(service id, pool name): Demand per instance over [since, until)}; `pool_keys` maps pool id to its key."""
     window_s = (until - since).total_seconds()
-    width = RES_5M.width_s
+    params = {"since": since, "until": until, "width": float(RES_1H.width_s)}
     with connection.cursor() as cursor:
-        cursor.execute(DEMAND_SQL.format(table=RES_5M.table), {"since": since, "until": until, "width": float(width)})
+        cursor.execute(DEMAND_SQL.format(table=RES_1H.table), params)
         rows = cursor.fetchall()
-    out: dict[PoolKey, Demand] = {}
-    for service_id, pool, p95, p99, peak, buckets, waited, timeouts, saturated_s, rate, hold, little in rows:
-        out[(service_id, pool)] = Demand(
-            window_s=window_s, history_s=float(buckets * width), p95=p95, p99=p99, peak=peak,
-            little=little if rate is not None and hold is not None else None,
+    interval = float(settings.COLLECT_INTERVAL)
+    per_key: dict[PoolKey, list[Demand]] = {}
+    for pool_id, (p95, p99), peak, samples, waited, timeouts, saturated_s, rate, hold in rows:
+        key = pool_keys.get(pool_id)
+        if key is None:
+            continue
+        per_key.setdefault(key, []).append(Demand(
+            window_s=window_s, history_s=min(float(samples) * interval, window_s), p95=p95, p99=p99, peak=peak,
             rate_per_s=rate, hold_s=hold, waited=bool(waited), timeouts=float(timeouts), saturated_s=float(saturated_s),
-        )
-    return out
-
-
-def instances_by_pool(since: datetime, until: datetime) -> dict[PoolKey, int]:
-    with connection.cursor() as cursor:
-        cursor.execute(INSTANCES_SQL.format(table=RES_5M.table), {"since": since, "until": until})
-        return {(s, p): n for s, p, n in cursor.fetchall()}
+        ))
+    return {key: _busiest(demands) for key, demands in per_key.items()}
 
 
 def learned_servers(since: datetime) -> dict[int, tuple[int, str]]:
@@ -87,7 +89,3 @@ def learned_servers(since: datetime) -> dict[int, tuple[int, str]]:
     for service_id, server_id, datname, _n in rows:
         out.setdefault(service_id, (server_id, datname))
     return out
-
-
-def recent(now: datetime, hours: int = 24) -> tuple[datetime, datetime]:
-    return now - timedelta(hours=hours), now

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
 
 from poolboard.databases.models import MonitoredServer, Snapshot
 from poolboard.diagnosis.models import Finding
-from poolboard.fleet.models import Pool, Service, stale_after
+from poolboard.fleet.models import Pool, Service
 from poolboard.lib import sizing as sz
 
 from . import queries
@@ -80,26 +79,38 @@ def _slow_share(finding: Finding) -> float | None:
     return min(sum(present), 1.0) if present else None
 
 
-def _pool_limits(now: datetime) -> dict[queries.PoolKey, dict]:
-    """Per (service, pool name): the largest max/min its instances report and how many report now."""
-    live = now - stale_after()
-    rows = (
-        Pool.objects.values_list("service_id", "name")
-        .annotate(
-            max_v=models.Max("max"), min_v=models.Max("min"),
-            live=models.Count("id", filter=models.Q(sampled_at__gte=live)),
-        )
-        .order_by()
-    )
-    return {(s, n): {"max": mx, "min": mn, "live": lv} for s, n, mx, mn, lv in rows}
+def _pool_limits(now: datetime) -> tuple[dict[queries.PoolKey, dict], dict[int, queries.PoolKey]]:
+    """Per (service, pool name): the largest max/min its instances report and the most instances
+    alive at once in the last 24 h; and each pool id's key. One query.
+
+    An instance counts as alive from when it was first seen (or 24 h ago) to its newest sample:
+    a rolling deploy's old and new instances overlap, pods replaced days apart do not.
+    """
+    since = now - timedelta(hours=24)
+    limits: dict[queries.PoolKey, dict] = {}
+    keys: dict[int, queries.PoolKey] = {}
+    spans: dict[queries.PoolKey, list[tuple[datetime, datetime]]] = {}
+    for pk, service_id, name, mx, mn, first_seen, sampled_at in Pool.objects.values_list(
+        "pk", "service_id", "name", "max", "min", "first_seen_at", "sampled_at"
+    ):
+        key = keys[pk] = (service_id, name)
+        lim = limits.setdefault(key, {"max": None, "min": None})
+        if mx is not None and (lim["max"] is None or mx > lim["max"]):
+            lim["max"] = mx
+        if mn is not None and (lim["min"] is None or mn > lim["min"]):
+            lim["min"] = mn
+        if sampled_at is not None and sampled_at >= since:
+            spans.setdefault(key, []).append((min(max(first_seen, since), sampled_at), sampled_at))
+    for key, lim in limits.items():
+        lim["instances"] = sz.most_at_once(spans.get(key, []))
+    return limits, keys
 
 
 def pool_inputs(now: datetime) -> tuple[list[Service], dict[int, list[sz.PoolInput]]]:
-    """The services and {service id: one PoolInput per pool name} (five queries)."""
+    """The services and {service id: one PoolInput per pool name} (four queries)."""
     services = list(Service.objects.all())
-    limits = _pool_limits(now)
-    demand = queries.demand_by_pool(now - timedelta(seconds=window_s()), now)
-    instances = queries.instances_by_pool(now - timedelta(hours=24), now)
+    limits, keys = _pool_limits(now)
+    demand = queries.demand_by_pool(now - timedelta(seconds=window_s()), now, keys)
     findings = Finding.objects.open_by_service()
     by_service: dict[int, list[sz.PoolInput]] = {}
     names_by_service: dict[int, list[str]] = {}
@@ -120,7 +131,7 @@ def pool_inputs(now: datetime) -> tuple[list[Service], dict[int, list[sz.PoolInp
             by_service.setdefault(svc.pk, []).append(sz.PoolInput(
                 service=svc.name, pool=name if len(names) > 1 else "",
                 max=lim["max"], min=lim["min"], overflow=svc.pool_overflow,
-                instances_seen=max(instances.get(key, 0), lim["live"]),
+                instances_seen=lim["instances"],
                 replicas=svc.replicas, replicas_max=svc.replicas_max, workers=svc.workers_per_instance,
                 pooler=pooler, demand=demand.get(key), leak=leak, slow_share=slow,
             ))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 from django.utils import timezone
@@ -33,6 +34,17 @@ def test_it_shows_each_servers_ledger_and_every_pools_recommendation(alice_clien
     assert "fix the leak first" in billing[: billing.index("</tr>")]
     checkout = page[page.index('id="rec-checkout"'):]
     assert "shrink" in checkout[: checkout.index("</tr>")]
+
+
+def test_it_lists_the_most_actionable_pools_first_and_all_on_request(alice_client, demo, monkeypatch):
+    monkeypatch.setattr("poolboard.dashboard.views.sizing.PAGE_ROWS", 2)
+    page = alice_client.get("/sizing/").content.decode()
+    # Leaks first (billing, notifications), then slow queries, grow, shrink, fine.
+    assert page.index('id="rec-billing"') < page.index('id="rec-notifications"')
+    assert 'id="rec-search"' not in page and "The 2 most actionable of 6 pools." in page
+    everything = alice_client.get("/sizing/?rows=all").content.decode()
+    order = [everything.index(f'id="rec-{name}"') for name in ("billing", "notifications", "reports", "search", "checkout")]
+    assert order == sorted(order) and "most actionable" not in everything
 
 
 def test_its_partial_is_the_servers_block_only(alice_client, demo):
@@ -86,6 +98,16 @@ def test_the_what_if_calculator_redraws_the_ledger(alice_client, demo):
     assert "With search at 20 per process × 4 replicas" in changed
     assert "Overcommitted: if every pool filled, 143 connections would be asked of a server that accepts 84." in changed
     assert '<tr class="chosen"><td>search</td>' in changed
+    # The form's own (htmx) requests get the result only: the form keeps what is being typed.
+    partial = alice_client.get(f"/servers/{server.name}/what-if/?pool=search&max=20&replicas=4",
+                               headers={"HX-Request": "true"}).content.decode()
+    assert partial.lstrip().startswith('<div id="what-if-result">') and "<form" not in partial
+    assert "143 connections would be asked" in partial
+    # Every other pool's room shrinks: checkout could run 8 replicas at 3 (67 − 42 others = 25), fewer now.
+    rows = dict((m[0], (int(m[1]), int(m[2]), int(m[3]))) for m in re.findall(
+        r'<td>(\w+)</td>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', partial))
+    assert rows["checkout"][0] == 16 and rows["checkout"][2] == 8 and rows["checkout"][1] < 8
+    assert rows["search"][0] == 80
 
 
 def test_the_what_if_calculator_explains_bad_input(alice_client, demo):

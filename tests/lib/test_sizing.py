@@ -217,3 +217,13 @@ def test_what_if_changes_one_pool_and_the_others_room():
 def test_a_standby_below_its_primary_is_an_error():
     assert sz.standby_error(200, 100).startswith("The standby's max_connections 100 is below its primary's 200")
     assert sz.standby_error(200, 200) is None
+
+
+def test_instances_count_the_most_alive_at_once():
+    h = 3600
+    # Two instances, replaced by a rolling deploy: old and new overlap for a minute → 4 at once.
+    rolling = [(0, 10 * h), (0, 10 * h), (10 * h - 60, 24 * h), (10 * h - 60, 24 * h)]
+    assert sz.most_at_once(rolling) == 4
+    # Pods replaced hours apart never overlap: 1.
+    assert sz.most_at_once([(0, h), (2 * h, 3 * h), (4 * h, 5 * h)]) == 1
+    assert sz.most_at_once([]) == 0

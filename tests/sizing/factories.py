@@ -10,8 +10,8 @@ from poolboard.databases.models import MonitoredServer, SessionCount, Snapshot
 from poolboard.demo.fleet import SERVICES
 from poolboard.diagnosis.models import Finding
 from poolboard.fleet.models import Pool, Service
-from poolboard.history.models import PoolRollup5m
-from poolboard.lib.rollups import FIVE_MINUTES, bucket_start
+from poolboard.history.models import PoolRollup1h
+from poolboard.lib.rollups import ONE_HOUR, bucket_start
 
 
 def server_with_snapshot(name: str, now: datetime, *, max_connections: int = 100, total: int = 41,
@@ -42,24 +42,22 @@ def pools(service: Service, instances: int, *, max: float | None, min: float | N
 
 
 def week_of_rollups(pool_rows: list[Pool], now: datetime, *, in_use_p95: float, pending_p95: float = 0.0,
-                    in_use_max: float | None = None, pending_max: float | None = None, hours: float = 7 * 24,
+                    in_use_max: float | None = None, pending_max: float | None = None, hours: int = 7 * 24,
                     acquisitions: float | None = None, hold_s: float | None = None, timeouts: float = 0.0) -> int:
-    """Every 5-minute bucket of the last `hours`, the same values in each, for each pool."""
-    end = bucket_start(now, FIVE_MINUTES)
-    n = int(hours * 3600 // FIVE_MINUTES)
-    rows = [
-        PoolRollup5m(
-            pool=p, bucket=end - timedelta(seconds=FIVE_MINUTES * (i + 1)), samples=20,
-            in_use_p95=in_use_p95, in_use_max=in_use_max if in_use_max is not None else in_use_p95,
-            in_use_avg=in_use_p95 / 2, in_use_min=0,
-            pending_p95=pending_p95, pending_max=pending_max if pending_max is not None else pending_p95,
-            pending_avg=pending_p95 / 2, pending_min=0, max_avg=p.max, acquisitions=acquisitions,
-            hold_s_avg=hold_s, timeouts=timeouts, saturated_s=300.0 if pending_p95 else 0.0,
-        )
-        for p in pool_rows for i in range(n)
+    """Every 1-hour bucket of the last `hours`, the same values in each, for each pool; samples every 15 s."""
+    values = {
+        "in_use_p95": in_use_p95, "in_use_max": in_use_max if in_use_max is not None else in_use_p95,
+        "in_use_avg": in_use_p95 / 2, "in_use_min": 0, "pending_p95": pending_p95,
+        "pending_max": pending_max if pending_max is not None else pending_p95, "pending_avg": pending_p95 / 2,
+        "pending_min": 0, "hold_s_avg": hold_s, "timeouts": timeouts,
+    }
+    hourly = [
+        PoolRollup1h(pool=p, bucket=bucket_start(now, ONE_HOUR) - timedelta(hours=i), samples=240, max_avg=p.max,
+                     acquisitions=acquisitions, saturated_s=3600.0 if pending_p95 else 0.0, **values)
+        for p in pool_rows for i in range(hours)
     ]
-    PoolRollup5m.objects.bulk_create(rows, batch_size=5000)
-    return len(rows)
+    PoolRollup1h.objects.bulk_create(hourly, batch_size=5000)
+    return len(hourly)
 
 
 def open_finding(service: Service, kind: str, now: datetime, **detail) -> Finding:

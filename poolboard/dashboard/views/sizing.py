@@ -17,6 +17,8 @@ from poolboard.sizing.recommend import FleetSizing, fleet_sizing, what_if
 
 # What-if inputs: a pool size or replica count past these is a typo, not a plan.
 MAX_WHAT_IF = 10_000
+# Rows per server on the page (most actionable first); ?rows=all shows every one, the CSV and API have all.
+PAGE_ROWS = 100
 
 
 def _partial(request, template: str, name: str) -> str:
@@ -25,12 +27,13 @@ def _partial(request, template: str, name: str) -> str:
     return template
 
 
-def _server_rows(ss) -> list[dict]:
-    """One row per pool of one server: what the table and the CSV show."""
+def _server_rows(ss, limit: int | None = None) -> list[dict]:
+    """One row per pool of one server, most actionable first: what the table and the CSV show."""
+    recs = sorted(ss.sizing.recommendations, key=lambda r: r.rank())
     return [
         {"server": ss.name, "database": ss.datnames.get(rec.pool.service, ""), "rec": rec, "demand": rec.pool.demand,
          "service": ss.services.get(rec.pool.service), "learned": rec.pool.service in ss.learned}
-        for rec in ss.sizing.recommendations
+        for rec in recs[:limit]
     ]
 
 
@@ -43,8 +46,13 @@ def _rows(fleet: FleetSizing) -> list[dict]:
 def sizing(request):
     """Per server: the ledger bar by service, then one row per pool with its recommendation."""
     fleet = fleet_sizing(timezone.now())
-    servers = [{"ss": ss, "rows": _server_rows(ss)} for ss in fleet.servers]
-    context = {"fleet": fleet, "servers": servers, "window_days": fleet.window_s / 86400, "policy": fleet.policy}
+    show_all = request.GET.get("rows") == "all"
+    servers = [
+        {"ss": ss, "rows": _server_rows(ss, None if show_all else PAGE_ROWS), "total": len(ss.sizing.recommendations)}
+        for ss in fleet.servers
+    ]
+    context = {"fleet": fleet, "servers": servers, "window_days": fleet.window_s / 86400, "policy": fleet.policy,
+               "show_all": show_all}
     return render(request, _partial(request, "sizing/sizing.html", "servers"), context)
 
 
@@ -118,9 +126,14 @@ def server_what_if(request, name: str):
     if ss and label in labels and not errors and (max_size is not None or replicas is not None):
         changed = what_if(ss, label, max_size, replicas, fleet.policy)
     current = {p.label: p for p in ss.inputs} if ss else {}
+    before = {r.pool.label: r.max_safe_replicas for r in ss.sizing.recommendations} if ss else {}
+    room = [(rec, before.get(rec.pool.label)) for rec in changed.recommendations] if changed else []
     context = {
+        "room": room,
         "server": server, "ss": ss, "labels": labels, "label": label, "errors": errors,
         "max_size": max_size, "replicas": replicas, "changed": changed,
         "chosen": current.get(label),
     }
-    return render(request, "sizing/_what_if.html", context)
+    # The form's own requests swap only the result (the form keeps what is being typed).
+    template = "sizing/_what_if.html#what-if-result" if request.htmx and "pool" in request.GET else "sizing/_what_if.html"
+    return render(request, template, context)
