@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from poolboard.databases.models import Episode, MonitoredServer, QueryFingerprint, Snapshot
+from poolboard.databases.models import Episode, MonitoredServer, QueryFingerprint, Snapshot, snapshot_interval
 from poolboard.demo.fleet import SERVICES, ServiceSpec, instance_ports
 from poolboard.diagnosis.models import Finding
 from poolboard.fleet.models import Pool, PrometheusSource, Service
@@ -137,13 +137,15 @@ def seed(now: datetime, weeks: int = 6, base_port: int = 9201, seed_value: int =
 def _snapshots(server: MonitoredServer, start: datetime, end: datetime, zone, rng: random.Random) -> int:
     """One snapshot every 30 minutes; the fleet's connections plus a daily peak rising ~0.7 a day."""
     Snapshot.objects.filter(server=server, taken_at__gte=start, taken_at__lt=end).delete()
+    interval = snapshot_interval()
     rows = []
     at = start
     while at < end:
         local = at.astimezone(zone)
         days = (at - start).total_seconds() / 86400
         total = int(18 + 0.7 * days + 22 * load(local.hour + local.minute / 60) + rng.randint(0, 3))
-        rows.append(Snapshot(server=server, slot=int(at.timestamp()) // 30, taken_at=at, created=at, total=total,
+        # Slots count snapshot intervals as the live snapshots' do: "newest by slot" stays the newest.
+        rows.append(Snapshot(server=server, slot=int(at.timestamp()) // interval, taken_at=at, created=at, total=total,
                              max_connections=DEMO_MAX_CONNECTIONS, superuser_reserved_connections=3))
         at += timedelta(minutes=30)
     Snapshot.objects.bulk_create(rows, batch_size=5000)
