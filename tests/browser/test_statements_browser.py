@@ -55,3 +55,28 @@ def test_it_draws_the_slow_queries_and_a_statement_page(
     assert "SELECT pg_sleep($1)" in panel and "3 of 5 (60%)" in panel
     page.locator("#service-statements").screenshot(path=str(screenshot_dir / "service-statements-panel.png"))
     assert csp_violations == []
+
+
+def test_it_says_how_to_enable_pg_stat_statements_and_keeps_the_episode_list(
+    live_server, browser_page, alice, monitored, make_service, settings, csp_violations, screenshot_dir
+):
+    from poolboard.sources import pgstatements
+    from poolboard.statements.models import Statement, StatementsStatus
+
+    fleet = statement_fleet(monitored, make_service, settings)
+    Statement.objects.all().delete()  # a server that never gave statistics
+    StatementsStatus.objects.filter(server=monitored).update(
+        state=pgstatements.NOT_PRELOADED, message=pgstatements.enable_message(pgstatements.NOT_PRELOADED, "app", "root"),
+    )
+    page = browser_page
+    login(page, live_server)
+    page.goto(f"{live_server.url}/queries/slow/")
+    banner = page.locator(".statements-problem").inner_text()
+    assert "No statement statistics from orders-db" in banner and "shared_preload_libraries = 'pg_stat_statements'" in banner
+    assert "No statement ran in the last 24h on a server whose statistics poolboard can read." in page.inner_text("main")
+    fallback = page.locator("#statements-table table").last.inner_text()
+    assert "SELECT pg_sleep($1)" in fallback and "reports" in fallback
+    page.screenshot(path=str(screenshot_dir / "slow-queries-not-enabled.png"), full_page=True)
+    page.click(f"a[href='/queries/{fleet['sleep'].query.fingerprint}/']")
+    assert "pid 4242" in page.inner_text("main")
+    assert csp_violations == []
