@@ -53,6 +53,8 @@ def test_a_silence_is_made_from_matcher_lines_by_the_logged_in_user(client, bob)
     assert silence.matchers == [{"name": "service", "value": "billing", "isRegex": False, "isEqual": True},
                                 {"name": "severity", "value": "crit.*", "isRegex": True, "isEqual": True}]
     assert 'service="billing"' in client.get(f"/admin/notify/silence/{silence.pk}/change/").content.decode()
+    listed = client.get("/admin/notify/silence/").content.decode()
+    assert 'service=&quot;billing&quot;, severity=~&quot;crit.*&quot;' in listed and "expired" in listed  # ended 2026-12-01 13:00
 
 
 def test_a_bad_matcher_line_is_refused_with_the_reason(client, bob):
