@@ -323,6 +323,17 @@ STATEMENTS_TOP = envint("STATEMENTS_TOP", "500")
 STATEMENTS_INTERVAL_DAYS = envint("STATEMENTS_INTERVAL_DAYS", "14")
 STATEMENTS_HOURLY_DAYS = envint("STATEMENTS_HOURLY_DAYS", "400")
 
+# --- sizing (poolboard/sizing, lib/sizing.py) -------------------------------------
+# Demand is read over this many seconds of 1-hour rollups (7 days: a week's busy hours).
+SIZING_WINDOW = envint("SIZING_WINDOW", "604800")
+# Below this much pool history a pool gets "not enough data" (and how much more is needed).
+SIZING_MIN_HISTORY = envint("SIZING_MIN_HISTORY", "3600")
+# Headroom over p99 demand (seed 001: 20 %), the admin/migration reserve taken out of usable
+# (10 % of max_connections) and the rolling-deploy surge (Kubernetes' default maxSurge 25 %).
+SIZING_HEADROOM = envint("SIZING_HEADROOM_PCT", "20") / 100
+SIZING_ADMIN_RESERVE = envint("SIZING_ADMIN_RESERVE_PCT", "10") / 100
+SIZING_DEPLOY_SURGE = envint("SIZING_DEPLOY_SURGE_PCT", "25") / 100
+
 # --- notifications (poolboard/notify) ---------------------------------------------
 # Networks (CIDRs or addresses) webhook/Slack/PagerDuty requests may go to although they are
 # loopback, private or link-local, which are refused otherwise (e.g. "10.0.0.0/8").

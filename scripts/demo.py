@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from poolboard import dburl  # noqa: E402
 from poolboard.demo.database import DEMO_DBNAME, fleet_cluster  # noqa: E402
+from poolboard.pgcluster import ClusterError  # noqa: E402
 from poolboard.processes import PROCESS_KIND, expand  # noqa: E402
 
 PORT = os.environ.get("POOLBOARD_PORT", "8000")
@@ -120,6 +121,8 @@ def main() -> int:
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("PROMETHEUS_URL", f"http://127.0.0.1:{PROM_PORT}")
     env.setdefault("COLLECT_INTERVAL", "10")
+    # The sizing page recommends after 15 minutes of pool history instead of an hour.
+    env.setdefault("SIZING_MIN_HISTORY", "900")
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
     if not env.get("SECRET_KEY") and not env.get("SECRET_KEY_FILE"):
         # A key of the demo's own, kept across runs so logins survive a restart.
@@ -155,7 +158,13 @@ def main() -> int:
     cluster = None
     if not env.get("DEMO_DATABASE_URL"):
         log(f"starting the demo's PostgreSQL cluster in {VAR / 'pg'}")
-        cluster = fleet_cluster(VAR / "pg")
+        try:
+            cluster = fleet_cluster(VAR / "pg")
+        except ClusterError as exc:
+            log(f"the demo's PostgreSQL cluster did not start: {exc}")
+            log("as root it runs as the postgres user, who must be able to enter that folder: set POOLBOARD_VAR to"
+                " one it can, DEMO_PG_PORT to a free port, or DEMO_DATABASE_URL to use a database you have")
+            return 1
         env["DEMO_DATABASE_URL"] = cluster.url(DEMO_DBNAME)
     try:
         return run(env, placeholders, prometheus_bin, agent_env, (username, password))
