@@ -162,8 +162,8 @@ def main() -> int:
             cluster = fleet_cluster(VAR / "pg")
         except ClusterError as exc:
             log(f"the demo's PostgreSQL cluster did not start: {exc}")
-            log("as root it runs as the postgres user, who must be able to enter that folder: set POOLBOARD_VAR to"
-                " one it can, DEMO_PG_PORT to a free port, or DEMO_DATABASE_URL to use a database you have")
+            log("POOLBOARD_VAR names another folder for it, DEMO_PG_PORT another port (default 5439),"
+                " DEMO_DATABASE_URL a database of yours to use instead")
             return 1
         env["DEMO_DATABASE_URL"] = cluster.url(DEMO_DBNAME)
     try:
