@@ -22,3 +22,5 @@ def test_it_imports_the_sample_inventory_file():
     assert dict(Service.objects.values_list("name", "workers_per_instance")) == {"billing": 1, "search": 4}
     db = MonitoredServer.objects.get(name="orders-primary")
     assert (db.user, db.password_env) == ("poolboard_mon", "ORDERS_MON_PASSWORD")
+    search = Service.objects.get(name="search")
+    assert (search.server, search.datname, search.replicas_max) == (db, "orders", 12)
