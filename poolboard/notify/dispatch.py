@@ -83,14 +83,31 @@ def _lock_group(channel_id: int, group_key: str) -> bool:
         return cursor.fetchone()[0]
 
 
+def _slack_busy(channel_id: int, now: datetime) -> bool:
+    """Slack takes about one message a second per webhook: one request at a time, a second apart.
+
+    The channel-wide advisory lock (negative key: apart from the group locks) makes the check
+    and the claim one step for all dispatchers.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, 0)", [-channel_id])
+        if not cursor.fetchone()[0]:
+            return True
+    recent = Q(sent_at__gt=now - timedelta(seconds=1)) | Q(state=Notification.PENDING, lease_until__gt=now)
+    return Notification.objects.filter(channel_id=channel_id).filter(recent).exists()
+
+
 def claim(now: datetime, skip: int = 20) -> Claim | None:
     """Take the next due batch (see the module docstring); None when nothing is due."""
     passed_groups: set[tuple[int, str]] = set()
+    passed_channels: set[int] = set()
     with transaction.atomic():
         for _ in range(skip):
             candidates = _due(now)
             for channel_id, group_key in passed_groups:  # groups locked by another dispatcher, or BUSY
                 candidates = candidates.exclude(channel_id=channel_id, group_key=group_key, batch_key="")
+            if passed_channels:
+                candidates = candidates.exclude(channel_id__in=passed_channels)
             leader = (
                 candidates.order_by("next_attempt_at", "id")
                 .select_for_update(skip_locked=True, of=("self",)).select_related("channel").first()
@@ -98,6 +115,9 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
             if leader is None:
                 return None
             token = uuid.uuid4()
+            if leader.channel.kind == Channel.SLACK and _slack_busy(leader.channel_id, now):
+                passed_channels.add(leader.channel_id)
+                continue
             if leader.batch_key:
                 rows = list(
                     _due(now).filter(channel_id=leader.channel_id, batch_key=leader.batch_key)

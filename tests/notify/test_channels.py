@@ -201,3 +201,19 @@ def test_a_pagerduty_batch_is_leased_long_enough_for_one_request_per_alert(recei
     assert len(found.rows) == 30
     lease = Notification.objects.filter(claim_token=found.token).values_list("lease_until", flat=True).first()
     assert (lease - T0).total_seconds() >= 30 * 10
+
+
+def test_slack_gets_at_most_one_message_a_second_per_channel(receiver, tmp_path):
+    from datetime import timedelta
+
+    hook = receiver()
+    secret = tmp_path / "slack-url"
+    secret.write_text(hook.url)
+    ch = channel("slack", name="slack", secret_file=str(secret), group_by=["alertname", "service"])
+    for n in range(3):
+        enqueue(ch, f"{n:016x}:1", "alert", alert(f"{n:016x}", service=f"s{n}"), T0)
+    assert dispatch_due(now=T0) == 1
+    assert dispatch_due(now=T0 + timedelta(seconds=0.5)) == 0
+    assert dispatch_due(now=T0 + timedelta(seconds=1)) == 1
+    assert dispatch_due(now=T0 + timedelta(seconds=2)) == 1
+    assert len(hook.requests) == 3
