@@ -159,3 +159,11 @@ def test_it_refuses_a_forged_unsubscribe_link(client, alice):
     response = client.post(reverse("dashboard:report-unsubscribe", args=[token[:-3] + "abc"]))
     assert response.status_code == 404 and "This link does not work" in response.content.decode()
     assert Subscription.objects.get(pk=sub.pk).active is True
+
+
+@pytest.mark.parametrize("name", ["dashboard:reports", "dashboard:profile"])
+def test_the_list_and_the_profile_answer_an_htmx_request_with_their_page(alice_client, report, name):
+    # Neither swaps a part of itself: an HX-Request (a boosted link) gets the whole page.
+    response = alice_client.get(reverse(name), headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "<html" in response.content.decode()
