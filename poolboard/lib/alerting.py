@@ -316,9 +316,12 @@ def backtest(
         if out.transition is not None:
             before, after = out.transition
             result.transitions.append((at, before, after, value))
-            if after == PENDING and before == INACTIVE:
+            if before == INACTIVE and after in (PENDING, FIRING):
+                # With for 0 an alert goes inactive -> firing in one evaluation: it is still an episode.
                 episode = Episode(pending_at=at, peak=value if has_value(value) else None)
                 result.episodes.append(episode)
+                if after == FIRING:
+                    episode.firing_at = at
             elif after == FIRING and episode is not None:
                 episode.firing_at = at
             elif after == INACTIVE and episode is not None:

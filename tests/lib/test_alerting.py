@@ -191,3 +191,13 @@ def test_backtest_evaluates_between_points_with_a_lookback() -> None:
     assert episode.pending_at == T0 + timedelta(minutes=5)
     assert episode.firing_at == T0 + timedelta(minutes=7)
     assert episode.resolved_at == T0 + timedelta(minutes=15)
+
+
+def test_backtest_with_for_zero_counts_each_firing_as_an_episode() -> None:
+    # for 0: inactive -> firing in one evaluation, with no pending in between.
+    points = [(T0 + timedelta(minutes=i), v) for i, v in enumerate([0, 1, 1, 0, 1, 0])]
+    result = backtest(points, comparator=">", threshold=0, for_s=0)
+    assert [(e.pending_at.minute, e.firing_at.minute, e.resolved_at.minute) for e in result.episodes] == [(1, 1, 3), (4, 4, 5)]
+    assert len(result.fired) == 2
+    assert result.notifications == 4
+    assert result.firing_s == 3 * MINUTE
