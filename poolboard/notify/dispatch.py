@@ -69,14 +69,6 @@ class Claim:
         return len(self.rows) if self.channel.kind == Channel.PAGERDUTY else 1
 
 
-def _due(now: datetime):
-    return (
-        Notification.objects.waiting()
-        .filter(next_attempt_at__lte=now, channel__enabled=True)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-    )
-
-
 def _lock_group(channel_id: int, group_key: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [channel_id, group_key])
@@ -103,7 +95,7 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
     passed_channels: set[int] = set()
     with transaction.atomic():
         for _ in range(skip):
-            candidates = _due(now)
+            candidates = Notification.objects.due(now)
             for channel_id, group_key in passed_groups:  # groups locked by another dispatcher, or BUSY
                 candidates = candidates.exclude(channel_id=channel_id, group_key=group_key, batch_key="")
             if passed_channels:
@@ -120,7 +112,7 @@ def claim(now: datetime, skip: int = 20) -> Claim | None:
                 continue
             if leader.batch_key:
                 rows = list(
-                    _due(now).filter(channel_id=leader.channel_id, batch_key=leader.batch_key)
+                    Notification.objects.due(now).filter(channel_id=leader.channel_id, batch_key=leader.batch_key)
                     .select_for_update(skip_locked=True, of=("self",)).order_by("id")
                 )
                 found = Claim(token, leader.channel, leader.kind, leader.batch_key, rows, leader.group_key)

@@ -161,6 +161,13 @@ class NotificationQuerySet(models.QuerySet):
     def waiting(self):
         return self.filter(state__in=[Notification.PENDING, Notification.SUPPRESSED])
 
+    def due(self, now: datetime):
+        """Waiting rows whose time has come, on enabled channels, not leased to a dispatcher."""
+        return (
+            self.waiting().filter(next_attempt_at__lte=now, channel__enabled=True)
+            .filter(models.Q(lease_until__isnull=True) | models.Q(lease_until__lte=now))
+        )
+
 
 class Notification(models.Model):
     """One outbox row: one alert transition, one report or one test, for one channel.
