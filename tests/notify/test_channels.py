@@ -217,3 +217,25 @@ def test_slack_gets_at_most_one_message_a_second_per_channel(receiver, tmp_path)
     assert dispatch_due(now=T0 + timedelta(seconds=1)) == 1
     assert dispatch_due(now=T0 + timedelta(seconds=2)) == 1
     assert len(hook.requests) == 3
+
+
+def test_a_report_email_carries_its_headers_inline_images_and_attachments():
+    import base64
+
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+    ch = channel("email", name="mail")
+    payload = {
+        "subject": "Weekly capacity", "text": "see the chart", "html": '<img src="cid:chart-1@poolboard">', "to": ["a@example.org"],
+        "headers": {"List-Unsubscribe": "<https://poolboard.example.org/u/x>", "Idempotency-Key": "forged"},
+        "inline_images": [{"cid": "chart-1@poolboard", "filename": "chart-1.png", "mimetype": "image/png",
+                           "content_b64": base64.b64encode(png).decode()}],
+        "attachments": [{"filename": "report.pdf", "mimetype": "application/pdf", "content_b64": base64.b64encode(b"%PDF-1.7 x").decode()}],
+    }
+    enqueue(ch, "report:2026-W48:subscription:1", "report", payload, T0)
+    dispatch_due(now=T0)
+    (message,) = mail.outbox
+    raw = message.message().as_string()
+    assert "multipart/related" in raw and "Content-ID: <chart-1@poolboard>" in raw
+    assert [a for a in message.attachments if isinstance(a, tuple)] == [("report.pdf", b"%PDF-1.7 x", "application/pdf")]
+    assert message.extra_headers == {"List-Unsubscribe": "<https://poolboard.example.org/u/x>",
+                                     "Idempotency-Key": "report:2026-W48:subscription:1"}  # the outbox's key wins
