@@ -82,7 +82,11 @@ SELECT min(s.ts) FROM fleet_poolsample s JOIN fleet_pool p ON p.id = s.pool_id
 WHERE p.service_id = ANY(%(services)s) AND s.ts > %(start)s AND s.ts <= %(end)s
 """
 # Signals the backtest can replay from stored data (stale_s is about the collection itself).
-REPLAYED = tuple(s for s in alerting.POOL_SIGNALS if s != "stale_s")
+POOL_REPLAYED = tuple(s for s in alerting.POOL_SIGNALS if s != "stale_s")
+# Per-service signals read from stored intervals (a finding open from .. to, an episode from
+# first seen to ended), evaluated at the same ticks as the pool signals.
+INTERVAL_REPLAYED = ("finding", "idle_in_transaction_s", "query_s")
+REPLAYED = POOL_REPLAYED + INTERVAL_REPLAYED
 
 
 @dataclass(frozen=True)
@@ -201,13 +205,47 @@ def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end
     return points, first_raw
 
 
+def interval_signal_points(rule, ticks: dict[int, list[tuple[datetime, float | None]]], start: datetime,
+                           end: datetime) -> dict[int, list[tuple[datetime, float]]]:
+    """The finding and age signals at the pool signals' ticks, from what was stored of them:
+    1 while a finding of the rule's kind was open (opened_at .. closed_at), else 0; the age of
+    the service's oldest idle-in-transaction or long-query episode seen by then and not yet
+    ended (now - started, as live computes it), else 0."""
+    from django.db.models import Q
+
+    from poolboard.databases.models import Episode
+    from poolboard.diagnosis.models import Finding
+    from poolboard.lib.episodes import IDLE_IN_TRANSACTION, LONG_QUERY
+
+    spans: dict[int, list[tuple[datetime, datetime | None, datetime]]] = {pk: [] for pk in ticks}
+    if rule.signal == "finding":
+        rows = (Finding.objects.filter(service_id__in=list(ticks), kind=rule.finding_kind, opened_at__lte=end)
+                .filter(Q(closed_at__isnull=True) | Q(closed_at__gt=start))
+                .values_list("service_id", "opened_at", "closed_at", "opened_at"))
+    else:
+        kind = IDLE_IN_TRANSACTION if rule.signal == "idle_in_transaction_s" else LONG_QUERY
+        rows = (Episode.objects.filter(service_id__in=list(ticks), kind=kind, first_seen__lte=end)
+                .filter(Q(ended__isnull=True) | Q(ended__gt=start))
+                .values_list("service_id", "first_seen", "ended", "started"))
+    for service_id, since, until, started in rows:
+        spans[service_id].append((since, until, started))
+
+    def value(service_id: int, at: datetime) -> float:
+        open_at = [started for since, until, started in spans[service_id] if since <= at and (until is None or until > at)]
+        if rule.signal == "finding":
+            return 1.0 if open_at else 0.0
+        return max(((at - started).total_seconds() for started in open_at), default=0.0)
+
+    return {service_id: [(at, value(service_id, at)) for at, _ in series] for service_id, series in ticks.items()}
+
+
 def run_backtest(rule, params: Params, now: datetime) -> Run:
     """Replay `rule` (with `params` instead of its saved condition) over the range ending `now`."""
     start = now - timedelta(seconds=params.range_s)
     run = Run(params=params, start=start, end=now, signal=rule.signal)
     if rule.signal not in REPLAYED:
         run.error = (
-            f"The backtest replays the pool signals ({', '.join(REPLAYED)}) from the stored samples; "
+            f"The backtest replays {', '.join(REPLAYED)} from the stored samples, episodes and findings; "
             f"{rule.get_signal_display()} is not replayed (yet): its real state history is on the rule's page."
         )
         return run
@@ -216,7 +254,11 @@ def run_backtest(rule, params: Params, now: datetime) -> Run:
     services = services[:MAX_SERIES]
     overrides = {o.service_id: o.threshold for o in rule.overrides.all()}
     step_s = None if params.range_s <= TICK_RANGE_S else LONG_STEP_S
-    points, run.first_raw = pool_signal_points(rule.signal, [s.id for s in services], start, now, step_s)
+    service_ids = [s.id for s in services]
+    points, run.first_raw = pool_signal_points(rule.signal if rule.signal in POOL_REPLAYED else "waiting", service_ids,
+                                               start, now, step_s)
+    if rule.signal in INTERVAL_REPLAYED:
+        points = interval_signal_points(rule, points, start, now)
     for service in services:
         threshold = overrides.get(service.id, params.threshold)
         series = points[service.id]

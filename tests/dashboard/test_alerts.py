@@ -384,3 +384,29 @@ def test_it_replays_the_rollups_before_the_raw_samples(client, bob, waiting_hist
     second = first[first.index('<tr class="fired">', 10):]
     assert timezone.localtime(day + timedelta(minutes=240 + 5)).strftime("%H:%M:%S") in second  # no data, not days of firing
     assert "<td class=\"num\">5m</td>" in second
+
+
+def test_it_replays_idle_in_transaction_and_leak_findings_from_their_stored_spans(client, bob, waiting_history):
+    """An idle-in-transaction episode of search (began at tick 20, seen from tick 22, ended at
+    tick 30) and a leak finding open from tick 100 to 120, replayed at the samples' ticks."""
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
+
+    from poolboard.databases.models import Episode, MonitoredServer
+    from poolboard.diagnosis.models import Finding
+
+    at = lambda tick: datetime.fromtimestamp(waiting_history["start"] + tick * TICK, tz=dt_timezone.utc)  # noqa: E731
+    search = waiting_history["search"]
+    server = MonitoredServer.objects.create(name="orders-db", host="127.0.0.1", port=5432, dbname="orders", user="root")
+    Episode.objects.create(server=server, kind="idle_in_transaction", pid=4242, started=at(20), first_seen=at(22),
+                           last_seen=at(29), ended=at(30), peak_age_s=150, service=search, application_name="search")
+    Finding.objects.create(service=search, kind="leak", severity="crit", confidence=0.9, opened_at=at(100),
+                           last_seen_at=at(119), closed_at=at(120), summary="leak", fix="Return it.")
+    client.force_login(bob)
+    idle = backtest_page(client, rule("IdleInTransaction", signal="idle_in_transaction_s", threshold=60, for_s=0))
+    # age > 60 s from tick 25 (75 s) until the episode ends at tick 30
+    assert figure(idle, "fired") == "1" and figure(idle, "firing-time") == "1m"
+    episodes = idle[idle.index('<table class="episodes">'):]
+    assert timezone.localtime(at(25)).strftime("%H:%M:%S") in episodes and timezone.localtime(at(30)).strftime("%H:%M:%S") in episodes
+    leak = backtest_page(client, rule("LeakSuspected", signal="finding", finding_kind="leak", threshold=0, for_s=0))
+    assert figure(leak, "fired") == "1" and figure(leak, "firing-time") == "5m" and figure(leak, "notifications") == "2"
