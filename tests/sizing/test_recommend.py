@@ -102,3 +102,25 @@ def test_it_reads_a_fixed_number_of_queries_whatever_the_fleet(make_source):
         fleet = fleet_sizing(now)
     assert len(small) == len(big)
     assert len(fleet.servers[0].sizing.recommendations) == 22
+
+
+def test_pgbouncer_and_an_unlimited_go_pool_from_the_stored_settings(make_source):
+    now = timezone.now()
+    server = server_with_snapshot("main", now)
+    source = make_source()
+    web = Service.objects.create(name="web", source=source, preset="db_pool", server=server, pooler="pgb",
+                                 pooler_pool_size=25, pooler_instances=2, pooler_max_db_connections=40)
+    gosvc = Service.objects.create(name="gosvc", source=source, preset="go_sql", server=server)
+    week_of_rollups(pools(web, 6, max=30, now=now), now, in_use_p95=20, hours=24)
+    week_of_rollups(pools(gosvc, 2, max=0, now=now), now, in_use_p95=7, pending_p95=1, hours=24)
+    ss = fleet_sizing(now).servers[0]
+    lines = {line.label: line for line in ss.sizing.ledger.lines}
+    # 25 × 2 PgBouncers = 50, capped by max_db_connections 40; web's own 6 × 30 goes to the pooler.
+    assert lines["pgb (PgBouncer)"].connections == 40 and lines["web"].connections == 0
+    assert ss.sizing.ledger.unlimited == ["gosvc"]
+    assert ss.sizing.ledger.verdict().startswith("The budget is unknowable: gosvc has no pool limit")
+    recs = {r.pool.service: r for r in ss.sizing.recommendations}
+    # gosvc: p99 7 + 1 waiting = 8, × 1.2 → 10 per process: set that limit.
+    assert (recs["gosvc"].action, recs["gosvc"].recommended) == (sz.SET_LIMIT, 10)
+    assert "PgBouncer in front: 40 server connections go to the pooler" in ss.sizing.fit.note
+    assert ss.sizing.fit.target == 67 - 40
