@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from poolboard.fleet.models import Service
 from tests.sizing.factories import demo_fleet_stored
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
@@ -47,4 +48,10 @@ def test_the_sizing_page_and_the_what_if_calculator(live_server, browser_page, b
     assert "Overcommitted: if every pool filled, 143 connections would be asked of a server that accepts 84." in text
     assert page.locator("#what-if .verdict.error").count() == 1
     page.locator("#what-if").screenshot(path=str(screenshot_dir / "sizing-what-if.png"))
+
+    # The service page loads its own recommendation after the page.
+    page.goto(f"{live_server.url}/services/{Service.objects.get(name='search').pk}/")
+    page.wait_for_selector("#service-sizing .advice.grow")
+    assert "max 15 per process (+10 from 5)" in page.inner_text("#service-sizing")
+    page.locator("#service-sizing").screenshot(path=str(screenshot_dir / "sizing-service-panel.png"))
     assert csp_violations == []
