@@ -1,17 +1,15 @@
 """The report email: HTML + plain text, charts as inline PNG images, the PDF attached.
 
 Built as an outbox payload (poolboard.notify, kind="report") so sending is at-least-once like
-alerts; `message_from_payload` turns the payload into the Django message (inline images in a
-multipart/related part, the PDF as an attachment, List-Unsubscribe headers).
+alerts; the email channel turns it into the message (poolboard.notify.channels.email.report_message:
+inline images in a multipart/related part, the PDF attached, the List-Unsubscribe headers).
 """
 
 from __future__ import annotations
 
 import base64
-from email.mime.image import MIMEImage
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -56,26 +54,6 @@ def render_payload(report, subscription=None, to: list[str] | None = None, attac
         payload["headers"] = {"List-Unsubscribe": f"<{context['unsubscribe_url']}>",
                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
     return payload
-
-
-def message_from_payload(payload: dict, headers: dict | None = None) -> EmailMultiAlternatives:
-    """The email of a report payload (not sent: the caller sends it)."""
-    mail = EmailMultiAlternatives(
-        payload["subject"], payload["text"], settings.DEFAULT_FROM_EMAIL, list(payload.get("to") or []),
-        headers={**(payload.get("headers") or {}), **(headers or {})},
-    )
-    mail.attach_alternative(payload["html"], "text/html")
-    if payload.get("inline_images"):
-        # multipart/related: the HTML part and the images it shows by cid: travel together.
-        mail.mixed_subtype = "related"
-        for img in payload["inline_images"]:
-            part = MIMEImage(base64.b64decode(img["content_b64"]), _subtype="png")
-            part.add_header("Content-ID", f"<{img['cid']}>")
-            part.add_header("Content-Disposition", "inline", filename=img["filename"])
-            mail.attach(part)
-    for att in payload.get("attachments") or []:
-        mail.attach(att["filename"], base64.b64decode(att["content_b64"]), att["mimetype"])
-    return mail
 
 
 def report_channel():

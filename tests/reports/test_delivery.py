@@ -13,10 +13,10 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from poolboard.notify.channels.email import report_message
 from poolboard.notify.dispatch import dispatch_due
 from poolboard.notify.models import Notification
 from poolboard.reports import delivery
-from poolboard.reports.email import message_from_payload
 from poolboard.reports.models import Report, Subscription
 
 from . import factories
@@ -104,7 +104,7 @@ def test_the_emails_html_text_and_pdf_carry_the_pages_numbers(alice, alice_clien
     due_subscription(alice)
     delivery.run(NOW)
     payload = Notification.objects.get(kind="report").payload
-    message = message_from_payload(payload)
+    message = report_message(payload, payload["to"], "key-1")
     page = alice_client.get(reverse("dashboard:report", args=[WEEK.key])).content.decode()
     row = text_of(re.search(r'<tr id="row-search">.*?</tr>', page, re.S).group())
     html = text_of(payload["html"])
