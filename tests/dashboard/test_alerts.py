@@ -301,7 +301,7 @@ def test_it_shows_the_backtest_on_the_rules_change_form_for_staff_only(client, b
     client.force_login(bob)
     form = client.get(f"/admin/alerts/alertrule/{rule.pk}/change/").content.decode()
     assert f'hx-get="/admin/alerts/alertrule/{rule.pk}/backtest/"' in form
-    assert "change from:closest form" in form and "#id_threshold" in form
+    assert "change from:#id_threshold" in form and "change from:#id_for_s" in form
 
 
 def test_the_backtest_makes_the_transitions_the_live_evaluation_made(client, bob, make_service, settings):
