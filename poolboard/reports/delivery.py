@@ -30,11 +30,11 @@ def ensure_report(now: datetime) -> Report | None:
         return build.build(period, now, created_by="beat")
 
 
-def queue_email(report: Report, subscription: Subscription, now: datetime) -> bool:
+def queue_email(report: Report, subscription: Subscription, now: datetime, pdf_cache: dict | None = None) -> bool:
     """Put `report`'s email to `subscription` in the outbox; False when it already is."""
     from poolboard.notify.outbox import enqueue
 
-    payload = email.render_payload(report, subscription)
+    payload = email.render_payload(report, subscription, pdf_cache=pdf_cache)
     key = f"report:{report.week}:subscription:{subscription.pk}"
     return enqueue(email.report_channel(), key, "report", payload, now) is not None
 
@@ -45,6 +45,7 @@ def send_due(now: datetime) -> int:
     if report is None:
         return 0  # not built yet (or its build failed): the subscriptions stay due
     queued = 0
+    pdfs: dict = {}
     for subscription in Subscription.objects.due(now).select_related("user"):
         if not subscription.recipient:
             continue
@@ -53,7 +54,7 @@ def send_due(now: datetime) -> int:
                 continue  # another worker has it
             if subscription.last_sent_week == report.week:
                 continue  # this week's went out already (e.g. the subscriber moved their day)
-            if queue_email(report, subscription, now):
+            if queue_email(report, subscription, now, pdfs):
                 queued += 1
             Subscription.objects.filter(pk=subscription.pk).update(last_sent_week=report.week)
     return queued

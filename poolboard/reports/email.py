@@ -23,8 +23,13 @@ def unsubscribe_url(subscription) -> str:
     return settings.PUBLIC_URL + reverse("dashboard:report-unsubscribe", args=[subscription.unsubscribe_token()])
 
 
-def render_payload(report, subscription=None, to: list[str] | None = None, attach_pdf: bool = True) -> dict:
-    """The outbox payload of `report` for one subscription (or an ad-hoc address list)."""
+def render_payload(report, subscription=None, to: list[str] | None = None, attach_pdf: bool = True,
+                   pdf_cache: dict | None = None) -> dict:
+    """The outbox payload of `report` for one subscription (or an ad-hoc address list).
+
+    `pdf_cache`: PDFs already rendered in this run by (services, databases) filter, so the
+    subscribers who get the same share (most: all of it) cost one render, not one each.
+    """
     numbers = report.numbers
     if subscription is not None:
         numbers = filtered(numbers, subscription.services, subscription.databases)
@@ -46,9 +51,12 @@ def render_payload(report, subscription=None, to: list[str] | None = None, attac
         "headers": {},
     }
     if attach_pdf:
+        share = (tuple(subscription.services), tuple(subscription.databases)) if subscription is not None else ((), ())
+        cache = pdf_cache if pdf_cache is not None else {}
+        if share not in cache:
+            cache[share] = base64.b64encode(pdf.render_pdf(report, numbers)).decode()
         payload["attachments"].append({
-            "filename": pdf.filename(report), "mimetype": "application/pdf",
-            "content_b64": base64.b64encode(pdf.render_pdf(report, numbers)).decode(),
+            "filename": pdf.filename(report), "mimetype": "application/pdf", "content_b64": cache[share],
         })
     if subscription is not None:
         payload["headers"] = {"List-Unsubscribe": f"<{context['unsubscribe_url']}>",

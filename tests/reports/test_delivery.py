@@ -156,3 +156,16 @@ def test_it_delivers_the_pdf_and_charts_through_the_outbox(alice, fleet):
     assert sent.subject.startswith(f"poolboard weekly capacity report {WEEK.key}")
     assert any(name.endswith(".pdf") for name, *_ in sent.attachments), "the PDF is attached"
     assert "image/png" in sent.message().as_string(), "the charts are inline"
+
+
+@pytest.mark.django_db
+def test_subscribers_with_the_same_share_cost_one_pdf(alice, bob, fleet, monkeypatch):
+    from poolboard.reports import pdf
+
+    renders = []
+    real = pdf.render_pdf
+    monkeypatch.setattr(pdf, "render_pdf", lambda report, numbers=None: renders.append(1) or real(report, numbers))
+    due_subscription(alice)
+    due_subscription(bob)
+    assert delivery.run(NOW)["queued"] == 2
+    assert len(renders) == 1
