@@ -27,7 +27,8 @@ SELECT r.pool_id,
        coalesce(bool_or(r.pending_max > 0), false),
        coalesce(sum(r.timeouts), 0),
        coalesce(sum(r.saturated_s), 0),
-       sum(r.acquisitions) / nullif(count(r.acquisitions) * %(width)s, 0),
+       -- per second of sampled time: a bucket only partly sampled (the first, the current) is not a full hour
+       sum(r.acquisitions) / nullif(sum(r.samples) FILTER (WHERE r.acquisitions IS NOT NULL) * %(interval)s, 0),
        sum(r.hold_s_avg * r.acquisitions) / nullif(sum(r.acquisitions) FILTER (WHERE r.hold_s_avg IS NOT NULL), 0)
 FROM {table} r
 WHERE r.bucket >= %(since)s AND r.bucket < %(until)s AND r.in_use_p95 IS NOT NULL
@@ -60,11 +61,11 @@ def _busiest(demands: list[Demand]) -> Demand:
 def demand_by_pool(since: datetime, until: datetime, pool_keys: dict[int, PoolKey]) -> dict[PoolKey, Demand]:
     """{(service id, pool name): Demand per instance over [since, until)}; `pool_keys` maps pool id to its key."""
     window_s = (until - since).total_seconds()
-    params = {"since": since, "until": until, "width": float(RES_1H.width_s)}
+    interval = float(settings.COLLECT_INTERVAL)
+    params = {"since": since, "until": until, "interval": interval}
     with connection.cursor() as cursor:
         cursor.execute(DEMAND_SQL.format(table=RES_1H.table), params)
         rows = cursor.fetchall()
-    interval = float(settings.COLLECT_INTERVAL)
     per_key: dict[PoolKey, list[Demand]] = {}
     for pool_id, (p95, p99), peak, samples, waited, timeouts, saturated_s, rate, hold in rows:
         key = pool_keys.get(pool_id)
