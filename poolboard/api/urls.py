@@ -26,6 +26,7 @@ urlpatterns = [
     path("findings/", findings.findings, name="findings"),
     # views/sizing.py: ledgers and recommendations with their inputs
     path("sizing/", sizing.sizing, name="sizing"),
-    # views/alerts.py: the alert instances the Alerts page shows
+    # views/alerts.py: the alert instances the Alerts page shows, a rule's backtest
     path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/rules/<int:pk>/backtest/", alerts.rule_backtest, name="alert-rule-backtest"),
 ]

@@ -56,3 +56,29 @@ def test_it_says_what_is_wrong_with_a_bad_filter(client, auth, fleet, query, sta
 def test_it_needs_a_login_or_a_token(client):
     response = client.get("/api/v1/alerts/")
     assert response.status_code == 401 and "authentication required" in response.json()["error"]
+
+
+def test_it_backtests_a_rule_as_json(client, auth, make_service, settings):
+    """The admin page's replay as an API: 10 minutes of callers waiting, for 2 m: one firing."""
+    from tests.dashboard.alert_factories import rule
+    from tests.fleet.factories import write_samples
+
+    settings.COLLECT_INTERVAL = 15
+    search = make_service("search", instances=1, max=10, in_use=5, pending=0)
+    start = (int(timezone.now().timestamp()) // 15) * 15 - 119 * 15
+    write_samples([(search.pools.get().pk, start + i * 15, {"max": 10.0, "in_use": 5.0, "pending": 2.0 if 40 <= i < 80 else 0.0})
+                   for i in range(120)])
+    waiting = rule("PoolWaiting", signal="waiting", threshold=0, for_s=120, severity="warning")
+    body = client.get(f"/api/v1/alerts/rules/{waiting.pk}/backtest/?range=6h", headers=auth).json()
+    assert (body["fired"], body["notifications"], body["firing_s"]) == (1, 2, 480.0)
+    assert body["services"] == {"matched": 1, "replayed": 1} and body["condition"]["edited"] == []
+    [episode] = body["episodes"]
+    assert episode["service"] == "search" and episode["firing_s"] == 480.0 and episode["peak"] == 2.0
+    assert {s["for_s"]: s["fired"] for s in body["for_sweep"]}[900] == 0
+    edited = client.get(f"/api/v1/alerts/rules/{waiting.pk}/backtest/?range=6h&for_s=15m", headers=auth).json()
+    assert edited["fired"] == 0 and edited["condition"]["edited"] == ["for_s"]
+    bad = client.get(f"/api/v1/alerts/rules/{waiting.pk}/backtest/?threshold=lots", headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"] == "threshold: 'lots' is not a number"
+    budget = rule("DatabaseBudget", signal="budget", threshold=80, for_s=300)
+    assert client.get(f"/api/v1/alerts/rules/{budget.pk}/backtest/", headers=auth).status_code == 422
+    assert client.get("/api/v1/alerts/rules/999999/backtest/", headers=auth).status_code == 404

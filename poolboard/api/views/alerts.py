@@ -1,4 +1,5 @@
-"""/api/v1/alerts/: the alert instances the Alerts page shows, and their rules' state history."""
+"""/api/v1/alerts/: the alert instances the Alerts page shows; /api/v1/alerts/rules/<pk>/backtest/:
+what a rule would have done over the stored history (Grafana's preview as an API)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import math
 
 from django.utils import timezone
 
-from poolboard.alerts.models import AlertInstance
+from poolboard.alerts.admin_backtest import ParamError, params_from, run_backtest
+from poolboard.alerts.models import AlertInstance, AlertRule
 from poolboard.api.auth import api_view, json_response
 from poolboard.dashboard.views.alerts import SORTS, active_instances
 from poolboard.fleet.models import Service
@@ -73,4 +75,42 @@ def alerts(request):
     return json_response({
         "alerts": [alert_json(a, silenced_by(a.labels or {}, now, silences)) for a in rows[:limit]],
         "next_offset": offset + limit if len(rows) > limit else None,
+    })
+
+
+@api_view
+def rule_backtest(request, pk: int):
+    """What rule `pk` would have done over ?range=6h|24h|7d (default 7d), with ?comparator=,
+    ?threshold=, ?for_s=, ?keep_firing_for_s=, ?no_data= instead of its saved values: the same
+    replay as the backtest on the rule's admin page (poolboard.alerts.admin_backtest)."""
+    rule = AlertRule.objects.filter(pk=pk).first()
+    if rule is None:
+        return json_response({"error": f"no alert rule {pk}"}, 404)
+    try:
+        params = params_from(rule, request.GET)
+    except ParamError as exc:
+        return json_response({"error": str(exc)}, 400)
+    run = run_backtest(rule, params, timezone.now())
+    if run.error:
+        return json_response({"error": run.error}, 422)
+    return json_response({
+        "rule": {"id": rule.pk, "name": rule.name, "signal": rule.signal},
+        "condition": {"comparator": params.comparator, "threshold": params.threshold, "for_s": params.for_s,
+                      "keep_firing_for_s": params.keep_firing_for_s, "no_data": params.no_data,
+                      "edited": list(params.edited)},
+        "range": {"key": params.range_key, "start": iso(run.start), "end": iso(run.end),
+                  "rollups_until": iso(run.first_raw) if run.from_rollups else None},
+        "services": {"matched": run.matched, "replayed": len(run.series)},
+        "fired": run.fired,
+        "notifications": run.notifications,
+        "firing_s": run.firing_s,
+        "evaluations": run.evaluations,
+        "episodes": [
+            {"service": row["series"].service.name, "threshold": row["series"].threshold,
+             "pending_at": iso(row["episode"].pending_at), "firing_at": iso(row["episode"].firing_at),
+             "resolved_at": iso(row["episode"].resolved_at), "firing_s": row["firing_s"],
+             "peak": number(row["episode"].peak)}
+            for row in run.episodes
+        ],
+        "for_sweep": [{"for_s": for_s, "fired": fired, "notifications": sent} for for_s, fired, sent in run.sweep],
     })
