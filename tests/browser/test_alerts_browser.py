@@ -52,7 +52,13 @@ def test_it_shows_firing_then_pending_and_silences_one_for_an_hour(
 
     page.click("#alerts-table a:text(\"PoolSaturated\") >> nth=0")
     page.wait_for_selector("#rule-state")
-    assert "Definition" in page.inner_text("#rule-definition")
+    assert "utilization > 90" in page.inner_text("#rule-definition")
+    page.screenshot(path=str(screenshot_dir / "alert-rule.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/services/{fleet['search'].pk}/")
+    panel = page.locator("#service-alerts")
+    assert "PoolSaturated" in panel.inner_text() and "silenced until" in panel.inner_text()
+    panel.screenshot(path=str(screenshot_dir / "service-alerts-panel.png"))
     assert csp_violations == []
 
 

@@ -122,6 +122,8 @@ def test_it_shows_a_rule_with_its_definition_instances_and_state_history(client,
     r, firing = fleet["saturated"], fleet["firing"]
     r.keep_firing_for_s = 600
     r.origin = "Default: saturated pools (reliability.md §4)."
+    r.last_evaluated_at = r.last_error_at = timezone.now()
+    r.last_error = "cardinality cap: 140 active instances > max_instances 100"
     r.save()
     transition(firing, 1, 17, "inactive", "pending", 95.0)
     transition(firing, 2, 12, "pending", "firing", 100.0)
@@ -129,6 +131,7 @@ def test_it_shows_a_rule_with_its_definition_instances_and_state_history(client,
     assert "<h1>PoolSaturated" in page
     assert "utilization &gt; 90" in page and "for 5m" in page and "keeps firing for 10m" in page
     assert "saturated pools (reliability.md §4)" in page
+    assert "cardinality cap: 140 active instances &gt; max_instances 100" in page  # the rule's health
     assert f'href="/admin/alerts/alertrule/{r.pk}/change/"' in page
     assert f'href="/admin/alerts/alertrule/{r.pk}/backtest/"' in page
     assert f'id="alert-{firing.pk}"' in page
