@@ -524,6 +524,20 @@ class EpisodeQuerySet(models.QuerySet):
             out[server_id] = out.get(server_id, 0) + 1
         return out
 
+    def long_query_counts(self, keys, since: datetime, until: datetime) -> dict[tuple[int, int], int]:
+        """Long-query episodes first seen in (since, until] per (server id, fingerprint id) of `keys`
+        (the slow-queries page's "episodes it caused"). One query."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        rows = (
+            self.filter(kind=ep.LONG_QUERY, first_seen__gt=since, first_seen__lte=until,
+                        server_id__in={k[0] for k in keys}, query_id__in={k[1] for k in keys})
+            .values_list("server_id", "query_id")
+            .annotate(n=models.Count("id"))
+        )
+        return {(server_id, query_id): n for server_id, query_id, n in rows if (server_id, query_id) in keys}
+
     def slow_queries(self, since: datetime, sort: str = "max", server=None, service=None, datname: str = ""):
         """Long-query episodes since `since`, one row per query fingerprint, sorted by `sort`."""
         episodes = self.filter(kind=ep.LONG_QUERY, first_seen__gte=since, query__isnull=False)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
@@ -12,13 +10,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from poolboard.databases.models import (
-    SLOW_QUERY_ORDER,
     BackendAction,
     Episode,
     MonitoredServer,
     QueryFingerprint,
     SecretError,
-    ServerDatabase,
     SignalRefused,
     Snapshot,
     query_text_mode,
@@ -28,7 +24,6 @@ from poolboard.lib.episodes import IDLE_IN_TX_STATES
 from poolboard.sources import pgactivity
 
 SESSION_SORTS = ("age", "pid", "application_name", "usename", "state")
-SLOW_SORTS = tuple(SLOW_QUERY_ORDER)
 
 
 def _partial(request, template: str, name: str) -> str:
@@ -165,35 +160,6 @@ def database_redirect(request, name: str):
     """/databases/<name>/ from before a monitored target was a server: the server page."""
     query = request.META.get("QUERY_STRING", "")
     return redirect(reverse("dashboard:server", args=[name]) + (f"?{query}" if query else ""), permanent=True)
-
-
-@require_GET
-@vary_on_headers("HX-Request")
-def slow_queries(request):
-    now = timezone.now()
-    try:
-        days = max(1, min(int(request.GET.get("days", "7")), 90))
-    except ValueError:
-        days = 7
-    server_name = request.GET.get("server", "")
-    server = MonitoredServer.objects.filter(name=server_name).first() if server_name else None
-    datname = request.GET.get("database", "")
-    sort = request.GET.get("sort", "max")
-    if sort not in SLOW_SORTS:
-        sort = "max"
-    rows = list(Episode.objects.slow_queries(now - timedelta(days=days), sort, server=server, datname=datname)[:200])
-    context = {
-        "rows": rows,
-        "days": days,
-        "server": server,
-        "servers": MonitoredServer.objects.all(),
-        "datname": datname,
-        "datnames": ServerDatabase.objects.order_by("datname").values_list("datname", flat=True).distinct(),
-        "sort": sort,
-        "now": now,
-        **_banner_context(),
-    }
-    return render(request, _partial(request, "databases/slow_queries.html", "slow-queries-table"), context)
 
 
 @require_GET

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -130,7 +129,7 @@ def decorate(rows, since: datetime, until: datetime) -> None:
     """Seconds for the templates, the trend in words, the share of each service's pool the
     statement held at peak, and how many long-running episodes its text caused in the range
     (one query)."""
-    episodes = episode_counts({(r["server_id"], r["query_id"]) for r in rows if r["query_id"]}, since, until)
+    episodes = Episode.objects.long_query_counts(((r["server_id"], r["query_id"]) for r in rows if r["query_id"]), since, until)
     for r in rows:
         r["mean_s"], r["max_s"], r["total_s"] = _ms_to_s(r["mean_ms"]), _ms_to_s(r["max_ms"]), _ms_to_s(r["total_ms"])
         r["trend"] = trend_text(r["trend_vs_last_week"])
@@ -138,19 +137,6 @@ def decorate(rows, since: datetime, until: datetime) -> None:
         r["episodes"] = episodes.get((r["server_id"], r["query_id"]), 0)
         for s in r["services"]:
             s["peak_share"] = s["peak_held"] / s["pool_max"] if s["pool_max"] else None
-
-
-def episode_counts(keys: set[tuple[int, int]], since: datetime, until: datetime) -> dict[tuple[int, int], int]:
-    """Long-query episodes first seen in the range per (server id, fingerprint id)."""
-    if not keys:
-        return {}
-    rows = (
-        Episode.objects.filter(kind=ep.LONG_QUERY, first_seen__gt=since, first_seen__lte=until,
-                               server_id__in={k[0] for k in keys}, query_id__in={k[1] for k in keys})
-        .values_list("server_id", "query_id")
-        .annotate(n=Count("id"))
-    )
-    return {(server_id, query_id): n for server_id, query_id, n in rows}
 
 
 def statements_problems() -> list[StatementsStatus]:
