@@ -155,14 +155,18 @@ class StatementQuerySet(models.QuerySet):
           last_week_mean_ms, trend_vs_last_week (relative change of mean_ms against the same range a
           week earlier: 0.25 = 25 % slower; None without data then).
 
-        Queries: the sums (one), the holds (one), the services' pools (one), last week (one).
+        Queries: the sums (one), the holds (one), the services' pools (one), last week (one); a queryset
+        narrowed by a filter (e.g. `.filter(pk=...)`) first reads its queryids (one more).
         """
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}")
         server_id = getattr(server, "pk", server)
         service_id = getattr(service, "pk", service)
         seconds = max((until - since).total_seconds(), 1.0)
-        holds = _holds(since, until, server_id, datname, service_id)
+        # A queryset narrowed to some statements (a statement's page) reads only their holds, by
+        # the (query_id, snapshot) index, instead of every statement's over the whole range.
+        queryids = list(self.values_list("queryid", flat=True).distinct()) if self.query.has_filters() else None
+        holds = _holds(since, until, server_id, datname, service_id, queryids)
         sums = _sums(self, since, until, server_id, datname, None)
         if service_id is not None:
             sums = {k: v for k, v in sums.items() if (v["server_id"], v["datname"], v["queryid"]) in holds}
@@ -247,11 +251,11 @@ def _sums(statements, since, until, server_id, datname, ids) -> dict[int, dict]:
     return out
 
 
-def _holds(since, until, server_id, datname, service_id) -> dict[tuple[int, str, int], dict[int | None, tuple]]:
+def _holds(since, until, server_id, datname, service_id, queryids=None) -> dict[tuple[int, str, int], dict[int | None, tuple]]:
     """{(server_id, datname, query_id): {service_id: (service name, held connection-seconds, peak)}}
     from databases.QueryHold in the range: per snapshot the sessions per service are summed
     (one service may run under several application names), then summed × the snapshot
-    interval and maximised over the snapshots. One query."""
+    interval and maximised over the snapshots; `queryids`: only those statements. One query."""
     from poolboard.databases.models import QueryHold, Snapshot
 
     where = ["s.taken_at > %s", "s.taken_at <= %s", "h.query_id IS NOT NULL"]
@@ -265,6 +269,9 @@ def _holds(since, until, server_id, datname, service_id) -> dict[tuple[int, str,
     if service_id is not None:
         where.append("h.service_id = %s")
         params.append(service_id)
+    if queryids is not None:
+        where.append("h.query_id = ANY(%s)")
+        params.append(queryids)
     sql = f"""
         SELECT per_snap.server_id, per_snap.datname, per_snap.query_id, per_snap.service_id, svc.name,
                sum(per_snap.n), max(per_snap.n)
