@@ -35,6 +35,7 @@ DEMO_MARK = "[demo history]"
 DEMO_APP = "demo-history"
 BUCKET = timedelta(seconds=capacity.BUCKET_S)
 DEMO_SERVER = "demo"
+DEMO_DBNAME = "poolboard_demo"
 DEMO_MAX_CONNECTIONS = 100
 SLOW_QUERY = "SELECT pg_sleep($1)"
 IDLE_QUERY = "UPDATE orders SET status = $1 WHERE id = $2"
@@ -78,11 +79,20 @@ def bucket_values(spec: ServiceSpec, f: float, growth: float, minute: int, rng: 
     return row
 
 
-def _pools(source: PrometheusSource, base_port: int) -> dict[str, list[Pool]]:
+def _pools(source: PrometheusSource, server: MonitoredServer | None, base_port: int, start: datetime,
+           end: datetime) -> dict[str, list[Pool]]:
     pools: dict[str, list[Pool]] = {}
     for spec, _instance, port in instance_ports(base_port):
-        service, _ = Service.objects.get_or_create(name=spec.name, defaults={"source": source, "preset": spec.dialect})
-        pool, _ = Pool.objects.get_or_create(service=service, instance=f"127.0.0.1:{port}", name=spec.pool_label_value)
+        # On the demo server (what the sizing ledger needs to place it before any live snapshot).
+        service, _ = Service.objects.get_or_create(
+            name=spec.name, defaults={"source": source, "preset": spec.dialect, "server": server, "datname": DEMO_DBNAME},
+        )
+        # A pool made here gets its size (what the sizing ledger counts) as of the end of the
+        # made-up history; the live collection overwrites it within seconds.
+        pool, _ = Pool.objects.get_or_create(
+            service=service, instance=f"127.0.0.1:{port}", name=spec.pool_label_value,
+            defaults={"max": float(spec.pool_max), "first_seen_at": start, "sampled_at": end},
+        )
         pools.setdefault(spec.name, []).append(pool)
     return pools
 
@@ -101,7 +111,8 @@ def seed(now: datetime, weeks: int = 6, base_port: int = 9201, seed_value: int =
     start = current.start - timedelta(days=7 * weeks)
     end = current.start
     with transaction.atomic():
-        pools = _pools(source, base_port)
+        server = MonitoredServer.objects.filter(name=DEMO_SERVER).first()
+        pools = _pools(source, server, base_port, start, end)
         all_pools = [p for ps in pools.values() for p in ps]
         PoolRollup5m.objects.filter(pool__in=all_pools, bucket__gte=start, bucket__lt=end).delete()
         rows = []
@@ -118,7 +129,6 @@ def seed(now: datetime, weeks: int = 6, base_port: int = 9201, seed_value: int =
                     rows.append(PoolRollup5m(pool=pool, bucket=at, **bucket_values(specs[name], f, growth, minute, rng)))
             at += BUCKET
         PoolRollup5m.objects.bulk_create(rows, batch_size=5000)
-        server = MonitoredServer.objects.filter(name=DEMO_SERVER).first()
         episodes = findings = snapshots = 0
         if server is not None:
             snapshots = _snapshots(server, start, end, zone, rng)
@@ -172,7 +182,7 @@ def _episodes(server, pools, start, end, rng) -> int:
                 rows.append(Episode(server=server, kind=kind, pid=pid, started=began, first_seen=began,
                                     last_seen=began + timedelta(seconds=age), ended=began + timedelta(seconds=age + 10),
                                     peak_age_s=age, application_name=DEMO_APP, service=owners[kind], query=fps[kind],
-                                    datname="poolboard_demo", state=f"{DEMO_MARK} {kind}"[:50]))
+                                    datname=DEMO_DBNAME, state=f"{DEMO_MARK} {kind}"[:50]))
         at += timedelta(hours=1)
     Episode.objects.bulk_create(rows, batch_size=5000)
     return len(rows)

@@ -172,7 +172,9 @@ def database_row(row: dict, chart: str | None) -> dict:
         "forecast": fc["label"],
         "forecast_status": fc["status"],
         "slope": DASH if fc["slope_per_day"] is None else f"{fc['slope_per_day']:+.2f}/day",
-        "committed": num(sizing["committed"]) if sizing else DASH,
+        # The sizing's usable also keeps back poolboard's monitor and an admin reserve: say of what.
+        "committed": (f"{num(sizing['committed'])} of {num(sizing['usable'])}" if sizing and sizing.get("usable") is not None
+                      else num(sizing["committed"]) if sizing else DASH),
         "sizing_verdict": sizing["verdict"] if sizing else "",
         "chart": chart,
     }
