@@ -4,6 +4,7 @@ Prints:
   slow_page_queries_10 / slow_page_queries_1000   SQL queries for `/queries/slow/` (must be equal)
   statements_api_queries_10 / _1000                 the same for /api/v1/statements/
   service_statements_queries_10 / _1000             the service page's "queries holding this pool" panel
+  statement_page_queries_10 / _1000                 one statement's page (/statements/<pk>/)
   slow_page_ms_1000       server time of the full page at 1 000 statements (test client, median of 21)
 
 Each statement has 12 five-minute intervals (the last hour, read by the default 24 h range)
@@ -107,18 +108,21 @@ def main() -> None:
 
     add_statements(server, services, 0, 10, now)
     client.get("/queries/slow/")  # warm the session
+    statement = f"/statements/{Statement.objects.order_by('pk').first().pk}/"
     figures = {
         "slow_page_queries_10": count_queries(client, "/queries/slow/"),
         "statements_api_queries_10": count_queries(client, "/api/v1/statements/"),
         "service_statements_queries_10": count_queries(client, panel),
+        "statement_page_queries_10": count_queries(client, statement),
     }
     add_statements(server, services, 10, 990, now)
     figures |= {
         "slow_page_queries_1000": count_queries(client, "/queries/slow/"),
         "statements_api_queries_1000": count_queries(client, "/api/v1/statements/"),
         "service_statements_queries_1000": count_queries(client, panel),
+        "statement_page_queries_1000": count_queries(client, statement),
     }
-    for name in ("slow_page_queries", "statements_api_queries", "service_statements_queries"):
+    for name in ("slow_page_queries", "statements_api_queries", "service_statements_queries", "statement_page_queries"):
         print(f"{name}_10: {figures[name + '_10']}")
         print(f"{name}_1000: {figures[name + '_1000']}")
 
