@@ -202,6 +202,9 @@ class WeekFigures:
     acquisitions: float | None = None
     timeouts_per_1k: float | None = None
     acquire_p95_s: float | None = None
+    # The pool max in the week's first and last bucket that gives one: a resize shows as a change.
+    first_max: float | None = None
+    last_max: float | None = None
     daily_peak: list[float | None] = field(default_factory=list)
     daily_p95: list[float | None] = field(default_factory=list)
 
@@ -223,6 +226,8 @@ class WeekFigures:
             "acquisitions": self.acquisitions,
             "timeouts_per_1k": self.timeouts_per_1k,
             "acquire_p95_s": self.acquire_p95_s,
+            "first_max": self.first_max,
+            "last_max": self.last_max,
             "daily_peak": self.daily_peak,
             "daily_p95": self.daily_p95,
         }
@@ -245,6 +250,9 @@ def week_figures(buckets: Sequence[Bucket], period: Period, bucket_s: int = BUCK
     fig.p95_in_use = percentile(in_use, 0.95)
     maxes = _present(b.max for b in inside)
     fig.max = max(maxes) if maxes else None
+    in_order = sorted(inside, key=lambda b: b.at)
+    fig.first_max = next((b.max for b in in_order if b.max is not None), None)
+    fig.last_max = next((b.max for b in reversed(in_order) if b.max is not None), None)
     utils = _present(_ratio(b.in_use, b.max) for b in inside)
     peak_utils = _present(_ratio(b.in_use_peak if b.in_use_peak is not None else b.in_use, b.max) for b in inside)
     fig.peak_util = max(peak_utils) if peak_utils else None

@@ -114,8 +114,8 @@ def _week_rows(period: capacity.Period) -> dict[int, dict[int, capacity.WeekFigu
             peak_in_use=peak, p95_in_use=p95, max=mx, peak_util=peak_util, p95_util=p95_util, p99_util=p99_util,
             saturation_minutes=sat / 60 if sat is not None else None, timeouts=timeouts, acquisitions=acqs,
             timeouts_per_1k=1000 * paired_t / paired_a if paired_a else None, acquire_p95_s=acquire_p95,
+            first_max=first_max, last_max=last_max,
         )
-        fig.first_max, fig.last_max = first_max, last_max
         out[sid][wk] = fig
     for sid, by_wk in out.items():
         for wk, fig in by_wk.items():
@@ -149,9 +149,6 @@ def _service_section(period, services, weeks, findings, episodes, sizing) -> lis
             "findings": findings.get(svc.pk, []),
             "episodes": episodes.get(svc.pk, {}),
             "sizing": sizing.get(svc.name) if sizing is not None else None,
-            "first_max": getattr(cur, "first_max", None),
-            "last_max": getattr(cur, "last_max", None),
-            "previous_last_max": getattr(prev, "last_max", None),
             "created": svc.created.isoformat(),
         })
     return rows

@@ -217,3 +217,21 @@ def test_it_covers_the_real_hours_of_a_dst_week(make_service, week, hours, sunda
     assert f["daily_peak"] == [2, 2, 2, 2, 2, 2, 5]
     # The local Sunday is 23 or 25 hours long and every one of its buckets lands in it.
     assert len(build.service_buckets([svc.pk], sunday[1], sunday[2])[svc.pk]) == sunday_buckets
+
+
+def test_it_lists_what_changed(make_service, make_source):
+    from poolboard.fleet.models import CustomPreset
+
+    resized = make_service("resized", instances=1)
+    factories.week_of_rollups(resized.pools.get(), PREVIOUS, quiet_week)
+    # Pool max 10 until Wednesday, 20 after.
+    factories.week_of_rollups(resized.pools.get(), WEEK, lambda i, at: {
+        "in_use_avg": 4, "max_avg": 10 if i < 2 * 288 else 20})
+    gone = make_service("gone", instances=1)
+    factories.week_of_rollups(gone.pools.get(), PREVIOUS, quiet_week)
+    CustomPreset.objects.create(name="in-house", source=make_source("other"), marker="inhouse_pool_used",
+                                in_use_query="sum(inhouse_pool_used)", created=WEEK.start + timedelta(days=2))
+    changes = build.build(WEEK, WEEK.end).numbers["changes"]
+    assert changes["max_changes"] == [{"service": "resized", "from": 10, "to": 20}]
+    assert changes["vanished_services"] == ["gone"]
+    assert changes["new_presets"] == ["in-house"]
