@@ -108,16 +108,16 @@ def test_query_count_does_not_grow_with_the_fleet(alice_client, django_assert_nu
     alice_client.get(URL)  # warm the session
     forget_overview_rows()  # what the first poll after a collection tick runs
     # session, user, data version (sources; services + findings), services (+source), pools,
-    # open findings, sources for the banners
-    with django_assert_num_queries(8) as small:
+    # open findings, sources for the banners, the top bar's firing alerts
+    with django_assert_num_queries(9) as small:
         alice_client.get(URL)
     for i in range(5, 60):
         factories.service_with_pool(src, f"svc-{i}", max=10, in_use=1)
     forget_overview_rows()
     with django_assert_num_queries(len(small.captured_queries)):
         alice_client.get(URL)
-    # The polls between ticks reuse the rows: session, user, data version, sources.
-    with django_assert_num_queries(5):
+    # The polls between ticks reuse the rows: session, user, data version, sources, firing alerts.
+    with django_assert_num_queries(6):
         alice_client.get(URL)
 
 
