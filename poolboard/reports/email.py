@@ -8,6 +8,7 @@ inline images in a multipart/related part, the PDF attached, the List-Unsubscrib
 from __future__ import annotations
 
 import base64
+import logging
 
 from django.conf import settings
 from django.template.loader import render_to_string
@@ -17,6 +18,7 @@ from . import charts, pdf
 from .present import EMAIL_CHARTS, EMAIL_ROWS, filtered, report_context
 
 CHANNEL_NAME = "reports"
+log = logging.getLogger(__name__)
 
 
 def unsubscribe_url(subscription) -> str:
@@ -54,10 +56,16 @@ def render_payload(report, subscription=None, to: list[str] | None = None, attac
         share = (tuple(subscription.services), tuple(subscription.databases)) if subscription is not None else ((), ())
         cache = pdf_cache if pdf_cache is not None else {}
         if share not in cache:
-            cache[share] = base64.b64encode(pdf.render_pdf(report, numbers)).decode()
-        payload["attachments"].append({
-            "filename": pdf.filename(report), "mimetype": "application/pdf", "content_b64": cache[share],
-        })
+            try:
+                cache[share] = base64.b64encode(pdf.render_pdf(report, numbers)).decode()
+            except pdf.PdfUnavailable as exc:
+                # The email still goes, with its charts and tables, just without the attachment.
+                log.warning("report %s sent without its PDF: %s", report, exc)
+                cache[share] = None
+        if cache[share] is not None:
+            payload["attachments"].append({
+                "filename": pdf.filename(report), "mimetype": "application/pdf", "content_b64": cache[share],
+            })
     if subscription is not None:
         payload["headers"] = {"List-Unsubscribe": f"<{context['unsubscribe_url']}>",
                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

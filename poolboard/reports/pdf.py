@@ -21,9 +21,19 @@ logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 CSS_PATH = settings.BASE_DIR / "static" / "css" / "report-pdf.css"
 
 
+class PdfUnavailable(Exception):
+    """WeasyPrint cannot run here (Debian's pango is missing); the message says what to install."""
+
+
 def render_pdf(report, numbers: dict | None = None) -> bytes:
     """`numbers`: a subscriber's share of the report (default: all of it)."""
-    from weasyprint import CSS, HTML
+    try:
+        from weasyprint import CSS, HTML
+    except (ImportError, OSError) as exc:  # OSError: cffi could not load libpango
+        raise PdfUnavailable(
+            "PDFs need WeasyPrint's system libraries: apt-get install libpango-1.0-0 libpangoft2-1.0-0 "
+            f"(make system-pdf does it). {type(exc).__name__}: {exc}"
+        ) from None
 
     context = report_context(report, numbers, charts_as="png", chart_limit=PDF_CHARTS)
     html = render_to_string("reports/pdf.html", context)

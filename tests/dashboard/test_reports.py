@@ -167,3 +167,19 @@ def test_the_list_and_the_profile_answer_an_htmx_request_with_their_page(alice_c
     response = alice_client.get(reverse(name), headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert "<html" in response.content.decode()
+
+
+def test_it_says_what_to_install_when_pdfs_cannot_be_made(alice_client, report, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pango(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pango)
+    response = alice_client.get(reverse("dashboard:report-pdf", args=[WEEK.key]))
+    assert response.status_code == 503
+    assert "apt-get install libpango-1.0-0 libpangoft2-1.0-0" in response.content.decode()

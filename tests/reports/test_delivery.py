@@ -169,3 +169,17 @@ def test_subscribers_with_the_same_share_cost_one_pdf(alice, bob, fleet, monkeyp
     due_subscription(bob)
     assert delivery.run(NOW)["queued"] == 2
     assert len(renders) == 1
+
+
+@pytest.mark.django_db
+def test_the_email_goes_without_its_pdf_where_pdfs_cannot_be_made(alice, fleet, monkeypatch):
+    from poolboard.reports import pdf
+
+    def unavailable(report, numbers=None):
+        raise pdf.PdfUnavailable("PDFs need WeasyPrint's system libraries")
+
+    monkeypatch.setattr(pdf, "render_pdf", unavailable)
+    due_subscription(alice)
+    assert delivery.run(NOW)["queued"] == 1
+    payload = Notification.objects.get(kind="report").payload
+    assert payload["attachments"] == [] and payload["inline_images"]

@@ -91,7 +91,11 @@ def report_csv(request, week: str, table: str):
 @require_GET
 def report_pdf(request, week: str):
     report, _ = _report_or_404(request, week)
-    response = HttpResponse(pdf.render_pdf(report), content_type="application/pdf")
+    try:
+        document = pdf.render_pdf(report)
+    except pdf.PdfUnavailable as exc:
+        return HttpResponse(str(exc), status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(document, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{pdf.filename(report)}"'
     return response
 
