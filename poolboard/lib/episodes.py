@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 IDLE_IN_TRANSACTION = "idle_in_transaction"
 LONG_TRANSACTION = "long_transaction"
@@ -65,8 +66,10 @@ class Session:
         return (now - start).total_seconds() if start else None
 
 
-@dataclass(frozen=True)
-class EpisodeKey:
+class EpisodeKey(NamedTuple):
+    """A NamedTuple, not a dataclass: every snapshot hashes and compares hundreds of keys
+    (track(), the store's open-episode map), and a tuple's hash and == run in C."""
+
     kind: str
     pid: int
     backend_start: datetime | None

@@ -248,42 +248,30 @@ def _execute(cur: psycopg.Cursor, sql: str, params: tuple | dict | None = None):
     return cur
 
 
-def _server_state(cur: psycopg.Cursor, view: str) -> tuple[datetime, int, ServerSettings, list[QueryHold], list[str]]:
-    """The server's clock, our own pid, the settings the budget needs, the statements
-    active sessions hold and the server's databases, in one query.
+def _send_server_state(cur: psycopg.Cursor) -> None:
+    """The server's clock, our own pid, the settings the budget needs and the server's
+    databases, in one query (read by _read_server_state).
 
     current_setting() reads single settings; the pg_settings view would build a row for
     every one of the server's ~350 settings. reserved_connections exists from PG 16 on
-    (missing_ok → NULL before). query_id exists from PG 14 on and is NULL unless the
-    server computes it (compute_query_id): read through to_jsonb() of the row, it is
-    NULL before 14 too, with no version check.
+    (missing_ok → NULL before).
     """
-    row = _execute(
+    _execute(
         cur,
-        f"""SELECT now(), pg_backend_pid(),
+        """SELECT now(), pg_backend_pid(),
                   current_setting('max_connections')::int,
                   current_setting('superuser_reserved_connections')::int,
                   current_setting('reserved_connections', true)::int,
                   pg_size_bytes(current_setting('track_activity_query_size')),
                   current_setting('server_version_num')::int,
-                  h.datnames, h.query_ids, h.apps, h.users, h.addrs, h.ns,
                   ARRAY(SELECT datname::text FROM pg_catalog.pg_database
-                        WHERE datallowconn AND NOT datistemplate ORDER BY datname)
-            FROM (SELECT array_agg(d) AS datnames, array_agg(q) AS query_ids, array_agg(a) AS apps,
-                         array_agg(u) AS users, array_agg(c) AS addrs, array_agg(n) AS ns
-                  FROM (SELECT coalesce(a.datname::text, '') AS d, (to_jsonb(a) ->> 'query_id')::bigint AS q,
-                               coalesce(a.application_name, '') AS a, coalesce(a.usename::text, '') AS u,
-                               coalesce(host(a.client_addr), '') AS c, count(*) AS n
-                        FROM {view} AS a
-                        WHERE a.state = 'active' AND a.backend_type = 'client backend'
-                          AND a.pid <> pg_backend_pid()
-                        GROUP BY 1, 2, 3, 4, 5
-                        ORDER BY n DESC
-                        LIMIT {MAX_COUNT_GROUPS}) AS g) AS h""",
-    ).fetchone()
-    taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num = row[:7]
-    datnames, query_ids, apps, users, addrs, ns, databases = row[7:]
-    holds = [QueryHold(*h) for h in zip(datnames or (), query_ids or (), apps or (), users or (), addrs or (), ns or ())]
+                        WHERE datallowconn AND NOT datistemplate ORDER BY datname)""",
+    )
+
+
+def _read_server_state(cur: psycopg.Cursor) -> tuple[datetime, int, ServerSettings, list[str]]:
+    row = cur.fetchone()
+    taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num, databases = row
     settings = ServerSettings(
         max_connections=max_conn,
         superuser_reserved_connections=superuser_reserved,
@@ -291,7 +279,7 @@ def _server_state(cur: psycopg.Cursor, view: str) -> tuple[datetime, int, Server
         track_activity_query_size=int(query_size),
         server_version_num=version_num,
     )
-    return taken_at, own_pid, settings, holds, list(databases or ())
+    return taken_at, own_pid, settings, list(databases or ())
 
 
 def snapshot(
@@ -319,20 +307,28 @@ def snapshot(
             # One transaction (psycopg opens it; close() discards it): the server
             # reads pg_stat_activity once per transaction, so counts, rows and
             # now() describe the same instant.
-            with conn.cursor() as cur:
-                # Every read of pg_stat_activity builds a row per backend (1 000 here
-                # and there), so the monitor cap is counted by the counts query itself
-                # rather than by a scan of its own, and checked before anything else.
-                counts, total, monitors, ages = _counts(cur, activity_view)
+            #
+            # The three queries go in one pipeline (one round trip, not three: on a
+            # loaded machine each costs a scheduling delay). Every read of
+            # pg_stat_activity builds a row per backend (1 000 here and there), so the
+            # monitor cap is counted by the counts query itself rather than by a scan of
+            # its own, and checked before anything is stored; the session rows, already
+            # read by then, are read-only and bounded.
+            counts_cur, state_cur, sessions_cur = conn.cursor(), conn.cursor(), conn.cursor()
+            with counts_cur, state_cur, sessions_cur:
+                with conn.pipeline():
+                    _send_counts(counts_cur, activity_view)
+                    _send_server_state(state_cur)
+                    _send_sessions(sessions_cur, activity_view, limits.session_limit)
+                counts, total, monitors, ages, holds = _read_counts(counts_cur)
                 if monitors > limits.max_monitor_connections:
                     raise MonitorError(
                         "too_many_monitors",
                         f"{target.describe()}: {monitors} poolboard-monitor sessions on the target"
                         f" (cap {limits.max_monitor_connections}); skipping this snapshot",
                     )
-                taken_at, own_pid, settings, holds, databases = _server_state(cur, activity_view)
-                sessions, truncated_after = _sessions(cur, activity_view, limits.session_limit, settings, query_mode)
-            conn.rollback()
+                taken_at, own_pid, settings, databases = _read_server_state(state_cur)
+                sessions, truncated_after = _read_sessions(sessions_cur, limits.session_limit, settings, query_mode)
             return Snapshot(
                 taken_at=taken_at,
                 settings=settings,
@@ -356,56 +352,109 @@ def snapshot(
         slot.release()
 
 
-# Counted per group by the server, one FILTER aggregate per edge: a few integers per group
-# instead of every session's age (lib.session_ages says why and how they are read).
-_IDLE_OVER = "ARRAY[{}]::int[]".format(", ".join(
-    f"count(*) FILTER (WHERE state = 'idle' AND state_change < now() - interval '{e} seconds')" for e in AGE_EDGES_S
+# now() minus each age edge, oldest first: width_bucket() of a timestamp against it is how
+# many edges that much time ago is at or before, found by binary search once per session.
+_CUTOFFS = "ARRAY[{}]::timestamptz[]".format(", ".join(
+    f"now() - interval '{e} seconds'" for e in reversed(AGE_EDGES_S)
 ))
-_YOUNG_UNDER = "ARRAY[{}]::int[]".format(", ".join(
-    f"count(*) FILTER (WHERE backend_start > now() - interval '{e} seconds')" for e in AGE_EDGES_S
-))
+_N_EDGES = len(AGE_EDGES_S)
+
+# One read of pg_stat_activity (each read builds a row per backend, the costly part) for
+# two results, told apart by `kind`:
+# - 'c': the counts per (database, application, user, address, state, wait event), with the
+#   exact total, the poolboard-monitor sessions, and each group's ages as edge indexes
+#   (idle sessions: how many edges their idle time exceeds; all sessions: how many edges
+#   their age is within), added up per edge by _age_counts. Two array_agg() of small
+#   integers cost less than shipping every age, or than a FILTER aggregate per edge.
+# - 'h': the active sessions (not this one) per (database, query_id, application, user,
+#   address): the connections each statement holds.
+# Without pg_read_all_stats other roles' rows show no backend_type, state or
+# application_name; they are counted (as state "") rather than under-count the budget.
+# Auxiliary processes have no user.
+_COUNTS_SQL = """
+WITH cut AS (SELECT {cutoffs} AS t),
+a AS MATERIALIZED (
+    SELECT coalesce(s.datname::text, '') AS d, coalesce(s.application_name, '') AS app,
+           coalesce(s.usename::text, '') AS u, coalesce(host(s.client_addr), '') AS addr,
+           coalesce(s.state, '') AS st, coalesce(s.wait_event_type, '') AS w,
+           CASE WHEN s.state = 'idle' THEN {n} - width_bucket(s.state_change, cut.t) END AS idle_k,
+           width_bucket(s.backend_start, cut.t) AS young_k,
+           CASE WHEN s.state = 'active' THEN s.query_start END AS active_since,
+           CASE WHEN s.state = 'idle' THEN s.state_change END AS idle_since,
+           CASE WHEN s.state = 'active' AND s.pid <> pg_backend_pid() THEN {query_id} END AS q,
+           s.state = 'active' AND s.pid <> pg_backend_pid() AS holds
+    FROM {view} AS s, cut
+    WHERE s.backend_type = 'client backend' OR (s.backend_type IS NULL AND s.usesysid IS NOT NULL)
+)
+(SELECT 'c' AS kind, d, app, u, addr, st, w, count(*) AS n,
+        sum(count(*)) OVER () AS total,
+        sum(count(*) FILTER (WHERE app = %(monitor)s)) OVER () AS monitors,
+        array_agg(idle_k) FILTER (WHERE idle_k > 0),
+        array_agg(young_k) FILTER (WHERE young_k > 0),
+        extract(epoch FROM now() - min(active_since))::float8,
+        extract(epoch FROM now() - min(idle_since))::float8,
+        NULL::bigint AS q
+ FROM a
+ GROUP BY d, app, u, addr, st, w
+ ORDER BY n DESC, d, app, u, addr, st, w
+ LIMIT %(limit)s)
+UNION ALL
+(SELECT 'h', d, app, u, addr, '', '', count(*), NULL, NULL, NULL, NULL, NULL, NULL, q
+ FROM a
+ WHERE holds
+ GROUP BY d, q, app, u, addr
+ ORDER BY count(*) DESC
+ LIMIT %(limit)s)
+"""
 
 
-def _counts(cur: psycopg.Cursor, view: str) -> tuple[list[SessionCount], int, int, list[GroupAges]]:
+def _age_counts(ks: list[int] | None, top_down: bool) -> tuple[int, ...]:
+    """Per edge, how many of these sessions: idle over it (ks = edges exceeded, top_down
+    False: edge i counts k > i), or younger than it (ks = edges within, top_down True:
+    edge i counts k >= N - i)."""
+    hist = [0] * (_N_EDGES + 1)
+    for k in ks or ():
+        hist[min(k, _N_EDGES)] += 1
+    above = [0] * (_N_EDGES + 2)
+    for k in range(_N_EDGES, -1, -1):
+        above[k] = above[k + 1] + hist[k]  # sessions with k' >= k
+    if top_down:
+        return tuple(above[_N_EDGES - i] for i in range(_N_EDGES))
+    return tuple(above[i + 1] for i in range(_N_EDGES))
+
+
+def _send_counts(cur: psycopg.Cursor, view: str) -> None:
+    """The counts and query holds (read by _read_counts).
+
+    query_id exists from PostgreSQL 14 on (NULL unless the server computes it,
+    compute_query_id); before 14 it is NULL here. The version comes from the connection's
+    startup, before any query.
+    """
+    query_id = "s.query_id" if cur.connection.info.server_version >= 140000 else "NULL::bigint"
+    sql = _COUNTS_SQL.format(cutoffs=_CUTOFFS, n=_N_EDGES, query_id=query_id, view=view)
+    _execute(cur, sql, {"monitor": MONITOR_APP, "limit": MAX_COUNT_GROUPS})
+
+
+def _read_counts(cur: psycopg.Cursor) -> tuple[list[SessionCount], int, int, list[GroupAges], list[QueryHold]]:
     """Aggregated counts, their exact total, how many poolboard-monitor sessions there are,
-    and each count's ages (same order as the counts)."""
-    rows = _execute(
-        cur,
-        f"""SELECT coalesce(application_name, ''), coalesce(usename::text, ''),
-                   coalesce(host(client_addr), ''), coalesce(state, ''),
-                   coalesce(wait_event_type, ''), count(*) AS n,
-                   sum(count(*)) OVER () AS total,
-                   sum(count(*) FILTER (WHERE application_name = %s)) OVER () AS monitors,
-                   {_IDLE_OVER},
-                   {_YOUNG_UNDER},
-                   max(extract(epoch FROM now() - query_start)::float8) FILTER (WHERE state = 'active'),
-                   coalesce(datname::text, ''),
-                   max(extract(epoch FROM now() - state_change)::float8) FILTER (WHERE state = 'idle')
-            FROM {view}
-            -- Without pg_read_all_stats other roles' rows show no backend_type,
-            -- state or application_name; count them (as state "") rather than
-            -- under-count the budget. Auxiliary processes have no user.
-            WHERE backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL)
-            GROUP BY 12, 1, 2, 3, 4, 5
-            ORDER BY n DESC, 12, 1, 2, 3, 4, 5
-            LIMIT %s""",
-        (MONITOR_APP, MAX_COUNT_GROUPS),
-    ).fetchall()
-    counts = [SessionCount(*r[:5], count=int(r[5]), datname=r[11]) for r in rows]
-    ages = [GroupAges(tuple(r[8]), tuple(r[9]), r[10], r[12]) for r in rows]
-    total = int(rows[0][6]) if rows else 0
-    monitors = int(rows[0][7]) if rows else 0
+    each count's ages (same order as the counts), and the query holds."""
+    rows = cur.fetchall()
+    counted = [r for r in rows if r[0] == "c"]
+    counts = [SessionCount(*r[2:7], count=int(r[7]), datname=r[1]) for r in counted]
+    ages = [GroupAges(_age_counts(r[10], False), _age_counts(r[11], True), r[12], r[13]) for r in counted]
+    holds = [QueryHold(r[1], r[14], r[2], r[3], r[4], int(r[7])) for r in rows if r[0] == "h"]
+    total = int(counted[0][8]) if counted else 0
+    monitors = int(counted[0][9]) if counted else 0
     listed = sum(c.count for c in counts)
     if listed < total:  # more groups than MAX_COUNT_GROUPS: keep totals exact
         counts.append(SessionCount("(other)", "", "", "", "", total - listed))
         ages.append(GroupAges())
-    return counts, total, monitors, ages
+    return counts, total, monitors, ages, holds
 
 
-def _sessions(
-    cur: psycopg.Cursor, view: str, limit: int, settings: ServerSettings, query_mode: str
-) -> tuple[list[Session], datetime | None]:
-    rows = _execute(
+def _send_sessions(cur: psycopg.Cursor, view: str, limit: int) -> None:
+    """The non-idle sessions, oldest first, at most limit + 1 (read by _read_sessions)."""
+    _execute(
         cur,
         f"""SELECT pid, backend_start, xact_start, query_start, state_change, state,
                    coalesce(wait_event_type, ''), coalesce(wait_event, ''),
@@ -420,7 +469,13 @@ def _sessions(
             ORDER BY sort_key NULLS LAST, pid
             LIMIT %s""",
         (limit + 1,),
-    ).fetchall()
+    )
+
+
+def _read_sessions(
+    cur: psycopg.Cursor, limit: int, settings: ServerSettings, query_mode: str
+) -> tuple[list[Session], datetime | None]:
+    rows = cur.fetchall()
     truncated_after = None
     if len(rows) > limit:
         rows = rows[:limit]
