@@ -231,6 +231,14 @@ class MonitoredServer(models.Model):
             return self.last_snapshot_at
         return None
 
+    def database_connections(self, snapshot: Snapshot | None) -> dict[str, int]:
+        """{datname: sessions in `snapshot`} for the databases listed on this server and any
+        the snapshot saw sessions on. Reads the prefetched self.databases and snapshot.counts."""
+        connections: dict[str, int] = {d.datname: 0 for d in self.databases.all()}
+        for c in snapshot.counts.all() if snapshot else ():
+            connections[c.datname] = connections.get(c.datname, 0) + c.count
+        return connections
+
     def latest_snapshot(self) -> Snapshot | None:
         """The newest snapshot, its counts (with their services) prefetched for budget()."""
         return self.snapshots.order_by("-slot").prefetch_related(_counts_with_services()).first()

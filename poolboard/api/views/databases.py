@@ -64,11 +64,8 @@ def servers(request):
 
 
 def _databases_json(server, snap) -> list[dict]:
-    """The server's databases with their connections in the newest snapshot (prefetched)."""
-    connections: dict[str, int] = {d.datname: 0 for d in server.databases.all()}
-    for c in snap.counts.all() if snap else ():
-        connections[c.datname] = connections.get(c.datname, 0) + c.count
-    return [{"name": name, "connections": n} for name, n in sorted(connections.items())]
+    """The server's databases with their connections in the newest snapshot, by name."""
+    return [{"name": name, "connections": n} for name, n in sorted(server.database_connections(snap).items())]
 
 
 def _not_found(what: str, name: str):

@@ -55,12 +55,9 @@ def database_list(request):
 
 
 def _databases(server: MonitoredServer, snap: Snapshot | None) -> list[dict]:
-    """[{"datname", "connections"}]: the server's databases (listed ones, and any its newest
-    snapshot saw sessions on), with their sessions in that snapshot; busiest first.
-    Reads the prefetched server.databases and snap.counts."""
-    connections: dict[str, int] = {d.datname: 0 for d in server.databases.all()}
-    for c in snap.counts.all() if snap else ():
-        connections[c.datname] = connections.get(c.datname, 0) + c.count
+    """[{"datname", "connections"}]: the server's databases with their sessions in its
+    newest snapshot, busiest first."""
+    connections = server.database_connections(snap)
     return [{"datname": name, "connections": n}
             for name, n in sorted(connections.items(), key=lambda kv: (-kv[1], kv[0]))]
 
