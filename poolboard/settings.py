@@ -401,6 +401,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "rollup-pools": {"task": "poolboard.history.rollup_recent", "schedule": crontab(minute="*/5"), "options": {"expires": 300}},
     "expire-rollups": {"task": "poolboard.history.expire_rollups", "schedule": crontab(hour=3, minute=17), "options": {"expires": 3600}},
+    "prune-snapshots": {"task": "poolboard.databases.prune_snapshots", "schedule": crontab(minute=47), "options": {"expires": 3600}},
     # Builds last week's report once (a claim on the period) and sends the subscriptions that are due.
     "weekly-report": {"task": "poolboard.reports.weekly_report", "schedule": 600, "options": {"expires": 600}},
     "prune-agent-reports": {"task": "poolboard.diagnosis.prune_agent_reports", "schedule": crontab(hour=3, minute=27), "options": {"expires": 3600}},

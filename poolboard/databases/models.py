@@ -307,6 +307,30 @@ def _counts_with_services() -> models.Prefetch:
 
 
 class SnapshotQuerySet(models.QuerySet):
+    def prune(self, before: datetime, batch: int = 2000) -> int:
+        """Delete the snapshots taken before `before`, with their counts and query holds, a
+        batch at a time (short transactions; the snapshot_taken_at index finds them).
+        Returns how many snapshots went. Raw SQL: the ORM's cascade would load every row."""
+        from django.db import connection, transaction
+
+        snapshots, counts, holds = (
+            connection.ops.quote_name(m._meta.db_table) for m in (Snapshot, SessionCount, QueryHold)
+        )
+        deleted = 0
+        while True:
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute(
+                    f"SELECT array_agg(id) FROM (SELECT id FROM {snapshots} WHERE taken_at < %s LIMIT %s) AS s",
+                    [before, batch],
+                )
+                ids = cur.fetchone()[0] or []
+                if not ids:
+                    return deleted
+                cur.execute(f"DELETE FROM {counts} WHERE snapshot_id = ANY(%s)", [ids])
+                cur.execute(f"DELETE FROM {holds} WHERE snapshot_id = ANY(%s)", [ids])
+                cur.execute(f"DELETE FROM {snapshots} WHERE id = ANY(%s)", [ids])
+            deleted += len(ids)
+
     def newest_per_server(self, servers) -> dict[int, Snapshot]:
         """Each server's newest snapshot, its counts (with their services) prefetched.
 

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from celery import shared_task
+from datetime import timedelta
 
-from .models import MonitoredServer
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from .models import MonitoredServer, Snapshot
 from .snapshots import snapshot_server
 
 
@@ -21,3 +25,10 @@ def snapshot_one(pk: int, **kwargs) -> dict:
     if db is None:
         return {"status": "skipped"}
     return vars(snapshot_server(db))
+
+
+@shared_task(name="poolboard.databases.prune_snapshots")
+def prune_snapshots(**kwargs) -> int:
+    """Snapshots (their counts and query holds) are kept RAW_RETENTION_DAYS, like raw pool
+    samples: at one every 10 s a server writes ~8 600 snapshots a day. Episodes stay."""
+    return Snapshot.objects.prune(timezone.now() - timedelta(days=settings.RAW_RETENTION_DAYS))

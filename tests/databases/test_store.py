@@ -186,3 +186,26 @@ def test_outside_a_transaction_it_commits_or_rolls_back_as_a_whole(orders):
     assert Snapshot.objects.filter(server=orders).count() == 1
     assert SessionCount.objects.filter(snapshot__server=orders).count() == 2
     assert not connection.in_atomic_block and connection.get_autocommit()
+
+
+def test_old_snapshots_go_with_their_counts_and_holds_and_the_rest_stay(orders):
+    from django.utils import timezone
+
+    from poolboard.databases.models import QueryHold
+    from poolboard.databases.tasks import prune_snapshots
+
+    now = timezone.now()
+    snaps = [
+        Snapshot.objects.create(server=orders, slot=i, taken_at=now - timedelta(days=days), total=2,
+                                max_connections=100, superuser_reserved_connections=3)
+        for i, days in enumerate((30, 20, 1))
+    ]
+    for snap in snaps:
+        SessionCount.objects.create(snapshot=snap, state="active", count=2)
+        QueryHold.objects.create(snapshot=snap, query_id=7, count=2)
+    assert Snapshot.objects.prune(now - timedelta(days=25), batch=1) == 1
+    assert prune_snapshots() == 1  # RAW_RETENTION_DAYS (14): the 20-day-old one
+    kept = snaps[-1].pk
+    assert list(Snapshot.objects.values_list("pk", flat=True)) == [kept]
+    assert list(SessionCount.objects.values_list("snapshot_id", flat=True)) == [kept]
+    assert list(QueryHold.objects.values_list("snapshot_id", flat=True)) == [kept]
