@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +10,7 @@ from django.core.management import call_command
 
 from poolboard.databases.models import MonitoredServer
 from poolboard.fleet.models import Pool
+from poolboard.history.models import PoolRollup5m
 from poolboard.reports.models import Report
 
 pytestmark = pytest.mark.django_db
@@ -19,18 +21,24 @@ def test_it_backfills_marked_demo_history_and_builds_demo_reports(make_source, c
     time_machine.move_to(NOW, tick=False)
     make_source("demo")
     MonitoredServer.objects.create(name="demo", host="127.0.0.1", port=1, dbname="poolboard_demo", user="root")
-    call_command("seeddemohistory", "--weeks", "5")
+    started = time.perf_counter()
+    call_command("seeddemohistory")
+    elapsed = time.perf_counter() - started
     out = capsys.readouterr().out
-    assert "DEMO DATA written" in out
+    assert "DEMO DATA written" in out and "demo report built for 2026-W48" in out
     reports = list(Report.objects.order_by("period_start"))
-    assert [r.week for r in reports] == ["2026-W44", "2026-W45", "2026-W46", "2026-W47", "2026-W48"]
-    assert all(r.demo for r in reports)
-    last = reports[-1].numbers
+    assert [r.week for r in reports] == ["2026-W48"] and reports[0].demo
+    # 7 pools × two weeks of 5-minute buckets (W47 and W48, no DST change).
+    assert PoolRollup5m.objects.count() == 7 * 2 * 2016
+    assert elapsed < 20  # make demo waits for it (a few seconds on a quiet machine)
+    last = reports[0].numbers
     names = {s["name"] for s in last["services"]}
     assert names == {"checkout", "search", "billing", "notifications", "reports", "sessions"}
     assert Pool.objects.get(service__name="search").instance == "127.0.0.1:9203"
     search = next(s for s in last["services"] if s["name"] == "search")
     assert search["figures"]["saturation_minutes"] > 0 and search["figures"]["peak_util"] == pytest.approx(1.0)
+    assert search["changes"]["p95_util"]["direction"] != "none"  # the week before is there too
+    assert search["figures"]["timeouts"] > 0
     db = last["databases"][0]
     assert db["forecast"]["status"] == "rising" and db["forecast"]["days"] > 0
     kinds = {a["kind"] for a in last["headline"]["actions"]}
@@ -40,7 +48,7 @@ def test_it_backfills_marked_demo_history_and_builds_demo_reports(make_source, c
     # Twice: nothing more (last week has its report).
     call_command("seeddemohistory")
     assert "nothing to do" in capsys.readouterr().out
-    assert Report.objects.count() == 5
+    assert Report.objects.count() == 1
 
 
 def test_it_says_what_is_missing_without_a_source(time_machine):

@@ -1,7 +1,7 @@
-"""python manage.py seeddemohistory [--weeks 6] [--base-port 9201]
+"""python manage.py seeddemohistory [--weeks 2] [--base-port 9201]
 
 DEMO DATA ONLY: writes made-up history for the demo fleet's services (poolboard.demo) for the
-weeks before this one and builds their weekly reports, flagged as demo. `make demo` runs it;
+weeks before this one and builds last week's report, flagged as demo. `make demo` runs it;
 it does nothing when last week already has a report. Never run it against a real fleet.
 """
 
@@ -14,10 +14,11 @@ from poolboard.reports import demo_history
 
 
 class Command(BaseCommand):
-    help = "DEMO DATA: backfill a few weeks of the demo fleet's history and build their (demo) weekly reports."
+    help = "DEMO DATA: backfill a few weeks of the demo fleet's history and build last week's (demo) report."
 
     def add_arguments(self, parser):
-        parser.add_argument("--weeks", type=int, default=6, help="complete weeks to make up (4 to 8 give a forecast)")
+        parser.add_argument("--weeks", type=int, default=demo_history.ROLLUP_WEEKS,
+                            help="complete weeks of pool history to make up (the server's: always 6, for the forecast)")
         parser.add_argument("--base-port", type=int, default=9201, help="the demo exporters' first port (DEMO_BASE_PORT)")
 
     def handle(self, *args, weeks: int, base_port: int, **options):
@@ -32,5 +33,5 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"DEMO DATA written: {result['rollups']} rollups, {result['snapshots']} snapshots, {result['episodes']} "
-            f"episodes, {result['findings']} findings; demo reports built for {', '.join(result['reports'])}"
+            f"episodes, {result['findings']} findings; demo report built for {', '.join(result['reports'])}"
         )
