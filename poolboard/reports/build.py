@@ -16,7 +16,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -435,15 +435,20 @@ def build(period: capacity.Period, now: datetime | None = None, created_by: str 
     make it part of a claim)."""
     now = now or timezone.now()
     numbers, inputs = compute(period, now)
-    with transaction.atomic():
-        # Versions are numbered under a row lock on the week's newest version (or none yet):
-        # the unique (week, version) constraint is the backstop.
-        list(Report.objects.select_for_update().filter(week=period.key).values_list("pk", flat=True))
-        return Report.objects.create(
-            week=period.key, version=Report.next_version(period.key), time_zone=period.tz,
-            period_start=period.start, period_end=period.end, created=now, created_by=created_by,
-            numbers=numbers, inputs=inputs, demo=demo,
-        )
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                # Two builds of a week that has no report yet both read version 1 (there is no row
+                # to lock): the unique (week, version) constraint refuses the second, which numbers again.
+                return Report.objects.create(
+                    week=period.key, version=Report.next_version(period.key), time_zone=period.tz,
+                    period_start=period.start, period_end=period.end, created=now, created_by=created_by,
+                    numbers=numbers, inputs=inputs, demo=demo,
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def default_period(now: datetime) -> capacity.Period:

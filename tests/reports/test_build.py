@@ -235,3 +235,20 @@ def test_it_lists_what_changed(make_service, make_source):
     assert changes["max_changes"] == [{"service": "resized", "from": 10, "to": 20}]
     assert changes["vanished_services"] == ["gone"]
     assert changes["new_presets"] == ["in-house"]
+
+
+def test_two_builds_of_the_same_week_number_their_versions(fleet, monkeypatch):
+    from poolboard.reports import models
+
+    # Both builds read "no version yet" (as two racing `manage.py report` would): the second is renumbered.
+    real = models.Report.next_version.__func__
+    reads = []
+
+    def stale_first_read(cls, week):
+        reads.append(week)
+        return 1 if len(reads) <= 2 else real(cls, week)
+
+    monkeypatch.setattr(models.Report, "next_version", classmethod(stale_first_read))
+    first = build.build(WEEK, WEEK.end)
+    second = build.build(WEEK, WEEK.end)
+    assert (first.version, second.version) == (1, 2)
