@@ -2,8 +2,20 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from .models import AttributionRule, BackendAction, Episode, MonitoredServer, QueryFingerprint, Snapshot
+from .models import AttributionRule, BackendAction, Episode, MonitoredServer, QueryFingerprint, ServerDatabase, Snapshot
 from .snapshots import snapshot_server
+
+
+class ServerDatabaseInline(admin.TabularInline):
+    """The databases seen on the server (pg_database and its sessions), kept by the snapshots."""
+
+    model = ServerDatabase
+    fields = readonly_fields = ["datname", "first_seen", "last_seen"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(MonitoredServer)
@@ -25,6 +37,7 @@ class MonitoredServerAdmin(admin.ModelAdmin):
         }),
         ("Status", {"fields": readonly_fields}),
     ]
+    inlines = [ServerDatabaseInline]
     actions = ["check_connection", "snapshot_now"]
 
     @admin.action(description="Check connection")

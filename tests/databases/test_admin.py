@@ -68,3 +68,31 @@ def test_admin_rule_list(client, bob, make_service):
     AttributionRule.objects.create(service=make_service("svc"), application_name="svc-*")
     html = client.get("/admin/databases/attributionrule/").content.decode()
     assert "1 attribution rule" in html and "svc-*" in html
+
+
+def test_admin_lists_the_databases_seen_on_a_server(client, bob, monitored):
+    from django.utils import timezone
+
+    from poolboard.databases.models import ServerDatabase
+
+    now = timezone.now()
+    ServerDatabase.objects.create(server=monitored, datname="orders_reporting", first_seen=now, last_seen=now)
+    client.force_login(bob)
+    html = client.get(f"/admin/databases/monitoredserver/{monitored.pk}/change/").content.decode()
+    assert "orders_reporting" in html and "Server databases" in html
+    r = client.post(f"/admin/databases/monitoredserver/{monitored.pk}/change/", {})
+    assert r.status_code == 200  # an empty post is refused with the form, not a crash
+
+
+def test_admin_adds_a_server_and_refuses_a_second_row_for_it(client, bob):
+    client.force_login(bob)
+    form = {
+        "name": "orders", "host": "db.internal", "port": 5432, "dbname": "orders", "user": "u", "sslmode": "prefer",
+        "idle_in_transaction_s": 60, "query_s": 30, "transaction_s": 300,
+        "databases-TOTAL_FORMS": 0, "databases-INITIAL_FORMS": 0,
+    }
+    r = client.post("/admin/databases/monitoredserver/add/", form)
+    assert r.status_code == 302 and MonitoredServer.objects.filter(name="orders").exists()
+    r = client.post("/admin/databases/monitoredserver/add/", {**form, "name": "billing", "dbname": "billing"})
+    assert r.status_code == 200 and "already exists" in r.content.decode()
+    assert MonitoredServer.objects.count() == 1
