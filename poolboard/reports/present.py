@@ -63,9 +63,12 @@ def minutes(v: float | None) -> str:
     return DASH if v is None else f"{v:,.0f} min"
 
 
-def change_text(ch: dict, kind: str) -> str:
-    """'↑ +12 pts', '↓ −30 %', '→', 'new', ''."""
+def change_text(ch: dict, kind: str, fmt=None) -> str:
+    """'↑ +12 pts', '↓ −30 %', '→', 'new', ''. `fmt`: how the figure is shown; a change too small
+    to show in it (0.2 saturated minutes after none) is no change to the reader."""
     direction = ch["direction"]
+    if fmt is not None and direction in ("up", "down", "new") and fmt(ch["current"]) == fmt(ch["previous"]):
+        return "→"
     if direction in ("none", "flat"):
         return "→" if direction == "flat" else ""
     if direction == "new":
@@ -128,6 +131,11 @@ def service_row(row: dict, tz: str, chart: str | None) -> dict:
                              "top": [{"fingerprint": t["fingerprint"], "text": t["text"], "count": num(t["count"])}
                                      for t in e["top"]]})
     sizing = row.get("sizing")
+    texts = {
+        "saturation_minutes": change_text(ch["saturation_minutes"], "count", minutes),
+        "timeouts_per_1k": change_text(ch["timeouts_per_1k"], "count", lambda v: num(v, 2)),
+        "acquire_p95_s": change_text(ch["acquire_p95_s"], "count", seconds),
+    }
     return {
         "name": row["name"],
         "id": row["id"],
@@ -145,10 +153,11 @@ def service_row(row: dict, tz: str, chart: str | None) -> dict:
         "peak_change": change_text(ch["peak_util"], "util") if enough else "",
         "p95_change": change_text(ch["p95_util"], "util") if enough else "",
         "p99_change": change_text(ch["p99_util"], "util") if enough else "",
-        "saturation_change": change_text(ch["saturation_minutes"], "count") if enough else "",
-        "timeouts_change": change_text(ch["timeouts_per_1k"], "count") if enough else "",
-        "acquire_change": change_text(ch["acquire_p95_s"], "count") if enough else "",
-        "directions": {k: v["direction"] for k, v in ch.items()},
+        "saturation_change": texts["saturation_minutes"] if enough else "",
+        "timeouts_change": texts["timeouts_per_1k"] if enough else "",
+        "acquire_change": texts["acquire_p95_s"] if enough else "",
+        # For the arrows' colour: what the text says (a change too small to show is flat).
+        "directions": {k: "flat" if texts.get(k) == "→" else v["direction"] for k, v in ch.items()},
         "findings": findings,
         "episodes": episodes,
         "sizing": sizing["text"] if sizing else "",

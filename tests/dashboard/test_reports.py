@@ -183,3 +183,14 @@ def test_it_says_what_to_install_when_pdfs_cannot_be_made(alice_client, report, 
     response = alice_client.get(reverse("dashboard:report-pdf", args=[WEEK.key]))
     assert response.status_code == 503
     assert "apt-get install libpango-1.0-0 libpangoft2-1.0-0" in response.content.decode()
+
+
+def test_a_change_too_small_to_show_reads_as_none(alice_client, make_service):
+    # 0.2 saturated minutes after a week of none: shown as "0 min", so no "new" beside it.
+    svc = make_service("calm", instances=1)
+    factories.week_of_rollups(svc.pools.get(), PREVIOUS, quiet_week)
+    factories.week_of_rollups(svc.pools.get(), WEEK, lambda i, at: {**quiet_week(i, at), "saturated_s": 12 if i == 0 else 0})
+    build.build(WEEK, WEEK.end)
+    body = alice_client.get(reverse("dashboard:report", args=[WEEK.key])).content.decode()
+    row = text_of(re.search(r'<tr id="row-calm">.*?</tr>', body, re.S).group())
+    assert "0 min →" in row and "new" not in row
