@@ -116,7 +116,9 @@ def test_its_pdf_carries_the_pages_numbers(alice_client, report, tmp_path):
     assert "Weekly capacity report 2026-W47" in text
 
 
-def test_it_saves_a_subscription_from_the_profile(alice_client, alice):
+def test_it_saves_a_subscription_from_the_profile(alice_client, alice, make_service):
+    make_service("search")
+    make_service("checkout")
     response = alice_client.get(reverse("dashboard:profile"))
     assert response.status_code == 200 and "Weekly capacity report by email" in response.content.decode()
     response = alice_client.post(reverse("dashboard:profile"), {
@@ -132,7 +134,8 @@ def test_it_saves_a_subscription_from_the_profile(alice_client, alice):
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("time_zone", "Mars/Olympus", "Unknown time zone"), ("hour", "25", "less than or equal to 23")],
+    [("time_zone", "Mars/Olympus", "Unknown time zone"), ("hour", "25", "less than or equal to 23"),
+     ("services", "serach", "No service named serach."), ("databases", "nope", "No monitored server named nope.")],
 )
 def test_it_says_what_is_wrong_with_a_bad_subscription(alice_client, field, value, message):
     data = {"active": "on", "weekday": "0", "hour": "9", "time_zone": "UTC", "services": "", "databases": ""}

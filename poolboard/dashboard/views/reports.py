@@ -16,6 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
+from poolboard.databases.models import MonitoredServer
+from poolboard.fleet.models import Service
 from poolboard.lib import capacity
 from poolboard.reports import pdf
 from poolboard.reports.models import Report, Subscription, report_time_zone, validate_time_zone
@@ -118,6 +120,20 @@ class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
         fields = ["active", "weekday", "hour", "time_zone", "services", "databases"]
+
+    def clean_services(self) -> list[str]:
+        return _known(self.cleaned_data["services"], Service, "service")
+
+    def clean_databases(self) -> list[str]:
+        return _known(self.cleaned_data["databases"], MonitoredServer, "monitored server")
+
+
+def _known(names: list[str], model, what: str) -> list[str]:
+    """A typo would silently empty the subscriber's report: refuse names poolboard does not know."""
+    unknown = sorted(set(names) - set(model.objects.filter(name__in=names).values_list("name", flat=True)))
+    if unknown:
+        raise forms.ValidationError(f"No {what} named {', '.join(unknown)}.")
+    return names
 
 
 @require_http_methods(["GET", "POST"])
