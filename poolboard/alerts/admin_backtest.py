@@ -67,13 +67,18 @@ SELECT service_id, pool_id, ts, {fields} FROM (
 ) AS newest ORDER BY ts
 """
 # Before the first raw sample in the range (raw samples are kept RAW_RETENTION days; a fresh
-# install or the demo's made-up weeks have only rollups): the 5-minute rollups, one evaluation
-# per bucket at its end, each pool's bucket averages standing for its values then.
+# install or the demo's made-up weeks have only rollups): the 5-minute rollups that ended by
+# then, one evaluation per bucket at its end. A bucket's in use and waiting are taken on the
+# side that breaches (its max for > and >=, its min for < and <=; the average when the rollup
+# has no extreme): some tick in the bucket saw that value, and the replay must not smooth a
+# breach away. Times are averages only.
 ROLLUP_SQL = """
 SELECT p.service_id, r.pool_id, r.bucket + make_interval(secs => %(width)s) AS at,
-       r.max_avg, r.in_use_avg, r.pending_avg, r.timeouts_max, r.acquire_s_avg, r.hold_s_avg
+       r.max_avg, coalesce(r.in_use_{in_use}, r.in_use_avg), coalesce(r.pending_{pending}, r.pending_avg),
+       coalesce(r.timeouts_max, r.timeouts), r.acquire_s_avg, r.hold_s_avg
 FROM {table} r JOIN fleet_pool p ON p.id = r.pool_id
-WHERE p.service_id = ANY(%(services)s) AND r.bucket >= %(start)s AND r.bucket < %(until)s
+WHERE p.service_id = ANY(%(services)s) AND r.bucket >= %(start)s
+  AND r.bucket + make_interval(secs => %(width)s) <= %(until)s
 ORDER BY at
 """
 ROLLUP_FIELDS = ("max", "in_use", "pending", "timeouts", "acquire_s", "hold_s")
@@ -163,8 +168,18 @@ class Run:
         return any(v is not None for s in self.series for _, v in s.points)
 
 
+def rollup_sides(signal: str, comparator: str) -> dict[str, str]:
+    """Which extreme of a bucket's in use and waiting breaches `signal comparator threshold`."""
+    high = comparator in (">", ">=")
+    if comparator in ("==", "!="):
+        return {"in_use": "avg", "pending": "avg"}
+    # Fewer connections are available when more are in use.
+    in_use_high = high if signal != "available" else not high
+    return {"in_use": "max" if in_use_high else "min", "pending": "max" if high else "min"}
+
+
 def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end: datetime,
-                       step_s: int | None) -> tuple[dict[int, list[tuple[datetime, float | None]]], datetime]:
+                       step_s: int | None, comparator: str = ">") -> tuple[dict[int, list[tuple[datetime, float | None]]], datetime]:
     """({service_id: [(at, value), ...]}, the first raw sample's time): the signal at each stored tick, computed by the live
     evaluation's own `alerting.pool_signal` from every pool's newest values at that tick.
 
@@ -180,7 +195,8 @@ def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end
     with connection.cursor() as cursor:
         cursor.execute(FIRST_RAW_SQL, params)
         first_raw = cursor.fetchone()[0] or end
-        cursor.execute(ROLLUP_SQL.format(table=RES_5M.table), {**params, "until": first_raw, "width": RES_5M.width_s})
+        cursor.execute(ROLLUP_SQL.format(table=RES_5M.table, **rollup_sides(signal, comparator)),
+                       {**params, "until": first_raw, "width": RES_5M.width_s})
         ticks = [(service_id, pool_id, at, dict(zip(ROLLUP_FIELDS, values)), RES_5M.width_s)
                  for service_id, pool_id, at, *values in cursor.fetchall()]
         sql = (SAMPLES_SQL if step_s is None else SAMPLES_PER_STEP_SQL).format(
@@ -189,6 +205,7 @@ def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end
         stale_s = stale_after().total_seconds()
         ticks += [(service_id, pool_id, ts, dict(zip(FIELDS, values)), stale_s)
                   for service_id, pool_id, ts, *values in cursor.fetchall()]
+    ticks.sort(key=lambda tick: tick[2])  # stable: the rollups' and the samples' order kept within a moment
     points: dict[int, list] = {pk: [] for pk in service_ids}
     newest: dict[int, dict[int, tuple[dict, datetime]]] = {pk: {} for pk in service_ids}
     previous: tuple[datetime, float] | None = None  # the last tick, and how long its data stays fresh
@@ -256,7 +273,7 @@ def run_backtest(rule, params: Params, now: datetime) -> Run:
     step_s = None if params.range_s <= TICK_RANGE_S else LONG_STEP_S
     service_ids = [s.id for s in services]
     points, run.first_raw = pool_signal_points(rule.signal if rule.signal in POOL_REPLAYED else "waiting", service_ids,
-                                               start, now, step_s)
+                                               start, now, step_s, params.comparator)
     if rule.signal in INTERVAL_REPLAYED:
         points = interval_signal_points(rule, points, start, now)
     for service in services:

@@ -372,7 +372,7 @@ def test_it_replays_the_rollups_before_the_raw_samples(client, bob, waiting_hist
     for k in range(48):  # 4 hours of buckets; 30 minutes with callers waiting, the last 10 minutes too
         waiting = 2.0 if 12 <= k < 18 or k >= 46 else 0.0
         PoolRollup5m.objects.create(pool=pool, bucket=day + timedelta(minutes=5 * k), samples=20, max_avg=10.0,
-                                    in_use_avg=10.0 if waiting else 5.0, pending_avg=waiting)
+                                    in_use_avg=10.0 if waiting else 5.0, pending_max=waiting)  # as the demo's weeks: no average
     client.force_login(bob)
     page = backtest_page(client, waiting_history["rule"], "&range=7d")
     assert "the 5-minute rollups until" in page
@@ -413,3 +413,12 @@ def test_it_replays_idle_in_transaction_and_leak_findings_from_their_stored_span
     assert timezone.localtime(at(25)).strftime("%H:%M:%S") in episodes and timezone.localtime(at(30)).strftime("%H:%M:%S") in episodes
     leak = backtest_page(client, rule("LeakSuspected", signal="finding", finding_kind="leak", threshold=0, for_s=0))
     assert figure(leak, "fired") == "1" and figure(leak, "firing-time") == "5m" and figure(leak, "notifications") == "2"
+
+
+def test_it_reads_a_rollup_bucket_on_the_side_that_breaches():
+    from poolboard.alerts.admin_backtest import rollup_sides
+
+    assert rollup_sides("waiting", ">") == {"in_use": "max", "pending": "max"}
+    assert rollup_sides("utilization", "<=") == {"in_use": "min", "pending": "min"}
+    assert rollup_sides("available", "<") == {"in_use": "max", "pending": "min"}  # more in use, fewer available
+    assert rollup_sides("waiting", "==") == {"in_use": "avg", "pending": "avg"}
