@@ -42,7 +42,8 @@ def test_the_sizing_page_and_the_what_if_calculator(live_server, browser_page, b
     page.fill("#what-if input[name=replicas]", "4")
     url = page.url
     page.click("#what-if button[type=submit]")
-    page.wait_for_selector("#what-if tr.chosen")
+    # Filling "max" already sent a change (search at 20 × 1); wait for the answer with both values.
+    page.wait_for_selector("#what-if h3:has-text('20 per process × 4 replicas')")
     assert page.url == url  # no page reload: the calculator swapped itself
     text = page.inner_text("#what-if")
     assert "Overcommitted: if every pool filled, 143 connections would be asked of a server that accepts 84." in text
