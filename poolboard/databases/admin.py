@@ -23,7 +23,8 @@ class MonitoredServerAdmin(admin.ModelAdmin):
     list_display = ["name", "host", "port", "dbname", "user", "enabled", "server_version", "last_snapshot_at", "last_error_kind"]
     list_filter = ["enabled"]
     search_fields = ["name", "host", "dbname"]
-    readonly_fields = ["created", "last_snapshot_at", "last_error_at", "last_error", "last_error_kind", "server_version"]
+    readonly_fields = ["created", "last_snapshot_at", "last_error_at", "last_error", "last_error_kind", "server_version",
+                       "in_recovery", "wal_sender_host", "wal_sender_port"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         ("Connection", {
@@ -31,6 +32,11 @@ class MonitoredServerAdmin(admin.ModelAdmin):
             "description": "The password is referenced (environment variable or file), never stored here.",
         }),
         ("Episode thresholds", {"fields": ["idle_in_transaction_s", "query_s", "transaction_s"]}),
+        ("Replication", {
+            "fields": ["primary"],
+            "description": "A hot standby needs max_connections at least its primary's, or recovery stops: "
+                           "the Sizing page, the server page and checkdatabase say so.",
+        }),
         ("Cancel / terminate (needs ALLOW_BACKEND_SIGNALS)", {
             "fields": ["admin_user", "admin_password_env", "admin_password_file"],
             "classes": ["collapse"],

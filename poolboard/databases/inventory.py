@@ -12,6 +12,7 @@
         idle_in_transaction_s: 60
         query_s: 30
         transaction_s: 300
+        primary: orders-db-main                       # a hot standby of this monitored server (optional)
         attribution:                                  # this database's rules, in order
           - {service: billing, application_name: "billing-*", usename: "", client_addr: ""}
 
@@ -39,8 +40,9 @@ SCALAR_FIELDS = [
 
 
 class DatabaseForm(forms.ModelForm):
-    file_fields = ("name", *SCALAR_FIELDS, "attribution", "password", "admin_password")
+    file_fields = ("name", *SCALAR_FIELDS, "primary", "attribution", "password", "admin_password")
     attribution = MapList(required=False)
+    primary = Text(required=False)
     password = Refused("give password_env or password_file, never the password itself")
     admin_password = Refused("give admin_password_env or admin_password_file, never the password itself")
 
@@ -48,6 +50,18 @@ class DatabaseForm(forms.ModelForm):
         model = MonitoredServer
         fields = ["name", *SCALAR_FIELDS]
         formfield_callback = yaml_formfield
+
+    def __init__(self, *args, known_servers: set[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_servers = known_servers
+
+    def clean_primary(self) -> str:
+        name = self.cleaned_data.get("primary") or ""
+        if not name:
+            return ""
+        if name == self.data.get("name"):
+            raise forms.ValidationError("a server cannot be a standby of itself")
+        return known(name, self.known_servers, "no monitored server named {!r}")
 
 
 class RuleForm(forms.ModelForm):
@@ -74,9 +88,11 @@ def export_databases() -> list[dict]:
             {"service": rule.service.name, "application_name": rule.application_name, "usename": rule.usename,
              "client_addr": rule.client_addr}
         )
+    # "primary" only when set: files of servers that are not standbys stay as they were.
     return [
-        {"name": db.name, **{f: getattr(db, f) for f in SCALAR_FIELDS}, "attribution": rules.get(db.id, [])}
-        for db in MonitoredServer.objects.order_by("name")
+        {"name": db.name, **{f: getattr(db, f) for f in SCALAR_FIELDS},
+         **({"primary": db.primary.name} if db.primary_id else {}), "attribution": rules.get(db.id, [])}
+        for db in MonitoredServer.objects.select_related("primary").order_by("name")
     ]
 
 
@@ -84,18 +100,25 @@ def import_databases(doc: Document, state: dict) -> Writer:
     existing = {d.name: d for d in MonitoredServer.objects.all()}
     known_services = set(Service.objects.values_list("name", flat=True)) | set(state.get("services", set()))
 
+    entries = doc.data.get("databases")
+    in_file = {e.get("name") for e in entries if isinstance(e, dict)} if isinstance(entries, list) else set()
+    known_servers = set(existing) | {n for n in in_file if isinstance(n, str)}
+
     def database_form(entry: dict) -> DatabaseForm:
-        return bind(DatabaseForm, entry, instance=existing.get(entry.get("name")) or MonitoredServer())
+        return bind(DatabaseForm, entry, instance=existing.get(entry.get("name")) or MonitoredServer(),
+                    known_servers=known_servers)
 
     def rule_form(entry: dict) -> RuleForm:
         return bind(RuleForm, entry, instance=AttributionRule(), known_services=known_services)
 
     rows: list[tuple[MonitoredServer, list[tuple[AttributionRule, str]]]] = []
+    primaries: dict[str, str] = {}  # server name -> its primary's name ("" clears it)
     for path, form in check_entries(doc, ("databases",), doc.data.get("databases"), database_form):
         rules = form.cleaned_data["attribution"]
         valid = check_entries(doc, (*path, "attribution"), rules, rule_form, unique="")
         if len(valid) == len(rules):
             rows.append((form.instance, [(f.instance, f.cleaned_data["service"]) for _, f in valid]))
+            primaries[form.instance.name] = form.cleaned_data["primary"]
 
     def write() -> dict[str, int]:
         services = {s.name: s for s in Service.objects.all()}
@@ -107,6 +130,13 @@ def import_databases(doc: Document, state: dict) -> Writer:
             for position, (rule, service_name) in enumerate(rules):
                 rule.server, rule.service, rule.position = db, services[service_name], position
             AttributionRule.objects.bulk_create(rule for rule, _ in rules)
+        # Primaries last: a standby may name a server defined further down the file.
+        by_name = {s.name: s for s in MonitoredServer.objects.all()}
+        for db, _ in rows:
+            primary = by_name.get(primaries.get(db.name, ""))
+            if db.primary_id != (primary.pk if primary else None):
+                db.primary = primary
+                db.save(update_fields=["primary"])
         return {"created": created, "updated": len(rows) - created}
 
     return write

@@ -27,6 +27,8 @@ from django.utils.dateparse import parse_datetime
 
 from poolboard.fleet.models import Service, validate_env_name
 from poolboard.lib import episodes as ep
+from poolboard.lib import sizing as sizing_lib
+from poolboard.lib import standby as standby_lib
 from poolboard.lib.attribution import Rule
 from poolboard.lib.budget import Budget, ServerSettings, compute_budget, state_breakdown
 from poolboard.lib.pools import sum_present
@@ -104,6 +106,45 @@ class MonitoredServerQuerySet(models.QuerySet):
     def enabled(self):
         return self.filter(enabled=True)
 
+    def standby_errors(self, max_connections: dict[int, int] | None = None) -> dict[int, str]:
+        """{standby server id: the error} for the servers of this QuerySet (or list, already read)
+        that are in recovery with a max_connections below their primary's.
+
+        A standby's primary is the one configured on it, else the monitored server at its WAL
+        receiver's sender. Values are each server's newest snapshot's; `max_connections`
+        ({server id: value}) saves reading those the caller has. No query when no server is
+        in recovery, at most three whatever the number of servers.
+        """
+        return standby_errors([s for s in self if s.in_recovery], max_connections)
+
+
+def standby_errors(standbys, max_connections: dict[int, int] | None = None) -> dict[int, str]:
+    """MonitoredServerQuerySet.standby_errors for servers already read (all in recovery)."""
+    if not standbys:
+        return {}
+    servers = {s.pk: s for s in MonitoredServer.objects.only("id", "name", "host", "port")}
+    addresses = [(s.pk, s.host, s.port) for s in servers.values()]
+    pairs = []
+    for standby in standbys:
+        primary_id = standby.primary_id or standby_lib.sender_server(
+            standby.wal_sender_host, standby.wal_sender_port, addresses)
+        if primary_id is not None and primary_id != standby.pk and primary_id in servers:
+            pairs.append((standby, servers[primary_id]))
+    values = dict(max_connections or {})
+    missing = {s.pk for pair in pairs for s in pair} - values.keys()
+    if missing:
+        values.update(
+            Snapshot.objects.filter(server_id__in=missing).order_by("server_id", "-slot").distinct("server_id")
+            .values_list("server_id", "max_connections")
+        )
+    errors = {}
+    for standby, primary in pairs:
+        if standby.pk in values and primary.pk in values:
+            error = sizing_lib.standby_error(values[primary.pk], values[standby.pk], standby.name, primary.name)
+            if error:
+                errors[standby.pk] = error
+    return errors
+
 
 class MonitoredServer(models.Model):
     """One PostgreSQL server (host, port); `dbname` is only the database the monitor connects to."""
@@ -150,6 +191,18 @@ class MonitoredServer(models.Model):
     last_sessions = JSONTextField(default=list, blank=True, editable=False)
     last_sessions_truncated = models.BooleanField(default=False, editable=False)
 
+    # Hot standbys: a standby's max_connections must be at least its primary's.
+    primary = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="standbys",
+        verbose_name="hot standby of",
+        help_text="The monitored server this one replicates from. Blank: found from its WAL receiver's sender "
+                  "(pg_stat_wal_receiver, readable with pg_read_all_stats) when that is a monitored server.",
+    )
+    # From the newest snapshot: pg_is_in_recovery() and the WAL receiver's upstream.
+    in_recovery = models.BooleanField(default=False, db_default=False, editable=False)
+    wal_sender_host = models.CharField(max_length=255, blank=True, default="", db_default="", editable=False)
+    wal_sender_port = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
     objects = MonitoredServerQuerySet.as_manager()
 
     class Meta:
@@ -168,6 +221,12 @@ class MonitoredServer(models.Model):
             raise ValidationError("Give the password as an environment variable or a file, not both.")
         if self.admin_password_env and self.admin_password_file:
             raise ValidationError("Give the admin password as an environment variable or a file, not both.")
+        if self.primary_id is not None and self.primary_id == self.pk:
+            raise ValidationError({"primary": "A server cannot be a standby of itself."})
+
+    def standby_error(self) -> str | None:
+        """The error when this server is a hot standby with a max_connections below its primary's."""
+        return standby_errors([self] if self.in_recovery else []).get(self.pk)
 
     def target(self, user: str | None = None) -> pgactivity.Target:
         return pgactivity.Target(
@@ -397,6 +456,7 @@ class Snapshot(models.Model):
     max_connections = models.PositiveIntegerField()
     superuser_reserved_connections = models.PositiveIntegerField()
     reserved_connections = models.PositiveIntegerField(null=True, blank=True)  # PostgreSQL 16+
+    in_recovery = models.BooleanField(default=False, db_default=False)  # pg_is_in_recovery(): a hot standby
     elapsed_ms = models.FloatField(default=0)
     sessions_listed = models.PositiveIntegerField(default=0)
 

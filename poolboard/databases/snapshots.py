@@ -178,12 +178,17 @@ def _update_server_row(cur: psycopg.Cursor, db, now, live: list[dict], snap: pga
     db.last_sessions = live
     db.last_sessions_truncated = snap.sessions_truncated_after is not None
     db.last_error_kind = ""
+    db.in_recovery = snap.in_recovery
+    db.wal_sender_host = (snap.sender_host or "")[:255]
+    db.wal_sender_port = snap.sender_port
     cur.execute(
         f"""UPDATE {_table(MonitoredServer)}
             SET last_snapshot_at = %s, server_version = %s, last_sessions = %s::json,
-                last_sessions_truncated = %s, last_error_kind = ''
+                last_sessions_truncated = %s, last_error_kind = '',
+                in_recovery = %s, wal_sender_host = %s, wal_sender_port = %s
             WHERE id = %s""",
-        [now, db.server_version, json.dumps(live, separators=(",", ":")), db.last_sessions_truncated, db.pk],
+        [now, db.server_version, json.dumps(live, separators=(",", ":")), db.last_sessions_truncated,
+         db.in_recovery, db.wal_sender_host, db.wal_sender_port, db.pk],
     )
 
 
@@ -197,12 +202,12 @@ def _insert_snapshot(cur: psycopg.Cursor, db, slot: int, snap: pgactivity.Snapsh
     cur.execute(
         f"""INSERT INTO {_table(Snapshot)}
                 (server_id, slot, taken_at, created, total, max_connections, superuser_reserved_connections,
-                 reserved_connections, elapsed_ms, sessions_listed)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                 reserved_connections, in_recovery, elapsed_ms, sessions_listed)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (server_id, slot) DO NOTHING
             RETURNING id""",
         [db.pk, slot, snap.taken_at, timezone.now(), snap.total, s.max_connections, s.superuser_reserved_connections,
-         s.reserved_connections, snap.elapsed_ms, len(snap.sessions)],
+         s.reserved_connections, snap.in_recovery, snap.elapsed_ms, len(snap.sessions)],
     )
 
 

@@ -558,11 +558,19 @@ def what_if(server: Server, pools: Sequence[PoolInput], label: str, *, max_size:
     return size_server(server, changed, policy)
 
 
-def standby_error(primary_max: int, standby_max: int) -> str | None:
-    """A hot standby needs max_connections ≥ its primary's, or recovery stops."""
+def standby_error(primary_max: int, standby_max: int, standby: str = "the standby",
+                  primary: str = "its primary") -> str | None:
+    """A hot standby needs max_connections ≥ its primary's, or recovery stops.
+
+    PostgreSQL checks this when a standby starts and whenever the primary's value reaches it
+    through the WAL: recovery pauses, then the standby shuts down with "recovery aborted because
+    of insufficient parameter settings".
+    """
     if standby_max < primary_max:
-        return (f"The standby's max_connections {standby_max} is below its primary's {primary_max}: "
-                "a hot standby needs at least its primary's value, or recovery stops.")
+        return (f"max_connections on replica {standby} is {standby_max}, below its primary {primary}'s "
+                f"{primary_max}: raise max_connections on replica {standby} to at least {primary_max} "
+                f"(its primary {primary} has {primary_max}), or recovery on {standby} stops with "
+                "'insufficient parameter settings'.")
     return None
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from poolboard.databases.models import MonitoredServer, Snapshot
+from poolboard.databases.models import MonitoredServer, Snapshot, standby_errors
 from poolboard.diagnosis.models import Finding
 from poolboard.fleet.models import Pool, Service
 from poolboard.lib import sizing as sz
@@ -48,6 +48,8 @@ class ServerSizing:
     learned: set[str] = field(default_factory=set)  # service names placed by the snapshots, not configured
     inputs: list[sz.PoolInput] = field(default_factory=list)
     snapshot_at: datetime | None = None
+    # A hot standby whose max_connections is below its primary's: recovery stops (an error).
+    standby_error: str | None = None
 
     @property
     def name(self) -> str:
@@ -193,6 +195,11 @@ def fleet_sizing(now: datetime) -> FleetSizing:
             limits = (sz.Server(server.name, snap.max_connections, snap.superuser_reserved_connections,
                                 snap.reserved_connections or 0, open_now=snap.total) if snap else sz.Server(server.name))
             out.append(ServerSizing(server, sz.size_server(limits, [], pol), snapshot_at=snap.taken_at if snap else None))
+    errors = standby_errors([s for s in servers if s.in_recovery],
+                            {pk: snap.max_connections for pk, snap in snapshots.items()})
+    for ss in out:
+        if ss.server is not None:
+            ss.standby_error = errors.get(ss.server.pk)
     out.sort(key=lambda ss: (ss.server is None, ss.name))
     return FleetSizing(now, window_s(), pol, out)
 

@@ -99,6 +99,11 @@ class Snapshot:
     ages: list[GroupAges] = field(default_factory=list)  # one per count, same order
     holds: list[QueryHold] = field(default_factory=list)
     databases: list[str] = field(default_factory=list)  # pg_database's connectable databases
+    in_recovery: bool = False  # pg_is_in_recovery(): a hot standby
+    # A standby's WAL receiver's upstream (pg_stat_wal_receiver; None when not streaming or the
+    # role may not read it): how a standby's primary is found among the monitored servers.
+    sender_host: str | None = None
+    sender_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -249,29 +254,51 @@ def _execute(cur: psycopg.Cursor, sql: str, params: tuple | dict | None = None):
 
 
 def _send_server_state(cur: psycopg.Cursor) -> None:
-    """The server's clock, our own pid, the settings the budget needs and the server's
-    databases, in one query (read by _read_server_state).
+    """The server's clock, our own pid, the settings the budget needs, the server's
+    databases and whether it is a standby (and of whom), in one query (read by
+    _read_server_state).
 
     current_setting() reads single settings; the pg_settings view would build a row for
     every one of the server's ~350 settings. reserved_connections exists from PG 16 on
-    (missing_ok → NULL before).
+    (missing_ok → NULL before). pg_stat_wal_receiver is read only on a server in recovery
+    (a primary has no receiver); without pg_read_all_stats its columns read as NULL.
     """
+    if cur.connection.info.server_version >= 110000:  # sender_host/sender_port: PG 11+
+        sender = """CASE WHEN pg_is_in_recovery() THEN
+                      (SELECT ARRAY[r.sender_host, r.sender_port::text] FROM pg_catalog.pg_stat_wal_receiver r LIMIT 1)
+                    END"""
+    else:
+        sender = "NULL::text[]"
     _execute(
         cur,
-        """SELECT now(), pg_backend_pid(),
+        f"""SELECT now(), pg_backend_pid(),
                   current_setting('max_connections')::int,
                   current_setting('superuser_reserved_connections')::int,
                   current_setting('reserved_connections', true)::int,
                   pg_size_bytes(current_setting('track_activity_query_size')),
                   current_setting('server_version_num')::int,
                   ARRAY(SELECT datname::text FROM pg_catalog.pg_database
-                        WHERE datallowconn AND NOT datistemplate ORDER BY datname)""",
+                        WHERE datallowconn AND NOT datistemplate ORDER BY datname),
+                  pg_is_in_recovery(),
+                  {sender}""",
     )
 
 
-def _read_server_state(cur: psycopg.Cursor) -> tuple[datetime, int, ServerSettings, list[str]]:
+@dataclass(frozen=True)
+class ServerState:
+    taken_at: datetime
+    own_pid: int
+    settings: ServerSettings
+    databases: list[str]
+    in_recovery: bool
+    sender_host: str | None
+    sender_port: int | None
+
+
+def _read_server_state(cur: psycopg.Cursor) -> ServerState:
     row = cur.fetchone()
-    taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num, databases = row
+    (taken_at, own_pid, max_conn, superuser_reserved, reserved, query_size, version_num, databases,
+     in_recovery, sender) = row
     settings = ServerSettings(
         max_connections=max_conn,
         superuser_reserved_connections=superuser_reserved,
@@ -279,7 +306,11 @@ def _read_server_state(cur: psycopg.Cursor) -> tuple[datetime, int, ServerSettin
         track_activity_query_size=int(query_size),
         server_version_num=version_num,
     )
-    return taken_at, own_pid, settings, list(databases or ())
+    sender_host, sender_port = (list(sender) + [None, None])[:2] if sender else (None, None)
+    return ServerState(
+        taken_at, own_pid, settings, list(databases or ()), bool(in_recovery),
+        sender_host or None, int(sender_port) if sender_port else None,
+    )
 
 
 def snapshot(
@@ -327,20 +358,24 @@ def snapshot(
                         f"{target.describe()}: {monitors} poolboard-monitor sessions on the target"
                         f" (cap {limits.max_monitor_connections}); skipping this snapshot",
                     )
-                taken_at, own_pid, settings, databases = _read_server_state(state_cur)
-                sessions, truncated_after = _read_sessions(sessions_cur, limits.session_limit, settings, query_mode)
+                state = _read_server_state(state_cur)
+                sessions, truncated_after = _read_sessions(sessions_cur, limits.session_limit, state.settings,
+                                                           query_mode)
             return Snapshot(
-                taken_at=taken_at,
-                settings=settings,
+                taken_at=state.taken_at,
+                settings=state.settings,
                 counts=counts,
                 total=total,
                 sessions=sessions,
                 sessions_truncated_after=truncated_after,
-                own_pid=own_pid,
+                own_pid=state.own_pid,
                 elapsed_ms=(time.perf_counter() - t0) * 1000,
                 ages=ages,
                 holds=holds,
-                databases=databases,
+                databases=state.databases,
+                in_recovery=state.in_recovery,
+                sender_host=state.sender_host,
+                sender_port=state.sender_port,
             )
         except MonitorError:
             raise

@@ -215,8 +215,12 @@ def test_what_if_changes_one_pool_and_the_others_room():
 
 
 def test_a_standby_below_its_primary_is_an_error():
-    assert sz.standby_error(200, 100).startswith("The standby's max_connections 100 is below its primary's 200")
+    message = sz.standby_error(200, 100, standby="orders-replica", primary="orders-db")
+    assert message.startswith("max_connections on replica orders-replica is 100, below its primary orders-db's 200")
+    assert ("raise max_connections on replica orders-replica to at least 200 (its primary orders-db has 200), "
+            "or recovery on orders-replica stops with 'insufficient parameter settings'") in message
     assert sz.standby_error(200, 200) is None
+    assert sz.standby_error(200, 300) is None
 
 
 def test_instances_count_the_most_alive_at_once():

@@ -53,6 +53,8 @@ def _server_json(ss: ServerSizing) -> dict:
     return {
         "server": ss.server.name if ss.server else None,
         "snapshot_at": ss.snapshot_at.isoformat() if ss.snapshot_at else None,
+        # A hot standby with max_connections below its primary's (recovery stops), else null.
+        "standby_error": ss.standby_error,
         "ledger": _ledger_json(s.ledger),
         "ledger_at_recommended": _ledger_json(s.recommended_ledger),
         "fit": {"target": s.fit.target, "asked": s.fit.asked, "scale": s.fit.scale, "fits": s.fit.fits, "note": s.fit.note},

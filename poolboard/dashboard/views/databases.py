@@ -86,7 +86,7 @@ def server_detail(request, name: str):
     """One server: its budget (server-wide: one max_connections), its databases, live sessions
     and open problems; ?database= narrows the sessions and problems to one database."""
     now = timezone.now()
-    db = get_object_or_404(MonitoredServer.objects.prefetch_related("databases"), name=name)
+    db = get_object_or_404(MonitoredServer.objects.select_related("primary").prefetch_related("databases"), name=name)
     snap = db.latest_snapshot()
     budget = snap.budget() if snap else None
     sessions = db.last_sessions or []
@@ -125,6 +125,7 @@ def server_detail(request, name: str):
         "open_problems": open_problems,
         "recent_episodes": recent,
         "stale_since": db.stale_since(now),
+        "standby_error": db.standby_error(),
         "signals": db.signals_enabled() and request.user.has_perm("databases.signal_backend"),
         "now": now,
         **_banner_context(),

@@ -42,3 +42,7 @@ class Command(BaseCommand):
             )
         else:
             self.stderr.write(f"pg_stat_statements: {statements.state.replace('_', ' ')}: {statements.message}")
+        # From the stored snapshots (this server's and its primary's): an error, so the exit status says it.
+        standby_error = db.standby_error()
+        if standby_error:
+            raise CommandError(f"{db.name}: standby: {standby_error}")
