@@ -56,3 +56,27 @@ def test_the_sizing_page_and_the_what_if_calculator(live_server, browser_page, b
     assert "max 15 per process (+10 from 5)" in page.inner_text("#service-sizing")
     page.locator("#service-sizing").screenshot(path=str(screenshot_dir / "sizing-service-panel.png"))
     assert csp_violations == []
+
+
+def test_a_standby_below_its_primary_shows_on_its_ledger_and_server_page(live_server, browser_page, bob,
+                                                                          csp_violations, screenshot_dir):
+    from django.utils import timezone
+
+    from tests.sizing.factories import server_with_snapshot
+
+    now = timezone.now()
+    primary = server_with_snapshot("orders-db", now, max_connections=200)
+    replica = server_with_snapshot("orders-replica", now, max_connections=100)
+    replica.in_recovery, replica.primary = True, primary
+    replica.save()
+    page = browser_page
+    login(page, live_server, "bob", "bob-password")
+    page.goto(f"{live_server.url}/sizing/")
+    error = page.locator("#server-orders-replica .standby-error")
+    assert "raise max_connections on replica orders-replica to at least 200" in error.inner_text()
+    assert page.locator("#server-orders-db .standby-error").count() == 0
+    page.locator("#server-orders-replica").screenshot(path=str(screenshot_dir / "sizing-standby.png"))
+    page.goto(f"{live_server.url}/servers/orders-replica/")
+    assert "its primary orders-db has 200" in page.inner_text("#db-budget .standby-error")
+    page.locator("#db-budget").screenshot(path=str(screenshot_dir / "server-standby.png"))
+    assert csp_violations == []
