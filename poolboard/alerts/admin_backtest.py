@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -139,13 +140,21 @@ class Run:
     def from_rollups(self) -> bool:
         return self.first_raw is not None and any(s.points and s.points[0][0] < self.first_raw for s in self.series)
 
-    @property
+    @cached_property
     def episodes(self) -> list[dict]:
         """Every episode of every series, oldest first: {series, episode, firing_s}."""
         rows = [
             {"series": s, "episode": e, "firing_s": e.firing_s(self.end)} for s in self.series for e in s.result.episodes
         ]
         return sorted(rows, key=lambda row: row["episode"].pending_at)
+
+    @cached_property
+    def fired_rows(self) -> list[dict]:
+        return [row for row in self.episodes if row["episode"].firing_at is not None]
+
+    @cached_property
+    def pending_rows(self) -> list[dict]:
+        return [row for row in self.episodes if row["episode"].firing_at is None]
 
     @property
     def fired(self) -> int:

@@ -248,6 +248,7 @@ def test_it_backtests_waiting_for_2m_over_the_stored_samples(client, bob, waitin
     # the one-minute blip goes pending and back: no notification
     blip = episodes[episodes.index('<tr class="pending-only">'):]
     assert local(160, "%Y-%m-%d %H:%M:%S") in blip and "never (cleared within for)" in blip
+    assert "1 time pending and cleared within <em>for</em> (nothing sent)" in page  # listed apart from the firings
     # the for sweep: 0 s would have fired for the blip too, 1 m as 2 m, 15 m never
     assert "<code>0s</code> → 2 fired, 4 notifications" in page and "<code>1m</code> → 1 fired, 2 notifications" in page
     assert "<code>15m</code> → 0 fired" in page
