@@ -11,9 +11,10 @@ from poolboard.lib.alerting import fingerprint
 
 
 def rule(name="PoolSaturated", signal="utilization", threshold=90.0, for_s=300, severity="critical", **extra) -> AlertRule:
-    """The rule `name` with these values (a default rule shipped by the migration is updated)."""
+    """The rule `name` with these values, enabled (a default rule shipped by the migration is updated;
+    whether it exists depends on whether an earlier test flushed the database)."""
     return AlertRule.objects.update_or_create(name=name, defaults={
-        "signal": signal, "threshold": threshold, "for_s": for_s, "severity": severity,
+        "enabled": True, "signal": signal, "threshold": threshold, "for_s": for_s, "severity": severity,
         "summary": "{{ service }} at {{ value }} %", **extra})[0]
 
 
