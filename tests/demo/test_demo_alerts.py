@@ -1,0 +1,168 @@
+"""Issue 11's "done when", on `make demo` itself: the default rules fire for the saturated, leaking,
+idle-in-transaction and slow-query services, the healthy one fires nothing, a webhook receiver and
+the email backend get each notification once, a silence stops one, and the backtest of
+"waiting > 0 for 2m" over the demo's history is shown.
+
+scripts/demo.py runs as in tests/test_make_demo.py (free ports, its own var folder and databases).
+On the running demo the test adds a webhook channel to a receiver of its own, an email channel
+(console backend: the worker's log) and a silence of SlowQuery on reports, then watches
+/api/v1/alerts/ (about five minutes: PoolWaiting's `for` is 2 m after search saturates).
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.prom import free_port
+from tests.wait import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.prometheus, pytest.mark.demo]
+
+SETUP = """
+from datetime import timedelta
+from django.utils import timezone
+from poolboard.alerts.models import AlertRule
+from poolboard.notify.models import Channel, Silence
+hook = Channel.objects.create(name="receiver", kind="webhook", settings={{"url": "{url}"}},
+                              group_wait_s=5, group_interval_s=30, repeat_interval_s=86400)
+mail = Channel.objects.create(name="oncall-mail", kind="email", settings={{"to": ["oncall@example.org"]}},
+                              group_wait_s=5, group_interval_s=30, repeat_interval_s=86400)
+for rule in AlertRule.objects.all():
+    rule.channels.add(hook, mail)
+now = timezone.now()
+Silence.objects.create(matchers=[{{"name": "alertname", "value": "SlowQuery", "isRegex": False, "isEqual": True}},
+                                 {{"name": "service", "value": "reports", "isRegex": False, "isEqual": True}}],
+                       starts_at=now, ends_at=now + timedelta(hours=2), created_by="e2e", comment="done-when")
+print("waiting pk", AlertRule.objects.get(name="PoolWaiting").pk)
+"""
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Receiver.received.append({"key": self.headers.get("Idempotency-Key"), "body": json.loads(body or b"{}")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Browser:
+    """Cookies and Django's CSRF token, enough to log in and read a page."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base + path, timeout=60) as response:
+            return response.read().decode()
+
+    def login(self, username: str, password: str) -> None:
+        self.get("/login/")
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
+        request = urllib.request.Request(self.base + "/login/", data=body, headers={"Referer": self.base + "/login/"})
+        with self.opener.open(request, timeout=10):
+            pass
+
+
+def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_the_demo() -> None:
+    Receiver.received = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    var = Path(tempfile.mkdtemp(prefix="poolboard-demo-alerts-"))
+    var.chmod(0o755)  # the demo's cluster runs as the postgres user
+    web_port, prom_port, pg_port = free_port(), free_port(), free_port()
+    db_name = "poolboard_e2e_alerts"
+    env = dict(
+        os.environ,
+        POOLBOARD_PORT=str(web_port), PROMETHEUS_PORT=str(prom_port), DEMO_BASE_PORT="9760", DEMO_PG_PORT=str(pg_port),
+        POOLBOARD_VAR=str(var), DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{db_name}",
+        REDIS_URL="redis://127.0.0.1:6379/9", DJANGO_SUPERUSER_USERNAME="e2e", DJANGO_SUPERUSER_PASSWORD="e2e-password",
+        NOTIFY_ALLOW_NETWORKS="127.0.0.1/32",
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("DEMO_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        banner, deadline = "", time.monotonic() + 180
+        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner += line
+        assert "poolboard is running" in banner, banner
+        hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/alerts"
+        setup = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP.format(url=hook_url)],
+                               env=dict(env, DJANGO_SETTINGS_MODULE="poolboard.settings"), cwd=ROOT,
+                               capture_output=True, text=True, check=True)
+        waiting_pk = int(re.search(r"waiting pk (\d+)", setup.stdout).group(1))
+        browser = Browser(f"http://127.0.0.1:{web_port}")
+        browser.login("e2e", "e2e-password")
+
+        seen: dict[tuple[str, str], set[str]] = {}
+        silenced: set[tuple[str, str]] = set()
+
+        def expected_firing() -> bool:
+            for a in json.loads(browser.get("/api/v1/alerts/"))["alerts"]:
+                key = (a["rule"]["name"], a["service"] or a["server"])
+                seen.setdefault(key, set()).add(a["state"])
+                if a["silenced_until"]:
+                    silenced.add(key)
+            want = [("PoolWaiting", "search"), ("LeakSuspected", "billing"), ("IdleInTransaction", "notifications"),
+                    ("SlowQuery", "reports")]
+            return all("firing" in seen.get(k, ()) for k in want)
+
+        wait_until(expected_firing, timeout=480, interval=10, what=f"the default rules firing (seen: {seen})")
+        assert ("PoolSaturated", "search") in seen  # pending at least: its `for` is 5 m
+        assert not [k for k in seen if k[1] in ("checkout", "checkout-2")], seen  # the healthy service
+        assert ("SlowQuery", "reports") in silenced
+        # Delivery: a firing notification for search's PoolWaiting, once per channel, never the silenced one.
+        wait_until(lambda: any(a["labels"].get("alertname") == "PoolWaiting" for r in Receiver.received for a in r["body"]["alerts"]),
+                   timeout=90, interval=2, what="PoolWaiting at the webhook receiver")
+        keys = [a["idempotencyKey"] for r in Receiver.received for a in r["body"]["alerts"]]
+        assert len(keys) == len(set(keys)) and len(keys) >= 4, keys
+        batches = [r["key"] for r in Receiver.received]
+        assert len(batches) == len(set(batches)) and all(batches)
+        assert not [a for r in Receiver.received for a in r["body"]["alerts"] if a["labels"].get("alertname") == "SlowQuery"]
+        mails = re.findall(r"^Idempotency-Key: (\S+)", (var / "worker.log").read_text(errors="replace"), re.M)
+        assert len(mails) == len(set(mails)) and len(mails) >= 4, mails
+        assert not re.search(r"^Subject: .*reports: a query running", (var / "worker.log").read_text(errors="replace"), re.M)
+        # The backtest of waiting > 0 for 2m over the demo's history (its made-up weeks and the live samples).
+        page = browser.get(f"/admin/alerts/alertrule/{waiting_pk}/backtest/?range=7d")
+        fired = int(re.search(r'<b class="fired">(\d+)</b>', page).group(1))
+        assert fired >= 1 and "the 5-minute rollups until" in page and 'id="backtest-data"' in page
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        receiver.shutdown()
+        shutil.rmtree(var, ignore_errors=True)
+        with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    assert proc.returncode == 0, out
