@@ -279,6 +279,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "poolboard@localhost")
+# For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend (make demo writes mail to var/demo/mail/).
+EMAIL_FILE_PATH = os.getenv("EMAIL_FILE_PATH") or None
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True

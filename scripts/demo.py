@@ -35,6 +35,7 @@ from poolboard.processes import PROCESS_KIND, expand  # noqa: E402
 PORT = os.environ.get("POOLBOARD_PORT", "8000")
 PROM_PORT = os.environ.get("PROMETHEUS_PORT", "9090")
 DEMO_BASE_PORT = os.environ.get("DEMO_BASE_PORT", "9201")
+WEBHOOK_PORT = os.environ.get("DEMO_WEBHOOK_PORT", "9095")
 VAR = Path(os.environ.get("POOLBOARD_VAR", ROOT / "var" / "demo"))
 SCRAPE_INTERVAL = "5s"
 
@@ -123,6 +124,13 @@ def main() -> int:
     env.setdefault("COLLECT_INTERVAL", "10")
     # The sizing page recommends after 15 minutes of pool history instead of an hour.
     env.setdefault("SIZING_MIN_HISTORY", "900")
+    # pg_stat_statements read every minute (default 5), so the slow-queries page has figures soon.
+    env.setdefault("STATEMENTS_INTERVAL", "60")
+    # Notifications stay on this machine: mail as files in var/demo/mail/, webhooks to the demo's
+    # receiver on loopback (refused by default, so allowed here).
+    env.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+    env.setdefault("EMAIL_FILE_PATH", str(VAR / "mail"))
+    env.setdefault("NOTIFY_ALLOW_NETWORKS", "127.0.0.1/32")
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
     if not env.get("SECRET_KEY") and not env.get("SECRET_KEY_FILE"):
         # A key of the demo's own, kept across runs so logins survive a restart.
@@ -193,6 +201,12 @@ def run(
         "    sslmode: disable\n"
     )
     manage("importinventory", str(inventory), env=env)
+    # Every default alert rule notifies the demo's webhook receiver (its log counts each
+    # Idempotency-Key) and an email channel (files in var/demo/mail/).
+    manage("ensurechannel", "demo-webhook", "webhook", "--url", f"http://127.0.0.1:{WEBHOOK_PORT}/", "--every-rule",
+           "--group-wait", "10", env=env)
+    manage("ensurechannel", "demo-email", "email", "--to", "oncall@example.org", "--every-rule", "--group-wait", "10",
+           env=env)
     # DEMO DATA: a few past weeks shaped like the scenarios, so the Reports page has last week's report.
     manage("seeddemohistory", "--base-port", DEMO_BASE_PORT, env=env)
 
@@ -209,6 +223,9 @@ def run(
             prometheus_bin, f"--config.file={VAR / 'prometheus.yml'}", f"--storage.tsdb.path={VAR / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{PROM_PORT}", "--storage.tsdb.retention.time=2d",
         ], env)
+        supervisor.start("webhook", [
+            sys.executable, "-m", "poolboard.notify.sink", "--port", WEBHOOK_PORT, "--log", str(VAR / "webhook.jsonl"),
+        ], env)
         for name in ("fleet", "worker", "beat", "web"):
             child_env = dict(env, POOLBOARD_PROCESS=PROCESS_KIND[name], **(agent_env if name == "fleet" else {}))
             supervisor.start(name, expand(name, placeholders), child_env)
@@ -216,7 +233,9 @@ def run(
             log(f"the web server did not answer on port {PORT}; see {VAR / 'web.log'}")
         login = f"password {password!r}" if password else "the password set earlier (DJANGO_SUPERUSER_PASSWORD resets it)"
         print(f"\n  poolboard is running at http://127.0.0.1:{PORT}/\n  log in as {username!r} with {login}", flush=True)
-        print(f"  Prometheus: http://127.0.0.1:{PROM_PORT}/   logs: {VAR}/\n  Ctrl-C stops everything.\n", flush=True)
+        print(f"  Prometheus: http://127.0.0.1:{PROM_PORT}/   logs: {VAR}/", flush=True)
+        print(f"  alert notifications: {VAR / 'webhook.jsonl'} (webhook) and {VAR / 'mail'}/ (email)", flush=True)
+        print("  Ctrl-C stops everything.\n", flush=True)
         while True:
             dead = supervisor.first_dead()
             if dead:

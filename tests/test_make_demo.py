@@ -65,6 +65,7 @@ def test_make_demo_brings_up_the_fleet_and_ctrl_c_stops_everything(var_dir) -> N
         PROMETHEUS_PORT=str(prom_port),
         DEMO_BASE_PORT=str(base_port),
         DEMO_PG_PORT=str(pg_port),
+        DEMO_WEBHOOK_PORT=str(free_port()),
         POOLBOARD_VAR=str(var_dir),
         DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{db_name}",
         REDIS_URL="redis://127.0.0.1:6379/7",

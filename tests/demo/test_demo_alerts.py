@@ -4,9 +4,10 @@ the email backend get each notification once, a silence stops one, and the backt
 "waiting > 0 for 2m" over the demo's history is shown.
 
 scripts/demo.py runs as in tests/test_make_demo.py (free ports, its own var folder and databases).
-On the running demo the test adds a webhook channel to a receiver of its own, an email channel
-(console backend: the worker's log) and a silence of SlowQuery on reports, then watches
-/api/v1/alerts/ (about five minutes: PoolWaiting's `for` is 2 m after search saturates).
+The demo itself sends every default rule to its webhook receiver (poolboard.notify.sink, logging
+each request's Idempotency-Key to var/webhook.jsonl) and to an email channel (files in var/mail/);
+the test only adds a silence of SlowQuery on reports, then watches /api/v1/alerts/ (about five
+minutes: PoolWaiting's `for` is 2 m after search saturates).
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -40,13 +39,8 @@ SETUP = """
 from datetime import timedelta
 from django.utils import timezone
 from poolboard.alerts.models import AlertRule
-from poolboard.notify.models import Channel, Silence
-hook = Channel.objects.create(name="receiver", kind="webhook", settings={{"url": "{url}"}},
-                              group_wait_s=5, group_interval_s=30, repeat_interval_s=86400)
-mail = Channel.objects.create(name="oncall-mail", kind="email", settings={{"to": ["oncall@example.org"]}},
-                              group_wait_s=5, group_interval_s=30, repeat_interval_s=86400)
-for rule in AlertRule.objects.all():
-    rule.channels.add(hook, mail)
+from poolboard.notify.models import Silence
+assert set(AlertRule.objects.get(name="PoolWaiting").channels.values_list("name", flat=True)) == {{"demo-webhook", "demo-email"}}
 now = timezone.now()
 Silence.objects.create(matchers=[{{"name": "alertname", "value": "SlowQuery", "isRegex": False, "isEqual": True}},
                                  {{"name": "service", "value": "reports", "isRegex": False, "isEqual": True}}],
@@ -55,17 +49,13 @@ print("waiting pk", AlertRule.objects.get(name="PoolWaiting").pk)
 """
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
+def webhook_log(var: Path) -> list[dict]:
+    path = var / "webhook.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        Receiver.received.append({"key": self.headers.get("Idempotency-Key"), "body": json.loads(body or b"{}")})
-        self.send_response(200)
-        self.end_headers()
 
-    def log_message(self, *args):
-        pass
+def mail_text(var: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in sorted((var / "mail").glob("*.log")))
 
 
 class Browser:
@@ -90,9 +80,6 @@ class Browser:
 
 
 def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_the_demo() -> None:
-    Receiver.received = []
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     var = Path(tempfile.mkdtemp(prefix="poolboard-demo-alerts-"))
     var.chmod(0o755)  # the demo's cluster runs as the postgres user
     web_port, prom_port, pg_port = free_port(), free_port(), free_port()
@@ -102,7 +89,7 @@ def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_th
         POOLBOARD_PORT=str(web_port), PROMETHEUS_PORT=str(prom_port), DEMO_BASE_PORT="9760", DEMO_PG_PORT=str(pg_port),
         POOLBOARD_VAR=str(var), DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{db_name}",
         REDIS_URL="redis://127.0.0.1:6379/9", DJANGO_SUPERUSER_USERNAME="e2e", DJANGO_SUPERUSER_PASSWORD="e2e-password",
-        NOTIFY_ALLOW_NETWORKS="127.0.0.1/32",
+        DEMO_WEBHOOK_PORT=str(free_port()),
     )
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.pop("DEMO_DATABASE_URL", None)
@@ -118,8 +105,7 @@ def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_th
                 break
             banner += line
         assert "poolboard is running" in banner, banner
-        hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/alerts"
-        setup = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP.format(url=hook_url)],
+        setup = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP.format()],
                                env=dict(env, DJANGO_SETTINGS_MODULE="poolboard.settings"), cwd=ROOT,
                                capture_output=True, text=True, check=True)
         waiting_pk = int(re.search(r"waiting pk (\d+)", setup.stdout).group(1))
@@ -143,17 +129,19 @@ def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_th
         assert ("PoolSaturated", "search") in seen  # pending at least: its `for` is 5 m
         assert not [k for k in seen if k[1] in ("checkout", "checkout-2")], seen  # the healthy service
         assert ("SlowQuery", "reports") in silenced
-        # Delivery: a firing notification for search's PoolWaiting, once per channel, never the silenced one.
-        wait_until(lambda: any(a["labels"].get("alertname") == "PoolWaiting" for r in Receiver.received for a in r["body"]["alerts"]),
-                   timeout=90, interval=2, what="PoolWaiting at the webhook receiver")
-        keys = [a["idempotencyKey"] for r in Receiver.received for a in r["body"]["alerts"]]
-        assert len(keys) == len(set(keys)) and len(keys) >= 4, keys
-        batches = [r["key"] for r in Receiver.received]
-        assert len(batches) == len(set(batches)) and all(batches)
-        assert not [a for r in Receiver.received for a in r["body"]["alerts"] if a["labels"].get("alertname") == "SlowQuery"]
-        mails = re.findall(r"^Idempotency-Key: (\S+)", (var / "worker.log").read_text(errors="replace"), re.M)
-        assert len(mails) == len(set(mails)) and len(mails) >= 4, mails
-        assert not re.search(r"^Subject: .*reports: a query running", (var / "worker.log").read_text(errors="replace"), re.M)
+        # Delivery: search's PoolWaiting reaches the demo's receiver and its mail, each request once
+        # (every Idempotency-Key seen once), and the silenced SlowQuery never does.
+        wait_until(lambda: any("PoolWaiting" in r.get("alerts", ()) for r in webhook_log(var)),
+                   timeout=90, interval=2, what="PoolWaiting at the demo's webhook receiver")
+        requests = webhook_log(var)
+        keys = [r["key"] for r in requests]
+        assert all(keys) and len(keys) == len(set(keys)) and {r["times_seen"] for r in requests} == {1}, requests
+        assert len({a for r in requests for a in r["alerts"]}) >= 3, requests
+        assert not [r for r in requests if "SlowQuery" in r["alerts"]], requests
+        wait_until(lambda: "PoolWaiting" in mail_text(var), timeout=60, interval=2, what="PoolWaiting in var/mail/")
+        mails = re.findall(r"^Idempotency-Key: (\S+)", mail_text(var), re.M)
+        assert len(mails) == len(set(mails)) and len(mails) >= 3, mails
+        assert "alertname=SlowQuery" not in mail_text(var)
         # The backtest of waiting > 0 for 2m over the demo's history (its made-up weeks and the live samples).
         page = browser.get(f"/admin/alerts/alertrule/{waiting_pk}/backtest/?range=7d")
         fired = int(re.search(r'<b class="fired">(\d+)</b>', page).group(1))
@@ -161,7 +149,6 @@ def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_th
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
-        receiver.shutdown()
         shutil.rmtree(var, ignore_errors=True)
         with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -65,7 +65,7 @@ def test_the_slow_queries_page_shows_the_reports_pg_sleep_with_its_share_of_the_
     env = dict(
         os.environ,
         POOLBOARD_PORT=str(web_port), PROMETHEUS_PORT=str(prom_port), DEMO_BASE_PORT="9640", DEMO_PG_PORT=str(pg_port),
-        POOLBOARD_VAR=str(var), DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{db_name}",
+        DEMO_WEBHOOK_PORT=str(free_port()), POOLBOARD_VAR=str(var), DATABASE_URL=f"postgresql://root@127.0.0.1:5432/{db_name}",
         REDIS_URL="redis://127.0.0.1:6379/8", DJANGO_SUPERUSER_USERNAME="e2e", DJANGO_SUPERUSER_PASSWORD="e2e-password",
         STATEMENTS_INTERVAL="15", DATABASE_SNAPSHOT_INTERVAL="5",
     )
