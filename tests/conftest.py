@@ -38,6 +38,14 @@ def fast_password_hasher():
         yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_sizing_panels():
+    """Each test starts without this process's copy of the fleet's sizing (recommend.recent_fleet_sizing)."""
+    from poolboard.sizing.recommend import forget_fleet_sizing
+
+    forget_fleet_sizing()
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.org", "alice-password")

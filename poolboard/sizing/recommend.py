@@ -2,7 +2,7 @@
 data and poolboard.lib.sizing.
 
 `fleet_sizing(now)` is what the Sizing page, its CSV, /api/v1/sizing/, the service page and
-the weekly report show. A fixed number of SQL queries whatever the fleet size.
+the weekly report show (the page panels through `recent_fleet_sizing(now)`: see its note). A fixed number of SQL queries whatever the fleet size.
 """
 
 from __future__ import annotations
@@ -206,3 +206,58 @@ def fleet_sizing(now: datetime) -> FleetSizing:
 
 def what_if(ss: ServerSizing, label: str, max_size: int | None, replicas: int | None, pol: sz.Policy) -> sz.Sizing:
     return sz.what_if(ss.sizing.ledger.server, ss.inputs, label, max_size=max_size, replicas=replicas, policy=pol)
+
+
+# -- This process's copy, for the panels every service and server page loads ------------------
+#
+# fleet_sizing() reads a week of hourly rollups for every pool (~0.3 s at 400 services, ~0.5 s at
+# 1 000): too much for a panel that 50 viewers' service pages load, each holding one of the web
+# server's few workers. The panels (a service's recommendation, a server's what-if) reuse one
+# computation for up to SIZING_PANEL_CACHE_S seconds while nothing a verdict rests on changed:
+# the services' sizing settings, the servers monitored and the open findings (a leak turns
+# "grow" into "fix the leak"). The rollups move hourly, the pools' max once a tick: the age limit
+# covers those. The Sizing page, its CSV, the API and the weekly report compute afresh.
+
+SERVICE_SIZING_FIELDS = (
+    "pk", "name", "server_id", "datname", "pool_overflow", "replicas", "replicas_max", "workers_per_instance",
+    "pooler", "pooler_pool_size", "pooler_max_db_connections", "pooler_instances",
+)
+
+
+@dataclass
+class _Cached:
+    version: tuple
+    valid_until: datetime
+    fleet: FleetSizing
+
+
+_cached: _Cached | None = None
+
+
+def sizing_version() -> tuple:
+    """What the verdicts rest on, besides the rollups and the clock (three small queries)."""
+    services = hash(tuple(Service.objects.order_by("pk").values_list(*SERVICE_SIZING_FIELDS)))
+    servers = tuple(MonitoredServer.objects.order_by("pk").values_list("pk", "enabled", "primary_id"))
+    open_findings = tuple(Finding.objects.filter(closed_at=None).order_by("pk").values_list("pk", "kind"))
+    return services, servers, hash(open_findings)
+
+
+def recent_fleet_sizing(now: datetime) -> FleetSizing:
+    """fleet_sizing(now), or this process's copy of it while still valid (see above).
+
+    The copy is shared between requests: read it, never change it.
+    """
+    global _cached
+    version = sizing_version()
+    cached = _cached
+    if cached is not None and cached.version == version and cached.fleet.now <= now < cached.valid_until:
+        return cached.fleet
+    fleet = fleet_sizing(now)
+    _cached = _Cached(version, now + timedelta(seconds=getattr(settings, "SIZING_PANEL_CACHE_S", 60)), fleet)
+    return fleet
+
+
+def forget_fleet_sizing() -> None:
+    """Drop this process's copy: the next call computes afresh (tests, benchmarks)."""
+    global _cached
+    _cached = None

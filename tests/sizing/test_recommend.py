@@ -124,3 +124,25 @@ def test_pgbouncer_and_an_unlimited_go_pool_from_the_stored_settings(make_source
     assert (recs["gosvc"].action, recs["gosvc"].recommended) == (sz.SET_LIMIT, 10)
     assert "PgBouncer in front: 40 server connections go to the pooler" in ss.sizing.fit.note
     assert ss.sizing.fit.target == 67 - 40
+
+
+def test_the_panels_reuse_one_computation_until_a_verdict_input_changes(demo_fleet, settings):
+    from poolboard.sizing.recommend import recent_fleet_sizing
+
+    settings.SIZING_PANEL_CACHE_S = 60
+    server, now = demo_fleet
+    first = recent_fleet_sizing(now)
+    with CaptureQueriesContext(connection) as reused:
+        assert recent_fleet_sizing(now + timedelta(seconds=30)) is first
+    assert len(reused) == 3  # the version only: services' settings, servers, open findings
+    # A leak opened on search turns its "grow" into "fix the leak" at once.
+    search = Service.objects.get(name="search")
+    open_finding(search, "leak", now)
+    fixed = recent_fleet_sizing(now + timedelta(seconds=31))
+    assert fixed is not first and fixed.by_service["search"][0][1].action == sz.FIX_LEAK
+    # A changed sizing setting is seen at once too.
+    Service.objects.filter(name="checkout").update(replicas=4)
+    assert recent_fleet_sizing(now + timedelta(seconds=32)) is not fixed
+    # And whatever happens, a copy is never older than the age limit.
+    again = recent_fleet_sizing(now + timedelta(seconds=33))
+    assert recent_fleet_sizing(now + timedelta(seconds=33 + 61)) is not again

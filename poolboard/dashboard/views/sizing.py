@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from poolboard.databases.models import MonitoredServer
 from poolboard.fleet.models import Service
-from poolboard.sizing.recommend import FleetSizing, fleet_sizing, what_if
+from poolboard.sizing.recommend import FleetSizing, fleet_sizing, recent_fleet_sizing, what_if
 
 # What-if inputs: a pool size or replica count past these is a typo, not a plan.
 MAX_WHAT_IF = 10_000
@@ -89,7 +89,7 @@ def sizing_csv(request):
 def service_sizing(request, pk: int):
     """The recommendation panel of one service page (loaded after the page)."""
     service = get_object_or_404(Service, pk=pk)
-    fleet = fleet_sizing(timezone.now())
+    fleet = recent_fleet_sizing(timezone.now())
     entries = fleet.by_service.get(service.name, [])
     return render(request, "sizing/_service_panel.html", {"service": service, "entries": entries, "fleet": fleet})
 
@@ -113,7 +113,7 @@ def _whole(value: str, what: str, errors: list[str]) -> int | None:
 def server_what_if(request, name: str):
     """The what-if calculator of one server: change one pool's size or replicas, see the ledger move."""
     server = get_object_or_404(MonitoredServer, name=name)
-    fleet = fleet_sizing(timezone.now())
+    fleet = recent_fleet_sizing(timezone.now())
     ss = fleet.server(server.name)
     labels = [p.label for p in ss.inputs] if ss else []
     errors: list[str] = []
