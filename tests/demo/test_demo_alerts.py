@@ -12,7 +12,6 @@ minutes: PoolWaiting's `for` is 2 m after search saturates).
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import os
 import re
@@ -22,13 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.demo.http_session import Browser
 from tests.prom import free_port
 from tests.wait import wait_until
 
@@ -56,27 +54,6 @@ def webhook_log(var: Path) -> list[dict]:
 
 def mail_text(var: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted((var / "mail").glob("*.log")))
-
-
-class Browser:
-    """Cookies and Django's CSRF token, enough to log in and read a page."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def get(self, path: str) -> str:
-        with self.opener.open(self.base + path, timeout=60) as response:
-            return response.read().decode()
-
-    def login(self, username: str, password: str) -> None:
-        self.get("/login/")
-        token = next(c.value for c in self.jar if c.name == "csrftoken")
-        body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
-        request = urllib.request.Request(self.base + "/login/", data=body, headers={"Referer": self.base + "/login/"})
-        with self.opener.open(request, timeout=10):
-            pass
 
 
 def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_the_demo() -> None:
@@ -109,7 +86,7 @@ def test_the_default_rules_fire_deliver_once_honour_a_silence_and_backtest_on_th
                                env=dict(env, DJANGO_SETTINGS_MODULE="poolboard.settings"), cwd=ROOT,
                                capture_output=True, text=True, check=True)
         waiting_pk = int(re.search(r"waiting pk (\d+)", setup.stdout).group(1))
-        browser = Browser(f"http://127.0.0.1:{web_port}")
+        browser = Browser(f"http://127.0.0.1:{web_port}", timeout=60)
         browser.login("e2e", "e2e-password")
 
         seen: dict[tuple[str, str], set[str]] = {}

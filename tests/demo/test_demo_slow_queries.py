@@ -8,7 +8,6 @@ finished between two readings within about two minutes. The page is fetched as a
 
 from __future__ import annotations
 
-import http.cookiejar
 import os
 import re
 import shutil
@@ -17,40 +16,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from html import unescape
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.demo.http_session import Browser
 from tests.prom import free_port
 from tests.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.prometheus, pytest.mark.demo]
-
-
-class Browser:
-    """Cookies and Django's CSRF token, enough to log in and read a page."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def get(self, path: str) -> str:
-        with self.opener.open(self.base + path, timeout=10) as response:
-            return response.read().decode()
-
-    def login(self, username: str, password: str) -> None:
-        self.get("/login/")
-        token = next(c.value for c in self.jar if c.name == "csrftoken")
-        body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
-        request = urllib.request.Request(self.base + "/login/", data=body, headers={"Referer": self.base + "/login/"})
-        with self.opener.open(request, timeout=10):
-            pass
 
 
 def text_of(html: str) -> str:
