@@ -60,8 +60,9 @@ PERIOD = capacity.last_complete_period(NOW, os.environ["REPORT_TIME_ZONE"])
 ROLLUPS_SQL = """
 INSERT INTO history_rollup_5m (pool_id, bucket, samples, in_use_min, in_use_avg, in_use_max, in_use_p95,
                                pending_min, pending_avg, pending_max, pending_p95, max_avg, acquisitions,
-                               acquire_s_avg, hold_s_avg, timeouts, saturated_s)
-SELECT p.id, b, 20, 0, u / 2, u + 1, u, 0, w / 2, w, w, 10, 3000, 0.002 + w / 10, 0.02, w, CASE WHEN w > 0 THEN 60 ELSE 0 END
+                               acquire_s_avg, hold_s_avg, timeouts, saturated_s, waiting_s)
+SELECT p.id, b, 20, 0, u / 2, u + 1, u, 0, w / 2, w, w, 10, 3000, 0.002 + w / 10, 0.02, w,
+       CASE WHEN w > 0 THEN 90 ELSE 0 END, CASE WHEN w > 0 THEN 60 ELSE 0 END
 FROM fleet_pool p
 JOIN fleet_service s ON s.id = p.service_id
 CROSS JOIN generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '5 minutes', interval '5 minutes') AS b

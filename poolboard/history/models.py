@@ -49,6 +49,9 @@ class Rollup(models.Model):
     acquisitions = models.FloatField(null=True)
     # Seconds with callers waiting or every connection in use, from sample spacing.
     saturated_s = models.FloatField(null=True)
+    # Seconds with callers waiting (pending > 0) only, the same way: the weekly report's
+    # "saturation minutes". Absent where the exporter gives no waiting count.
+    waiting_s = models.FloatField(null=True)
 
     class Meta:
         abstract = True

@@ -8,7 +8,8 @@ One statement per resolution and time range:
 
 so running it twice over the same range gives the same rows and values (the newest,
 still-filling bucket is simply recomputed). The definitions match
-poolboard.lib.rollups (p95 = percentile_cont; seconds saturated from sample spacing;
+poolboard.lib.rollups (p95 = percentile_cont; seconds saturated and seconds with callers
+waiting from sample spacing;
 timeouts and acquisitions from each sample's increase-over-the-rate-window spread
 over its span).
 """
@@ -48,7 +49,7 @@ VALUE_COLUMNS = [
     "pending_min", "pending_avg", "pending_max", "pending_p95",
     "util_min", "util_avg", "util_max", "util_p95",
     "max_avg", "idle_avg", "acquire_s_avg", "hold_s_avg",
-    "timeouts", "timeouts_max", "saturated_s", "acquisitions",
+    "timeouts", "timeouts_max", "saturated_s", "acquisitions", "waiting_s",
 ]  # fmt: skip
 
 ROLLUP_SQL = """
@@ -64,7 +65,9 @@ SELECT
     sum(timeouts * span / coalesce(window_s, span)), max(timeouts),
     CASE WHEN bool_or(saturated IS NOT NULL)
          THEN least(coalesce(sum(span) FILTER (WHERE saturated), 0), %(width)s) END,
-    sum(acquisitions * span / coalesce(window_s, span))
+    sum(acquisitions * span / coalesce(window_s, span)),
+    CASE WHEN bool_or(pending IS NOT NULL)
+         THEN least(coalesce(sum(span) FILTER (WHERE pending > 0), 0), %(width)s) END
 FROM (
     SELECT
         ps.pool_id, ps.ts, ps.in_use, ps.pending, ps.max, ps.idle, ps.acquire_s, ps.hold_s, ps.timeouts,

@@ -164,9 +164,9 @@ class Bucket:
     """One service's 5-minute rollup bucket, its pools added up.
 
     in_use: mean connections in use; in_use_peak: the pools' highest in-use readings added;
-    max: pool capacity; saturated_s: seconds with callers waiting or every connection in
-    use (the busiest pool's); timeouts / acquisitions: counts in the bucket; acquire_s: mean
-    wait for a connection. None = the exporter does not give it.
+    max: pool capacity; waiting_s: seconds with callers waiting for a connection (pending > 0,
+    the busiest pool's); timeouts / acquisitions: counts in the bucket; acquire_s: mean wait
+    for a connection. None = the exporter does not give it.
     """
 
     at: datetime
@@ -174,7 +174,7 @@ class Bucket:
     in_use_peak: float | None = None
     max: float | None = None
     pending_peak: float | None = None
-    saturated_s: float | None = None
+    waiting_s: float | None = None
     timeouts: float | None = None
     acquisitions: float | None = None
     acquire_s: float | None = None
@@ -238,7 +238,8 @@ def week_figures(buckets: Sequence[Bucket], period: Period, bucket_s: int = BUCK
 
     Percentiles are over the week's 5-minute means (time-weighted: each bucket is five
     minutes); the peak is the highest reading. Utilization is in use ÷ max per bucket.
-    Saturation minutes add up the seconds saturated. Timeouts per 1 000 acquisitions only
+    Saturation minutes are the minutes with callers waiting (pending > 0): a pool exactly
+    full with nobody queued is not counted, it has made no one wait yet. Timeouts per 1 000 acquisitions only
     where the exporter counts both. Buckets outside [start, end) are ignored.
     """
     inside = [b for b in buckets if period.start <= b.at < period.end]
@@ -258,8 +259,8 @@ def week_figures(buckets: Sequence[Bucket], period: Period, bucket_s: int = BUCK
     fig.peak_util = max(peak_utils) if peak_utils else None
     fig.p95_util = percentile(utils, 0.95)
     fig.p99_util = percentile(utils, 0.99)
-    saturated = _present(b.saturated_s for b in inside)
-    fig.saturation_minutes = sum(saturated) / 60 if saturated else None
+    waiting = _present(b.waiting_s for b in inside)
+    fig.saturation_minutes = sum(waiting) / 60 if waiting else None
     paired = [(b.timeouts, b.acquisitions) for b in inside if b.timeouts is not None and b.acquisitions is not None]
     timeouts = _present(b.timeouts for b in inside)
     acquisitions = _present(b.acquisitions for b in inside)
@@ -274,11 +275,6 @@ def week_figures(buckets: Sequence[Bucket], period: Period, bucket_s: int = BUCK
         fig.daily_peak.append(max(day_peaks) if day_peaks else None)
         fig.daily_p95.append(percentile(_present(b.in_use for b in day), 0.95))
     return fig
-
-
-def saturation_minutes(saturated_s: Iterable[float | None]) -> float | None:
-    values = _present(saturated_s)
-    return sum(values) / 60 if values else None
 
 
 # --- week over week -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ arithmetic stays inside this module.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -91,18 +91,26 @@ def events_in_spans(samples: Iterable[tuple[float, float | None]], window_s: flo
     return sum(n * span / window_s for span, n in present)
 
 
-def saturated_seconds(
+def is_waiting(pending: float | None) -> bool | None:
+    """Callers waiting for a connection. None when the exporter gives no waiting count."""
+    if pending is None:
+        return None
+    return pending > 0
+
+
+def flagged_seconds(
     samples: Sequence[tuple[datetime, float | None, float | None, float | None]],
     bucket: datetime,
     width_s: int,
     max_gap_s: float,
+    flag: Callable[[float | None, float | None, float | None], bool | None],
 ) -> float | None:
-    """Seconds of one bucket the pool was saturated, estimated from sample spacing.
+    """Seconds of one bucket `flag(in_use, max, pending)` held, estimated from sample spacing.
 
     `samples` are one pool's (ts, in_use, max, pending) sorted by time; they may reach
     past the bucket on both sides (neighbours set the spans at the edges). Each sample
     inside the bucket counts for its span; the total is capped at the bucket width.
-    None when no sample in the bucket can tell.
+    None when no sample in the bucket can tell (flag gives None for all of them).
     """
     timestamps = [s[0] for s in samples]
     spans = sample_spans(timestamps, max_gap_s)
@@ -112,15 +120,29 @@ def saturated_seconds(
     for (ts, in_use, max_value, pending), span in zip(samples, spans):
         if not bucket <= ts < end:
             continue
-        flag = is_saturated(in_use, max_value, pending)
-        if flag is None:
+        held = flag(in_use, max_value, pending)
+        if held is None:
             continue
         known = True
-        if flag:
+        if held:
             total += span
     if not known:
         return None
     return min(total, float(width_s))
+
+
+def saturated_seconds(samples, bucket: datetime, width_s: int, max_gap_s: float) -> float | None:
+    """Seconds of one bucket with callers waiting or every connection in use (is_saturated)."""
+    return flagged_seconds(samples, bucket, width_s, max_gap_s, is_saturated)
+
+
+def waiting_seconds(samples, bucket: datetime, width_s: int, max_gap_s: float) -> float | None:
+    """Seconds of one bucket with callers waiting (pending > 0): the report's saturation minutes.
+
+    Narrower than saturated_seconds: a pool exactly full with nobody queued is busy, not yet
+    making anyone wait. None when the exporter gives no waiting count.
+    """
+    return flagged_seconds(samples, bucket, width_s, max_gap_s, lambda _in_use, _max, pending: is_waiting(pending))
 
 
 def choose_step(range_s: float, base_s: int, *, min_step_s: int = 0, max_points: int = MAX_POINTS) -> int:

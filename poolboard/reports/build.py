@@ -34,8 +34,9 @@ from .models import Report, report_time_zone
 log = logging.getLogger(__name__)
 
 # Bumped when a figure's definition changes: stored with every report (its inputs), so an
-# old report says which definitions made it.
-FIGURES_VERSION = 1
+# old report says which definitions made it. 2: saturation minutes are minutes with callers
+# waiting (pending > 0); version 1 also counted minutes with every connection in use.
+FIGURES_VERSION = 2
 FINDING_KINDS = ("leak", "stuck", "saturation", "slow_queries", "churn")
 TOP_FINGERPRINTS = 3
 
@@ -44,8 +45,9 @@ BUCKETS_CTE = """
     SELECT p.service_id, r.bucket,
            sum(r.in_use_avg) AS in_use, sum(r.in_use_max) AS in_use_peak, sum(r.max_avg) AS max,
            max(r.pending_max) AS pending_peak,
-           -- the busiest pool's: two pools saturated in the same minute are one saturated minute
-           max(r.saturated_s) AS saturated_s,
+           -- the busiest pool's: two pools with callers waiting in the same minute are one
+           -- saturation minute (the report's "minutes with waiters > 0"; rollups.waiting_seconds)
+           max(r.waiting_s) AS waiting_s,
            sum(r.timeouts) AS timeouts, sum(r.acquisitions) AS acquisitions, avg(r.acquire_s_avg) AS acquire_s
     FROM {table} r JOIN fleet_pool p ON p.id = r.pool_id
     WHERE r.bucket >= %(start)s AND r.bucket < %(end)s {only}
@@ -67,7 +69,7 @@ d AS (
 SELECT service_id, wk, day, count(*), max(peak), percentile_cont(0.95) WITHIN GROUP (ORDER BY in_use), max(max),
        max(peak_util), percentile_cont(0.95) WITHIN GROUP (ORDER BY util),
        percentile_cont(0.99) WITHIN GROUP (ORDER BY util),
-       sum(saturated_s), sum(timeouts), sum(acquisitions),
+       sum(waiting_s), sum(timeouts), sum(acquisitions),
        sum(timeouts) FILTER (WHERE paired), sum(acquisitions) FILTER (WHERE paired),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY acquire_s),
        (array_agg(max ORDER BY bucket) FILTER (WHERE max IS NOT NULL))[1],

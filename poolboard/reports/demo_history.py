@@ -59,9 +59,9 @@ def load(hour: float) -> float:
 # weekends) and grows 5 % a week; each scenario turns it into in use, waiting and timeouts.
 ROLLUPS_SQL = """
 INSERT INTO history_rollup_5m (pool_id, bucket, samples, in_use_avg, in_use_max, in_use_p95, max_avg, util_avg,
-                               pending_max, saturated_s, timeouts, acquisitions, acquire_s_avg)
+                               pending_max, saturated_s, waiting_s, timeouts, acquisitions, acquire_s_avg)
 SELECT pool_id, b, 30, in_use, least(mx, in_use + 1), least(mx, in_use + 1), mx, in_use / mx,
-       waiting_peak, saturated_s, timeouts, (20 + 200 * f) * growth * noise * 5, acquire_s
+       waiting_peak, saturated_s, waiting_s, timeouts, (20 + 200 * f) * growth * noise * 5, acquire_s
 FROM unnest(%(pools)s::bigint[], %(scenarios)s::text[], %(maxes)s::float8[]) AS p(pool_id, scenario, mx)
 CROSS JOIN generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '5 minutes', interval '5 minutes') AS b
 CROSS JOIN LATERAL (
@@ -86,8 +86,12 @@ CROSS JOIN LATERAL (
 CROSS JOIN LATERAL (
     SELECT least(mx, demand) AS in_use,
            CASE WHEN scenario = 'leaking' THEN (phase > 0.8)::int ELSE round(greatest(demand - mx, 0) * 2) END AS waiting_peak,
+           -- Full (saturated) a little longer than callers queue (waiting): a pool at exactly max
+           -- with nobody waiting yet is the first, not the second.
+           CASE WHEN scenario = 'leaking' THEN 75.0 * (phase > 0.75)::int
+                ELSE least(300, 200 * greatest(demand - mx, 0)) END AS saturated_s,
            CASE WHEN scenario = 'leaking' THEN 60.0 * (phase > 0.8)::int
-                ELSE least(300, 150 * greatest(demand - mx, 0)) END AS saturated_s,
+                ELSE least(300, 150 * greatest(demand - mx, 0)) END AS waiting_s,
            CASE WHEN scenario = 'busy' AND random() < greatest(demand - mx, 0) / 6 THEN 1 ELSE 0 END AS timeouts,
            CASE WHEN scenario = 'leaking' THEN 0.01 + 0.5 * (phase > 0.8)::int
                 WHEN scenario = 'busy' THEN 0.005 + 0.4 * greatest(demand - mx, 0)

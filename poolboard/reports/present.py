@@ -197,6 +197,14 @@ def sort_services(rows: list[dict], sort: str, direction: str) -> list[dict]:
     return present + sorted(absent, key=lambda r: r["name"])
 
 
+def saturation_definition(report) -> str:
+    """What the report's "Saturated" column counted: its own figures' definition, not today's
+    (a stored report is never recomputed; build.FIGURES_VERSION 2 narrowed it)."""
+    if (report.inputs or {}).get("figures_version", 1) < 2:
+        return "minutes with callers waiting or every connection in use"
+    return "minutes with callers waiting for a connection (waiting > 0); — where the exporter has no waiting count"
+
+
 def report_context(report, numbers: dict | None = None, charts_as: str | None = "svg", sort: str = DEFAULT_SORT,
                    direction: str = "desc", chart_limit: int | None = PAGE_CHARTS, row_limit: int | None = None) -> dict:
     """Everything templates/reports/*.html and *.txt show.
@@ -265,4 +273,5 @@ def report_context(report, numbers: dict | None = None, charts_as: str | None = 
         "chart_limit": chart_limit,
         "more_charts": chart_limit is not None and len(services) > chart_limit,
         "day_labels": charts.DAY_LABELS,
+        "saturation_definition": saturation_definition(report),
     }

@@ -101,6 +101,26 @@ def test_it_downloads_each_table_as_csv(alice_client, report):
     assert alice_client.get(reverse("dashboard:report-csv", args=[WEEK.key, "secrets"])).status_code == 404
 
 
+def test_saturation_minutes_are_minutes_with_callers_waiting_and_the_report_says_so(alice_client, report):
+    from html import unescape
+
+    from poolboard.reports.models import Report
+
+    text = unescape(text_of(alice_client.get(reverse("dashboard:report", args=[WEEK.key])).content.decode()))
+    assert "Saturated: minutes with callers waiting for a connection (waiting > 0)" in text
+    rows = list(csv.DictReader(io.StringIO(
+        alice_client.get(reverse("dashboard:report-csv", args=[WEEK.key, "services"])).content.decode())))
+    by_name = {r["service"]: r for r in rows}
+    # search was full 100 minutes and made callers wait 40 of them; quiet's exporter gives no
+    # waiting count: unknown, not 0.
+    assert float(by_name["search"]["saturation_minutes"]) == pytest.approx(40)
+    assert by_name["quiet"]["saturation_minutes"] == ""
+    # A report stored before the definition narrowed keeps saying what it counted.
+    Report.objects.filter(pk=report.pk).update(inputs={**report.inputs, "figures_version": 1})
+    text = text_of(alice_client.get(reverse("dashboard:report", args=[WEEK.key])).content.decode())
+    assert "Saturated: minutes with callers waiting or every connection in use" in text
+
+
 def test_its_pdf_carries_the_pages_numbers(alice_client, report, tmp_path):
     page = alice_client.get(reverse("dashboard:report", args=[WEEK.key])).content.decode()
     response = alice_client.get(reverse("dashboard:report-pdf", args=[WEEK.key]))
@@ -192,7 +212,7 @@ def test_a_change_too_small_to_show_reads_as_none(alice_client, make_service):
     # 0.2 saturated minutes after a week of none: shown as "0 min", so no "new" beside it.
     svc = make_service("calm", instances=1)
     factories.week_of_rollups(svc.pools.get(), PREVIOUS, quiet_week)
-    factories.week_of_rollups(svc.pools.get(), WEEK, lambda i, at: {**quiet_week(i, at), "saturated_s": 12 if i == 0 else 0})
+    factories.week_of_rollups(svc.pools.get(), WEEK, lambda i, at: {**quiet_week(i, at), "waiting_s": 12 if i == 0 else 0})
     build.build(WEEK, WEEK.end)
     body = alice_client.get(reverse("dashboard:report", args=[WEEK.key])).content.decode()
     row = text_of(re.search(r'<tr id="row-calm">.*?</tr>', body, re.S).group())

@@ -87,6 +87,11 @@ def test_it_computes_min_avg_max_p95_and_saturated_seconds_like_lib(two_pools) -
     # in_use reaches max (10) once per 12-sample cycle, and 11 → 10 with a waiter.
     assert expected == 15 * sum(1 for _, v in inside if v["in_use"] >= 10 or v["pending"] > 0) > 0
     assert row.saturated_s == pytest.approx(expected)
+    # Seconds with callers waiting: only the samples with pending > 0, not the merely full ones.
+    waiting = lib.waiting_seconds(around, utc(bucket), 300, rollup.max_gap_s())
+    assert waiting == 15 * sum(1 for _, v in inside if v["pending"] > 0) > 0
+    assert waiting < expected
+    assert row.waiting_s == pytest.approx(waiting)
 
 
 def test_utilization_is_absent_when_max_is_unlimited(two_pools) -> None:
@@ -97,6 +102,7 @@ def test_utilization_is_absent_when_max_is_unlimited(two_pools) -> None:
     assert row.util_avg is None and row.util_p95 is None
     # Nothing says it is waiting (no pending field) and max is unlimited: not known, never 0.
     assert row.saturated_s is None
+    assert row.waiting_s is None
     assert row.pending_avg is None
     # No acquisitions in its samples: absent, never 0.
     assert row.acquisitions is None
@@ -112,6 +118,19 @@ def test_a_gap_in_samples_is_not_counted_as_saturated_time(make_service) -> None
     row = PoolRollup5m.objects.get(pool=pool)
     # 0 s: 15; 15 s: the 185 s gap capped at two ticks (30); 200 s: 15; 215 s (newest): 15.
     assert row.saturated_s == 15 + 30 + 15 + 15
+    assert row.waiting_s == 15 + 30 + 15 + 15
+
+
+def test_a_full_pool_with_nobody_queued_is_saturated_but_not_waiting(make_service) -> None:
+    service = make_service(instances=1)
+    pool = service.pools.get()
+    full = {"max": 10.0, "in_use": 10.0, "pending": 0.0}
+    queued = {"max": 10.0, "in_use": 10.0, "pending": 3.0}
+    write_samples([(pool.id, T0 + 15 * i, queued if i in (4, 5) else full) for i in range(20)])
+    rollup.rollup(rollup.RES_5M, datetime.fromtimestamp(T0, tz=timezone.utc), datetime.fromtimestamp(T0 + 300, tz=timezone.utc))
+    row = PoolRollup5m.objects.get(pool=pool)
+    assert row.saturated_s == 300
+    assert row.waiting_s == 30
 
 
 def test_a_rerun_picks_up_late_samples(make_service) -> None:
@@ -196,3 +215,30 @@ def test_the_rollup_command_fills_in_history(make_service) -> None:
     assert PoolRollup5m.objects.count() == 3 * 144
     assert PoolRollup1h.objects.count() == 3 * 24
     assert "432 5-minute rows, 72 1-hour rows" in out.getvalue()
+
+
+def test_the_waiting_s_migration_fills_old_buckets_from_the_raw_samples_kept(two_pools) -> None:
+    import importlib
+
+    from django.db import connection
+
+    migration = importlib.import_module("poolboard.history.migrations.0003_waiting_s")
+    a, b, _ = two_pools
+    start, end = utc(T0), utc(T0 + 2400)
+    rollup.rollup(rollup.RES_5M, start, end)
+    rollup.rollup(rollup.RES_1H, start, end)
+    computed = {m: table(m) for m in (PoolRollup5m, PoolRollup1h)}
+    # Buckets rolled up before the column existed: no waiting figure.
+    PoolRollup5m.objects.update(waiting_s=None)
+    PoolRollup1h.objects.update(waiting_s=None)
+
+    class SchemaEditor:
+        pass
+
+    editor = SchemaEditor()
+    editor.connection = connection
+    migration.backfill(None, editor)
+    # The same figures as the rollup writes today, for both widths; pool b has no waiting count: still None.
+    assert {m: table(m) for m in (PoolRollup5m, PoolRollup1h)} == computed
+    assert any(row.waiting_s for row in PoolRollup5m.objects.filter(pool=a))
+    assert set(PoolRollup5m.objects.filter(pool=b).values_list("waiting_s", flat=True)) == {None}

@@ -103,12 +103,12 @@ def test_it_computes_a_hand_made_week():
     # one bucket peaking at 10.
     def make(i, at):
         if i < 20:
-            return cap.Bucket(at, in_use=9, in_use_peak=10, max=10, saturated_s=120, timeouts=1, acquisitions=500,
+            return cap.Bucket(at, in_use=9, in_use_peak=10, max=10, waiting_s=120, timeouts=1, acquisitions=500,
                               acquire_s=0.5)
         if i < 100:
-            return cap.Bucket(at, in_use=9, in_use_peak=9, max=10, saturated_s=0, timeouts=0, acquisitions=500,
+            return cap.Bucket(at, in_use=9, in_use_peak=9, max=10, waiting_s=0, timeouts=0, acquisitions=500,
                               acquire_s=0.01)
-        return cap.Bucket(at, in_use=4, in_use_peak=5, max=10, saturated_s=0, timeouts=0, acquisitions=500,
+        return cap.Bucket(at, in_use=4, in_use_peak=5, max=10, waiting_s=0, timeouts=0, acquisitions=500,
                           acquire_s=0.01)
 
     buckets = week_of_buckets(period, make)
@@ -150,7 +150,7 @@ def test_it_leaves_absent_fields_absent_and_counts_coverage():
 
 def test_it_counts_coverage_against_the_real_hours_of_a_dst_week():
     period = cap.parse_week("2026-W13", "Europe/Paris")  # 167 h
-    buckets = week_of_buckets(period, lambda i, at: cap.Bucket(at, in_use=1, max=2, saturated_s=300))
+    buckets = week_of_buckets(period, lambda i, at: cap.Bucket(at, in_use=1, max=2, waiting_s=300))
     assert len(buckets) == 167 * 12
     fig = cap.week_figures(buckets, period)
     assert fig.coverage == 1.0

@@ -45,6 +45,21 @@ def test_saturation_needs_waiters_or_a_full_pool() -> None:
     assert r.is_saturated(None, None, None) is None
 
 
+def test_waiting_needs_a_waiting_count_above_zero() -> None:
+    assert r.is_waiting(1) is True
+    assert r.is_waiting(0) is False
+    assert r.is_waiting(None) is None
+
+
+def test_waiting_seconds_count_only_samples_with_callers_queued() -> None:
+    # Full all bucket long (saturated 300 s), callers queued at 60 s and 75 s only.
+    samples = [(at(t), 10, 10, 2 if t in (60, 75) else 0) for t in range(0, 300, 15)]
+    assert r.saturated_seconds(samples, at(0), 300, 30) == 300
+    assert r.waiting_seconds(samples, at(0), 300, 30) == 30
+    # An exporter without a waiting count: not known, never 0, even when the pool is full.
+    assert r.waiting_seconds([(at(0), 10, 10, None)], at(0), 300, 30) is None
+
+
 def test_saturated_seconds_follow_sample_spacing() -> None:
     samples = [(at(t), 10.0 if t in (30, 45) else 5.0, 10.0, 0.0) for t in range(0, 300, 15)]
     assert r.saturated_seconds(samples, at(0), 300, max_gap_s=30) == 30

@@ -24,19 +24,22 @@ PREVIOUS = WEEK.previous()
 
 
 def busy_week(i, at):
-    """The lib test's week: 20 saturated buckets, 80 more at 9 of 10, the rest at 4 of 10."""
+    """The lib test's week: 20 saturated buckets, 80 more at 9 of 10, the rest at 4 of 10.
+
+    The 20 are full all five minutes (saturated_s 300) with callers queued for two of them
+    (waiting_s 120): saturation minutes count the waiting, 40 minutes, not the 100 full ones."""
     if i < 20:
-        return {"in_use_avg": 9, "in_use_max": 10, "max_avg": 10, "saturated_s": 120, "timeouts": 1,
+        return {"in_use_avg": 9, "in_use_max": 10, "max_avg": 10, "saturated_s": 300, "waiting_s": 120, "timeouts": 1,
                 "acquisitions": 500, "acquire_s_avg": 0.5, "pending_max": 3}
     if i < 100:
-        return {"in_use_avg": 9, "in_use_max": 9, "max_avg": 10, "saturated_s": 0, "timeouts": 0, "acquisitions": 500,
+        return {"in_use_avg": 9, "in_use_max": 9, "max_avg": 10, "waiting_s": 0, "timeouts": 0, "acquisitions": 500,
                 "acquire_s_avg": 0.01, "pending_max": 0}
-    return {"in_use_avg": 4, "in_use_max": 5, "max_avg": 10, "saturated_s": 0, "timeouts": 0, "acquisitions": 500,
+    return {"in_use_avg": 4, "in_use_max": 5, "max_avg": 10, "waiting_s": 0, "timeouts": 0, "acquisitions": 500,
             "acquire_s_avg": 0.01, "pending_max": 0}
 
 
 def quiet_week(i, at):
-    return {"in_use_avg": 4, "in_use_max": 5, "max_avg": 10, "saturated_s": 0, "timeouts": 0, "acquisitions": 500,
+    return {"in_use_avg": 4, "in_use_max": 5, "max_avg": 10, "waiting_s": 0, "timeouts": 0, "acquisitions": 500,
             "acquire_s_avg": 0.01, "pending_max": 0}
 
 
@@ -99,7 +102,7 @@ def test_its_sql_agrees_with_the_pure_definitions_on_random_rollups(make_service
             mx = rng.choice([10, 10, 20])
             avg = rng.uniform(0, mx)
             return {"in_use_avg": avg, "in_use_max": min(mx, avg + rng.uniform(0, 3)), "max_avg": mx,
-                    "saturated_s": rng.choice([0, 0, 0, 30, 300]), "timeouts": rng.choice([None, 0, 1]),
+                    "waiting_s": rng.choice([0, 0, 0, 30, 300]), "timeouts": rng.choice([None, 0, 1]),
                     "acquisitions": rng.uniform(100, 900), "acquire_s_avg": rng.uniform(0, 0.2)}
         factories.week_of_rollups(pool, WEEK, make)
     report = build.build(WEEK, WEEK.end)
@@ -208,7 +211,7 @@ def test_it_covers_the_real_hours_of_a_dst_week(make_service, week, hours, sunda
     # Saturated all the time; in use 5 on Sunday, 2 on the other days.
     sunday = period.days()[-1]
     factories.week_of_rollups(svc.pools.get(), period, lambda i, at: {
-        "in_use_avg": 5 if at >= sunday[1] else 2, "max_avg": 10, "saturated_s": 300})
+        "in_use_avg": 5 if at >= sunday[1] else 2, "max_avg": 10, "waiting_s": 300})
     report = build.build(period, period.end)
     assert report.numbers["period"]["real_hours"] == hours
     f = by_name(report.numbers, "dst")["figures"]

@@ -40,7 +40,7 @@ def thousand_services(make_source):
     pools = Pool.objects.bulk_create(Pool(service=s, instance="10.0.0.1:8080", name="main") for s in services)
     PoolRollup5m.objects.bulk_create(
         (PoolRollup5m(pool=p, bucket=WEEK.start + timedelta(hours=h), samples=20, in_use_avg=(p.pk % 10), in_use_max=10,
-                      max_avg=10, saturated_s=60 * (p.pk % 3)) for p in pools for h in range(0, 168, 12)),
+                      max_avg=10, waiting_s=60 * (p.pk % 3)) for p in pools for h in range(0, 168, 12)),
         batch_size=5000,
     )
     return build.build(WEEK, WEEK.end)
