@@ -101,6 +101,19 @@ def text_of(html: str) -> str:
 
 @pytest.mark.django_db
 def test_the_emails_html_text_and_pdf_carry_the_pages_numbers(alice, alice_client, fleet, tmp_path):
+    from poolboard.databases.models import Episode, QueryFingerprint
+    from poolboard.diagnosis.models import Finding
+    from poolboard.fleet.models import Service
+
+    checkout = Service.objects.get(name="checkout")
+    Finding.objects.create(service=checkout, kind="leak", severity="crit", confidence=0.8,
+                           opened_at=WEEK.end - timedelta(days=1), last_seen_at=WEEK.end,
+                           summary="in use climbing without load", fix="find it")
+    fp = QueryFingerprint.objects.create(fingerprint="abcd", text="SELECT pg_sleep($1)", first_seen=WEEK.start,
+                                         last_seen=WEEK.start)
+    at = WEEK.start + timedelta(hours=10)
+    Episode.objects.create(server=factories.server(), kind="long_query", pid=100, started=at, first_seen=at,
+                           last_seen=at, ended=at + timedelta(seconds=90), peak_age_s=90, service=checkout, query=fp)
     due_subscription(alice)
     delivery.run(NOW)
     payload = Notification.objects.get(kind="report").payload
@@ -120,6 +133,12 @@ def test_the_emails_html_text_and_pdf_carry_the_pages_numbers(alice, alice_clien
         assert figure in text, ("text", figure)
         assert figure in pdf, ("pdf", figure)
     assert "search: saturated 40 min this week" in text and "search: saturated 40 min this week" in pdf
+    # The service's finding (first seen) and its long query with the top fingerprint, in every rendering.
+    page_text = text_of(page)
+    for part, rendered in (("page", page_text), ("html", html), ("text", text), ("pdf", pdf)):
+        assert "in use climbing without load" in rendered, part
+        assert "SELECT pg_sleep($1)" in rendered, part
+        assert "Preset changes: none" in rendered, part
     # The message: text + HTML alternatives, the charts inline by cid, the PDF attached, one-click unsubscribe.
     assert message.alternatives[0][1] == "text/html"
     cids = re.findall(r'src="cid:([^"]+)"', payload["html"])
