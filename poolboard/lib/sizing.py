@@ -536,10 +536,18 @@ def size_server(server: Server, pools: Sequence[PoolInput], policy: Policy = Pol
                 f"so the direct pools share {target}; the pools behind it are sized against the pooler, not the server.")
         _max_safe_replicas(recs, target)
     for r in recs:
-        if r.cut > 0 and r.action == GROW and r.recommended <= (r.current or 0):
-            r.action = KEEP
+        if not r.cut or r.current is None or r.recommended is None or r.action not in (GROW, KEEP):
+            continue
+        # The fit decides the size, so the label must agree with it: a pool cut below today's
+        # size is a shrink (the server cannot hold every pool at its size), never "fine as is".
+        if r.action == GROW and r.recommended <= r.current:
             r.reason += (f" The budget has no room to grow it (wanted {r.wanted}, fits {r.recommended}): "
                          "put PgBouncer in front or shrink others first.")
+            r.action = KEEP
+        if r.recommended < r.current:
+            r.action = SHRINK
+            r.reason += (f" The server's budget cannot hold every pool at its size: fitted to the 80 % line it gets "
+                         f"{r.recommended} per process, {r.current - r.recommended} below today's {r.current}.")
     recommended_sizes = {r.pool.label: r.recommended for r in recs if r.recommended is not None}
     return Sizing(ledger, build_ledger(server, pools, policy, recommended_sizes), recs, fit)
 

@@ -1,0 +1,35 @@
+"""Odd inputs to the sizing maths (poolboard.lib.sizing): each gives an answer that is consistent and says why."""
+
+from poolboard.lib import sizing as sz
+
+NO_SURGE = sz.Policy(deploy_surge=0)
+# usable = 100 − 3 − 3 − 10 = 84; 80 % line 67.
+SERVER = sz.Server("main", max_connections=100, superuser_reserved_connections=3)
+
+
+def week(p99, *, waited=False, timeouts=0.0):
+    return sz.Demand(window_s=7 * 86400.0, history_s=7 * 86400.0, p95=p99, p99=p99, peak=p99, waited=waited,
+                     timeouts=timeouts)
+
+
+def test_a_pool_the_budget_cuts_below_its_size_is_told_to_shrink_not_that_it_is_fine():
+    # Two pools of 60 that each need their 60 (p99 50 × 1.2): 120 > 67, each is fitted to ~33.
+    pools = [sz.PoolInput("a", max=60, instances_seen=1, demand=week(50)),
+             sz.PoolInput("b", max=60, instances_seen=1, demand=week(50, waited=True))]
+    recs = sz.size_server(SERVER, pools, NO_SURGE).recommendations
+    for rec in recs:
+        assert rec.recommended < rec.current
+        # Was "fine as is" (KEEP) beside a recommended size 27 below today's.
+        assert rec.action == sz.SHRINK, rec.label
+        assert f"{rec.current - rec.recommended} below today's {rec.current}" in rec.reason
+        assert "budget" in rec.reason
+
+
+def test_a_pool_that_wanted_to_grow_but_must_shrink_to_fit_says_both():
+    # 40 instances of 10 on a server of 100: callers waited, but even 1 each is most of the 67.
+    p = sz.PoolInput("api", max=10, instances_seen=40, demand=week(9, waited=True))
+    rec = sz.size_server(SERVER, [p], NO_SURGE).recommendations[0]
+    assert (rec.wanted, rec.recommended) == (11, 1)
+    assert rec.action == sz.SHRINK
+    assert "Callers waited" in rec.reason and "no room to grow it" in rec.reason
+    assert "9 below today's 10" in rec.reason
