@@ -431,12 +431,14 @@ def wanted_size(p: PoolInput, policy: Policy = Policy()) -> Recommendation:
                               f"{why}: set it to {size} per process so the budget can be added up.", math_lines)
     pressure = d.waited or d.timeouts > 0
     if size > current:
+        # The comparison made is p99 plus headroom against max: say that one, not "p99 above max".
+        asked = f"p99 demand {_fmt(base)} + {policy.headroom * 100:g} % headroom = {size} is above its {current}"
         if pressure:
             return Recommendation(p, GROW, current, size, size,
                                   f"Callers waited{' and ' + _fmt(d.timeouts) + ' timed out' if d.timeouts else ''}: "
-                                  f"p99 demand {_fmt(d.p99)} is above its {current}.", math_lines)
+                                  f"{asked}.", math_lines)
         return Recommendation(p, KEEP, current, current, current,
-                              f"In use reaches {current} but nobody waited: fine as is.", math_lines)
+                              f"{asked}, but nobody waited: fine as is.", math_lines)
     if base < policy.shrink_below * current and d.timeouts == 0:
         return Recommendation(p, SHRINK, current, size, size,
                               f"p99 demand {_fmt(base)} stays under half of its {current} and nothing timed out: "

@@ -33,3 +33,16 @@ def test_a_pool_that_wanted_to_grow_but_must_shrink_to_fit_says_both():
     assert rec.action == sz.SHRINK
     assert "Callers waited" in rec.reason and "no room to grow it" in rec.reason
     assert "9 below today's 10" in rec.reason
+
+
+def test_grow_and_keep_reasons_state_the_arithmetic_truly():
+    # p99 9 is not above a max of 10; p99 9 × 1.2 = 11 is.
+    grow = sz.wanted_size(sz.PoolInput("api", max=10, instances_seen=1, demand=week(9, waited=True)))
+    assert grow.action == sz.GROW
+    assert "p99 demand 9 is above" not in grow.reason
+    assert "p99 demand 9 + 20 % headroom = 11 is above its 10" in grow.reason
+    keep = sz.wanted_size(sz.PoolInput("api", max=10, instances_seen=1, demand=week(9)))
+    assert keep.action == sz.KEEP
+    # In use did not "reach 10": its p99 was 9.
+    assert "reaches 10" not in keep.reason
+    assert "p99 demand 9 + 20 % headroom = 11 is above its 10, but nobody waited" in keep.reason
