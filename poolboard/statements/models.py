@@ -253,15 +253,27 @@ def _sums(statements, since, until, server_id, datname, ids) -> dict[int, dict]:
 
 def _holds(since, until, server_id, datname, service_id, queryids=None) -> dict[tuple[int, str, int], dict[int | None, tuple]]:
     """{(server_id, datname, query_id): {service_id: (service name, held connection-seconds, peak)}}
-    from databases.QueryHold in the range: per snapshot the sessions per service are summed
-    (one service may run under several application names), then summed × the snapshot
-    interval and maximised over the snapshots; `queryids`: only those statements. One query."""
+    in the range: per snapshot the sessions per service are summed (one service may run under
+    several application names), then summed × the snapshot interval and maximised over the
+    snapshots; `queryids`: only those statements. One query.
+
+    Up to 48 h from databases.QueryHold itself; longer ranges from HoldHourly (the hours
+    overlapping the range, as Statement.objects.top() reads StatementHourly), which also covers
+    the weeks whose snapshots have been pruned."""
     from poolboard.databases.models import QueryHold, Snapshot
 
-    where = ["s.taken_at > %s", "s.taken_at <= %s", "h.query_id IS NOT NULL"]
-    params: list = [since, until]
+    hourly = until - since > HOURLY_AFTER
+    where = ["h.query_id IS NOT NULL"]
+    if hourly:
+        where += ["h.hour >= %s", "h.hour < %s"]
+        params: list = [st.hour_of(since, since), until]
+        server_col = "h.server_id"
+    else:
+        where += ["s.taken_at > %s", "s.taken_at <= %s"]
+        params = [since, until]
+        server_col = "s.server_id"
     if server_id is not None:
-        where.append("s.server_id = %s")
+        where.append(f"{server_col} = %s")
         params.append(server_id)
     if datname:
         where.append("h.datname = %s")
@@ -272,16 +284,21 @@ def _holds(since, until, server_id, datname, service_id, queryids=None) -> dict[
     if queryids is not None:
         where.append("h.query_id = ANY(%s)")
         params.append(queryids)
+    if hourly:
+        per_row = f"""SELECT h.server_id, h.datname, h.query_id, h.service_id, h.held_s AS held, h.peak AS n
+                      FROM {HoldHourly._meta.db_table} h WHERE {' AND '.join(where)}"""
+        step = 1
+    else:
+        per_row = f"""SELECT s.server_id, h.datname, h.query_id, h.service_id, sum(h.count) AS held, sum(h.count) AS n
+                      FROM {QueryHold._meta.db_table} h JOIN {Snapshot._meta.db_table} s ON s.id = h.snapshot_id
+                      WHERE {' AND '.join(where)}
+                      GROUP BY s.server_id, h.datname, h.query_id, h.service_id, s.id"""
+        step = snapshot_interval()
     sql = f"""
-        SELECT per_snap.server_id, per_snap.datname, per_snap.query_id, per_snap.service_id, svc.name,
-               sum(per_snap.n), max(per_snap.n)
-        FROM (SELECT s.server_id, h.datname, h.query_id, h.service_id, s.id AS snapshot_id, sum(h.count) AS n
-              FROM {QueryHold._meta.db_table} h JOIN {Snapshot._meta.db_table} s ON s.id = h.snapshot_id
-              WHERE {' AND '.join(where)}
-              GROUP BY 1, 2, 3, 4, 5) per_snap
-        LEFT JOIN {Service._meta.db_table} svc ON svc.id = per_snap.service_id
+        SELECT r.server_id, r.datname, r.query_id, r.service_id, svc.name, sum(r.held), max(r.n)
+        FROM ({per_row}) r
+        LEFT JOIN {Service._meta.db_table} svc ON svc.id = r.service_id
         GROUP BY 1, 2, 3, 4, 5"""
-    step = snapshot_interval()
     out: dict[tuple[int, str, int], dict[int | None, tuple]] = {}
     with connection.cursor() as cur:
         cur.execute(sql, params)
@@ -424,3 +441,36 @@ class StatementHourly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.statement_id} {self.hour:%Y-%m-%d %H}:00: {self.calls} calls"
+
+
+class HoldHourly(models.Model):
+    """databases.QueryHold summed per hour: the connection-seconds each statement held of each
+    service's pool (kept STATEMENTS_HOURLY_DAYS, 400 days, like StatementHourly), so the slow-queries
+    page's "held" over ranges longer than 48 h reads hours instead of every snapshot's holds, and
+    still has them after the snapshots are pruned (RAW_RETENTION_DAYS, 14)."""
+
+    server = models.ForeignKey(MonitoredServer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    datname = models.CharField("database", max_length=200, blank=True)
+    query_id = models.BigIntegerField()
+    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                db_index=False)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC) the snapshots were taken in")
+    # Σ sessions running it per snapshot × the snapshot interval when rolled up.
+    held_s = models.FloatField()
+    peak = models.PositiveIntegerField(help_text="Most sessions seen running it in one snapshot of the hour")
+    snapshots = models.PositiveIntegerField(help_text="Snapshots of the hour that saw it")
+
+    class Meta:
+        constraints = [
+            # The rollup's upsert; NULLS NOT DISTINCT so the unattributed (service NULL) row of an
+            # hour is one row, recomputed in place (PostgreSQL 15+).
+            models.UniqueConstraint(fields=["server", "query_id", "datname", "service", "hour"],
+                                    name="holdhourly_key", nulls_distinct=False),
+        ]
+        indexes = [
+            # Statement.objects.top() over ranges longer than 48 h; and retention.
+            models.Index(fields=["hour"], name="holdhourly_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"query {self.query_id} {self.hour:%Y-%m-%d %H}:00: {self.held_s:.0f} conn-s"

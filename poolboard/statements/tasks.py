@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from poolboard.databases.models import MonitoredServer
 
-from . import collection
+from . import collection, holds
 
 
 @shared_task(name="poolboard.statements.collect_statements")
@@ -29,10 +29,12 @@ def collect_one(pk: int, **kwargs) -> dict:
 
 
 @shared_task(name="poolboard.statements.rollup_statements")
-def rollup_statements(**kwargs) -> int:
-    return collection.rollup_recent(timezone.now())
+def rollup_statements(**kwargs) -> dict:
+    now = timezone.now()
+    return {"statements": collection.rollup_recent(now), "holds": holds.rollup_recent(now)}
 
 
 @shared_task(name="poolboard.statements.expire_statements")
 def expire_statements(**kwargs) -> dict:
-    return collection.expire(timezone.now())
+    now = timezone.now()
+    return {**collection.expire(now), "hold_hours": holds.expire(now)}

@@ -236,6 +236,41 @@ def test_it_ranks_statements_by_total_time_with_their_services(fleet_rows) -> No
     assert rows[1]["last_week_mean_ms"] == 0.5 and rows[1]["trend_vs_last_week"] == pytest.approx(1.0)
 
 
+def test_ranges_over_48_hours_read_held_time_from_the_hourly_rollup_after_the_snapshots_are_pruned(fleet_rows) -> None:
+    from poolboard.statements import holds
+    from poolboard.statements.models import HoldHourly
+
+    server, reports, billing, slow, fast = fleet_rows
+    hold(server, 62, 101, reports, 4)  # the next hour: one more snapshot, 4 sessions
+    hold(server, 62, 101, None, 1, app="psql")  # nobody's: kept apart (service NULL), not in any service's share
+    assert holds.rollup_since(T0 - timedelta(hours=1)) == 5
+    # Recomputed, not added: a second run writes the same rows.
+    holds.rollup_since(T0 - timedelta(hours=1))
+    assert HoldHourly.objects.count() == 5
+    collection.rollup_recent(T0 + timedelta(hours=2), hours=24 * 9)  # the statements' own hours
+    week = (T0 - timedelta(days=3), T0 + timedelta(days=4))
+    before = {r["id"]: r for r in Statement.objects.top(*week)}
+    Snapshot.objects.all().delete()  # RAW_RETENTION_DAYS later: the holds are gone with their snapshots
+    after = {r["id"]: r for r in Statement.objects.top(*week)}
+    assert after == before
+    top = after[slow.pk]
+    # reports: 70 connection-seconds in the first hour + 40 in the next, peak 4; billing 10; psql's 10 unattributed.
+    assert top["services"] == [
+        {"id": reports.pk, "name": "reports", "held_conn_s": 110.0, "peak_held": 4, "pool_max": 10},
+        {"id": billing.pk, "name": "billing", "held_conn_s": 10.0, "peak_held": 1, "pool_max": None},
+    ]
+    assert (top["held_conn_s"], top["peak_held"]) == (130.0, 4)
+    assert after[fast.pk]["held_conn_s"] == 10.0
+    # One statement's page (a narrowed queryset) and one service's filter read the same hours.
+    (only,) = Statement.objects.filter(pk=slow.pk).top(*week, service=billing)
+    assert only["held_conn_s"] == 10.0
+    # The short ranges still read the raw holds, which are gone now.
+    assert Statement.objects.top(T0, T0 + timedelta(hours=2))[0]["held_conn_s"] == 0
+    # Retention: after STATEMENTS_HOURLY_DAYS.
+    assert holds.expire(T0 + timedelta(days=399)) == 0
+    assert holds.expire(T0 + timedelta(days=401)) == 5
+
+
 @pytest.mark.parametrize(("sort", "first"), [("total", "slow"), ("mean", "slow"), ("calls", "fast"), ("held", "slow")])
 def test_it_sorts_by_what_is_asked(fleet_rows, sort, first) -> None:
     server, reports, billing, slow, fast = fleet_rows
@@ -312,8 +347,8 @@ def test_it_runs_as_tasks_one_per_enabled_server(server, pg_cluster, cluster_db)
     server.enabled = False
     server.save()
     assert tasks.collect_one(server.pk) == {"status": "skipped"}
-    assert isinstance(tasks.rollup_statements(), int)
-    assert set(tasks.expire_statements()) == {"intervals", "samples", "hours", "statements"}
+    assert set(tasks.rollup_statements()) == {"statements", "holds"}
+    assert set(tasks.expire_statements()) == {"intervals", "samples", "hours", "statements", "hold_hours"}
 
 
 def test_it_drops_a_reading_that_arrives_after_a_newer_one(server, pg_cluster, cluster_db) -> None:
@@ -356,3 +391,27 @@ def test_it_is_on_the_beat_schedule_once_per_slot(settings) -> None:
     assert settings.STATEMENTS_INTERVAL == 300 and collect["options"]["expires"] == 300
     assert beat["rollup-statements"]["task"] == tasks.rollup_statements.name
     assert beat["expire-statements"]["task"] == tasks.expire_statements.name
+
+
+def test_the_hold_hourly_migration_fills_the_hours_of_the_holds_still_kept(fleet_rows) -> None:
+    import importlib
+
+    from django.db import connection
+
+    from poolboard.statements import holds
+    from poolboard.statements.models import HoldHourly
+
+    migration = importlib.import_module("poolboard.statements.migrations.0003_hold_hourly")
+    holds.rollup_since(T0 - timedelta(hours=1))
+    fields = ["server_id", "datname", "query_id", "service_id", "hour", "held_s", "peak", "snapshots"]
+    rolled = list(HoldHourly.objects.order_by(*fields).values_list(*fields))
+    HoldHourly.objects.all().delete()
+
+    class SchemaEditor:
+        pass
+
+    editor = SchemaEditor()
+    editor.connection = connection
+    migration.backfill(None, editor)
+    assert list(HoldHourly.objects.order_by(*fields).values_list(*fields)) == rolled
+    assert len(rolled) == 3  # slow for reports and billing, fast for billing
