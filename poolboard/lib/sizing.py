@@ -115,6 +115,9 @@ class Demand:
     rate_per_s: float | None = None
     hold_s: float | None = None
     waited: bool = False  # callers waited at some point
+    # False: the exporter gives no waiting count (SQLAlchemy, asyncpg), so `waited` False
+    # means "cannot be told", not "nobody waited".
+    waiting_known: bool = True
     timeouts: float = 0.0
     saturated_s: float = 0.0
 
@@ -437,6 +440,12 @@ def wanted_size(p: PoolInput, policy: Policy = Policy()) -> Recommendation:
             return Recommendation(p, GROW, current, size, size,
                                   f"Callers waited{' and ' + _fmt(d.timeouts) + ' timed out' if d.timeouts else ''}: "
                                   f"{asked}.", math_lines)
+        if not d.waiting_known:
+            full = f" In use was at its max for {_dur(d.saturated_s)} of the window." if d.saturated_s else ""
+            return Recommendation(p, KEEP, current, current, current,
+                                  f"{asked}, but its exporter gives no count of waiting callers, so whether any "
+                                  f"waited cannot be told.{full} If callers time out acquiring a connection, grow it "
+                                  f"to {size}.", math_lines)
         return Recommendation(p, KEEP, current, current, current,
                               f"{asked}, but nobody waited: fine as is.", math_lines)
     if base < policy.shrink_below * current and d.timeouts == 0:

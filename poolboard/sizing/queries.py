@@ -25,6 +25,8 @@ SELECT r.pool_id,
        max(r.in_use_max + coalesce(r.pending_max, 0)),
        sum(r.samples),
        coalesce(bool_or(r.pending_max > 0), false),
+       -- an exporter without a waiting count (SQLAlchemy, asyncpg) leaves pending NULL: unknown, not 0
+       bool_or(r.pending_max IS NOT NULL),
        coalesce(sum(r.timeouts), 0),
        coalesce(sum(r.saturated_s), 0),
        -- per second of sampled time: a bucket only partly sampled (the first, the current) is not a full hour
@@ -53,7 +55,8 @@ def _busiest(demands: list[Demand]) -> Demand:
         window_s=demands[0].window_s, history_s=max(d.history_s for d in demands),
         p95=top("p95"), p99=top("p99"), peak=top("peak"),
         little=rate * hold if rate is not None and hold is not None else None, rate_per_s=rate, hold_s=hold,
-        waited=any(d.waited for d in demands), timeouts=sum(d.timeouts for d in demands),
+        waited=any(d.waited for d in demands), waiting_known=any(d.waiting_known for d in demands),
+        timeouts=sum(d.timeouts for d in demands),
         saturated_s=max(d.saturated_s for d in demands),
     )
 
@@ -67,13 +70,14 @@ def demand_by_pool(since: datetime, until: datetime, pool_keys: dict[int, PoolKe
         cursor.execute(DEMAND_SQL.format(table=RES_1H.table), params)
         rows = cursor.fetchall()
     per_key: dict[PoolKey, list[Demand]] = {}
-    for pool_id, (p95, p99), peak, samples, waited, timeouts, saturated_s, rate, hold in rows:
+    for pool_id, (p95, p99), peak, samples, waited, waiting_known, timeouts, saturated_s, rate, hold in rows:
         key = pool_keys.get(pool_id)
         if key is None:
             continue
         per_key.setdefault(key, []).append(Demand(
             window_s=window_s, history_s=min(float(samples) * interval, window_s), p95=p95, p99=p99, peak=peak,
-            rate_per_s=rate, hold_s=hold, waited=bool(waited), timeouts=float(timeouts), saturated_s=float(saturated_s),
+            rate_per_s=rate, hold_s=hold, waited=bool(waited), waiting_known=bool(waiting_known),
+            timeouts=float(timeouts), saturated_s=float(saturated_s),
         ))
     return {key: _busiest(demands) for key, demands in per_key.items()}
 

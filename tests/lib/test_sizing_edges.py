@@ -46,3 +46,13 @@ def test_grow_and_keep_reasons_state_the_arithmetic_truly():
     # In use did not "reach 10": its p99 was 9.
     assert "reaches 10" not in keep.reason
     assert "p99 demand 9 + 20 % headroom = 11 is above its 10, but nobody waited" in keep.reason
+
+
+def test_a_full_pool_whose_exporter_counts_no_waiters_is_not_called_waited_on_by_nobody():
+    # SQLAlchemy's and asyncpg's exporters give no waiting count: in use at max says nothing about waiters.
+    demand = sz.replace(week(10), waiting_known=False, saturated_s=9000.0)
+    rec = sz.wanted_size(sz.PoolInput("api", max=10, instances_seen=1, demand=demand))
+    assert rec.action == sz.KEEP
+    assert "nobody waited" not in rec.reason
+    assert "gives no count of waiting callers, so whether any waited cannot be told" in rec.reason
+    assert "at its max for 2.5 h of the window" in rec.reason and "grow it to 12" in rec.reason
