@@ -87,23 +87,34 @@ def _pool_limits(now: datetime) -> tuple[dict[queries.PoolKey, dict], dict[int, 
 
     An instance counts as alive from when it was first seen (or 24 h ago) to its newest sample:
     a rolling deploy's old and new instances overlap, pods replaced days apart do not.
+    The max/min are those of the instances sampled in the last 24 h: a pool's rows are never
+    deleted, and each deploy on Kubernetes brings new instance names, so a size lowered by a
+    deploy would otherwise count at its old value forever. With no recent instance, the last
+    known values.
     """
     since = now - timedelta(hours=24)
     limits: dict[queries.PoolKey, dict] = {}
+    recent: dict[queries.PoolKey, dict] = {}
     keys: dict[int, queries.PoolKey] = {}
     spans: dict[queries.PoolKey, list[tuple[datetime, datetime]]] = {}
     for pk, service_id, name, mx, mn, first_seen, sampled_at in Pool.objects.values_list(
         "pk", "service_id", "name", "max", "min", "first_seen_at", "sampled_at"
     ):
         key = keys[pk] = (service_id, name)
-        lim = limits.setdefault(key, {"max": None, "min": None})
-        if mx is not None and (lim["max"] is None or mx > lim["max"]):
-            lim["max"] = mx
-        if mn is not None and (lim["min"] is None or mn > lim["min"]):
-            lim["min"] = mn
-        if sampled_at is not None and sampled_at >= since:
+        alive = sampled_at is not None and sampled_at >= since
+        for into in (limits, recent) if alive else (limits,):
+            lim = into.setdefault(key, {"max": None, "min": None})
+            if mx is not None and (lim["max"] is None or mx > lim["max"]):
+                lim["max"] = mx
+            if mn is not None and (lim["min"] is None or mn > lim["min"]):
+                lim["min"] = mn
+        if alive:
             spans.setdefault(key, []).append((min(max(first_seen, since), sampled_at), sampled_at))
     for key, lim in limits.items():
+        now_lim = recent.get(key, {})
+        if now_lim.get("max") is not None:
+            lim["max"] = now_lim["max"]
+            lim["min"] = now_lim["min"]
         lim["instances"] = sz.most_at_once(spans.get(key, []))
     return limits, keys
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from poolboard.fleet.models import Service
+from poolboard.fleet.models import Pool, Service
 from poolboard.history.models import PoolRollup1h
 from poolboard.lib import sizing as sz
 from poolboard.lib.rollups import ONE_HOUR, bucket_start
@@ -32,3 +32,29 @@ def test_a_pool_whose_exporter_has_no_waiting_count_is_told_apart_from_one_nobod
     assert rec.action == sz.KEEP
     assert "nobody waited" not in rec.reason
     assert "whether any waited cannot be told" in rec.reason
+
+
+def test_a_pool_size_lowered_by_a_redeploy_counts_at_its_new_size_not_the_gone_pods(make_source):
+    # Kubernetes gives each deploy new pod names: the old pods' rows stay, with the old max of 20.
+    now = timezone.now()
+    server = server_with_snapshot("main", now)
+    svc = Service.objects.create(name="api", source=make_source(), preset="db_pool", server=server)
+    Pool.objects.create(service=svc, instance="api-7d9f-old", name="main", max=20, in_use=0,
+                        first_seen_at=now - timedelta(days=9), sampled_at=now - timedelta(days=3))
+    Pool.objects.create(service=svc, instance="api-5c2b-new", name="main", max=10, in_use=0,
+                        first_seen_at=now - timedelta(days=3), sampled_at=now - timedelta(seconds=5))
+    [ss] = fleet_sizing(now).servers
+    [rec] = ss.sizing.recommendations
+    assert rec.current == 10
+    assert ss.sizing.ledger.committed - ss.sizing.ledger.surge == 10
+
+
+def test_a_service_gone_quiet_for_a_day_still_counts_its_last_known_size(make_source):
+    now = timezone.now()
+    server = server_with_snapshot("main", now)
+    svc = Service.objects.create(name="batch", source=make_source(), preset="db_pool", server=server)
+    Pool.objects.create(service=svc, instance="batch-1", name="main", max=15, in_use=0,
+                        first_seen_at=now - timedelta(days=9), sampled_at=now - timedelta(days=2))
+    [ss] = fleet_sizing(now).servers
+    [rec] = ss.sizing.recommendations
+    assert rec.current == 15
