@@ -235,6 +235,8 @@ def run(
         print(f"\n  poolboard is running at http://127.0.0.1:{PORT}/\n  log in as {username!r} with {login}", flush=True)
         print(f"  Prometheus: http://127.0.0.1:{PROM_PORT}/   logs: {VAR}/", flush=True)
         print(f"  alert notifications: {VAR / 'webhook.jsonl'} (webhook) and {VAR / 'mail'}/ (email)", flush=True)
+        print(f"  last week's capacity report (demo data): http://127.0.0.1:{PORT}/reports/, its email to "
+              f"capacity-team@example.org in {VAR / 'mail'}/", flush=True)
         print("  Ctrl-C stops everything.\n", flush=True)
         while True:
             dead = supervisor.first_dead()

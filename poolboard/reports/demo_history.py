@@ -5,7 +5,9 @@ complete past weeks. This writes, for the two weeks before the current one, 5-mi
 of each demo service shaped like its scenario (poolboard.demo: healthy, busy, leaking, idle in
 transaction, slow queries, churn) with a daily cycle and a little growth week over week, six
 weeks of snapshots of the demo server whose daily peaks rise (so the forecast has a trend),
-the scenarios' episodes and findings — then builds last week's report, flagged `demo`.
+the scenarios' episodes and findings — then builds last week's report, flagged `demo`, and
+queues its email to a demo team subscription (DEMO_REPORT_ADDRESS) through the outbox, so the
+demo's mail directory holds the email as subscribers get it.
 
 Everything it makes is marked: findings' and episodes' text starts with DEMO_MARK, episodes'
 application_name is "demo-history", and every report built from it has demo=True (the page
@@ -28,11 +30,13 @@ from poolboard.history.models import PoolRollup5m
 from poolboard.lib import capacity
 from poolboard.lib.episodes import IDLE_IN_TRANSACTION, LONG_QUERY
 
-from . import build
-from .models import Report, ReportSchedule, report_time_zone
+from . import build, delivery
+from .models import Report, ReportSchedule, Subscription, report_time_zone
 
 DEMO_MARK = "[demo history]"
 DEMO_APP = "demo-history"
+# The demo's team subscription (example.org: reserved, never delivered anywhere real).
+DEMO_REPORT_ADDRESS = "capacity-team@example.org"
 BUCKET = timedelta(seconds=capacity.BUCKET_S)
 # Weeks of made-up history: rollups for the report's week and the one before (week over week),
 # snapshots for the forecast's 4–8 weeks of daily peaks.
@@ -156,8 +160,16 @@ def seed(now: datetime, weeks: int = ROLLUP_WEEKS, base_port: int = 9201, seed_v
         findings = _findings(pools, start, end)
     report = build.build(last, now, created_by="seeddemohistory", demo=True)
     ReportSchedule.claim(last)  # the beat must not build last week again
+    # Due now: queued at once (the beat's weekly job would only look in up to 10 minutes), then
+    # weekly on this weekday like any subscriber's.
+    Subscription.objects.get_or_create(
+        email=DEMO_REPORT_ADDRESS, user=None,
+        defaults={"weekday": now.astimezone(zone).weekday(), "hour": now.astimezone(zone).hour, "time_zone": tz,
+                  "next_send_at": now},
+    )
+    emails = delivery.send_due(now)
     return {"seeded": True, "rollups": rollups, "snapshots": snapshots, "episodes": episodes, "findings": findings,
-            "reports": [report.week]}
+            "reports": [report.week], "emails": emails}
 
 
 def _snapshots(server: MonitoredServer, start: datetime, end: datetime, zone, rng: random.Random) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -26,6 +26,7 @@ def test_it_backfills_marked_demo_history_and_builds_demo_reports(make_source, c
     elapsed = time.perf_counter() - started
     out = capsys.readouterr().out
     assert "DEMO DATA written" in out and "demo report built for 2026-W48" in out
+    assert "its email queued to 1 subscriber(s) (capacity-team@example.org)" in out
     reports = list(Report.objects.order_by("period_start"))
     assert [r.week for r in reports] == ["2026-W48"] and reports[0].demo
     # 7 pools × two weeks of 5-minute buckets (W47 and W48, no DST change).
@@ -45,10 +46,22 @@ def test_it_backfills_marked_demo_history_and_builds_demo_reports(make_source, c
     assert "saturation" in kinds
     reports_row = next(s for s in last["services"] if s["name"] == "reports")
     assert reports_row["episodes"]["long_query"]["count"] > 0
-    # Twice: nothing more (last week has its report).
+    # The demo team's email goes out through the outbox like any subscriber's, with the page's figures.
+    from django.core import mail
+
+    from poolboard.notify.dispatch import dispatch_due
+
+    dispatch_due(NOW + timedelta(seconds=1))
+    (message,) = mail.outbox
+    assert message.to == ["capacity-team@example.org"] and "2026-W48" in message.subject
+    assert f"saturated {search['figures']['saturation_minutes']:,.0f} min" in message.body
+    assert [a[0] for a in message.attachments if isinstance(a, tuple)] == ["poolboard-report-2026-W48-v1.pdf"]
+    # Twice: nothing more (last week has its report, the team its email).
     call_command("seeddemohistory")
     assert "nothing to do" in capsys.readouterr().out
     assert Report.objects.count() == 1
+    dispatch_due(NOW + timedelta(seconds=2))
+    assert len(mail.outbox) == 1
 
 
 def test_it_says_what_is_missing_without_a_source(time_machine):

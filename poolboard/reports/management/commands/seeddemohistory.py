@@ -33,5 +33,6 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"DEMO DATA written: {result['rollups']} rollups, {result['snapshots']} snapshots, {result['episodes']} "
-            f"episodes, {result['findings']} findings; demo report built for {', '.join(result['reports'])}"
+            f"episodes, {result['findings']} findings; demo report built for {', '.join(result['reports'])}, "
+            f"its email queued to {result['emails']} subscriber(s) ({demo_history.DEMO_REPORT_ADDRESS})"
         )
