@@ -251,6 +251,10 @@ class Ledger:
         if s.reserved_connections:
             parts.append(f"{s.reserved_connections} reserved_connections")
         parts += [f"{self.monitor_cap} for poolboard's monitor", f"{self.admin_reserve} kept for admin/migrations"]
+        raw = (s.max_connections - s.superuser_reserved_connections - s.reserved_connections - self.monitor_cap
+               - self.admin_reserve)
+        if raw < 0:  # usable is clamped at 0: show the real subtraction, not a wrong "= 0"
+            return f"usable = {' − '.join(parts)} = −{-raw}: nothing is left for the pools, 0 usable"
         return f"usable = {' − '.join(parts)} = {self.usable}"
 
     def verdict(self) -> str:

@@ -56,3 +56,13 @@ def test_a_full_pool_whose_exporter_counts_no_waiters_is_not_called_waited_on_by
     assert "nobody waited" not in rec.reason
     assert "gives no count of waiting callers, so whether any waited cannot be told" in rec.reason
     assert "at its max for 2.5 h of the window" in rec.reason and "grow it to 12" in rec.reason
+
+
+def test_a_server_too_small_for_its_reserved_slots_shows_the_true_subtraction():
+    # max_connections 5: 5 − 3 − 3 − 1 = −2, so nothing is left for the pools (usable 0, not a wrong "= 0").
+    ledger = sz.build_ledger(sz.Server("tiny", max_connections=5), [sz.PoolInput("a", max=2, instances_seen=1)])
+    assert ledger.usable == 0
+    assert ledger.usable_formula() == ("usable = 5 max_connections − 3 superuser_reserved_connections − 3 for "
+                                       "poolboard's monitor − 1 kept for admin/migrations = −2: nothing is left for "
+                                       "the pools, 0 usable")
+    assert ledger.overcommitted
