@@ -160,7 +160,7 @@ class PoolInput:
         configured count, else the most seen at once (scale-out is when budgets break)."""
         if self.replicas_max:
             return self.replicas_max, "autoscaler max"
-        if self.replicas:
+        if self.replicas is not None:  # 0 is a count (scaled to zero), not "unset"
             return self.replicas, "configured"
         return self.instances_seen, "seen in 24 h"
 

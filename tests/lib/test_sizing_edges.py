@@ -66,3 +66,11 @@ def test_a_server_too_small_for_its_reserved_slots_shows_the_true_subtraction():
                                        "poolboard's monitor − 1 kept for admin/migrations = −2: nothing is left for "
                                        "the pools, 0 usable")
     assert ledger.overcommitted
+
+
+def test_a_service_configured_to_zero_replicas_counts_zero_not_what_was_seen():
+    # Scaled to zero (a paused worker): the configured 0 is a count, not "unset".
+    off = sz.PoolInput("worker", max=10, instances_seen=3, replicas=0)
+    assert off.instances() == (0, "configured")
+    assert sz.build_ledger(SERVER, [off], NO_SURGE).committed == 0
+    assert sz.PoolInput("worker", max=10, instances_seen=3).instances() == (3, "seen in 24 h")
