@@ -433,9 +433,16 @@ def wanted_size(p: PoolInput, policy: Policy = Policy()) -> Recommendation:
     math_lines.append(f"wanted = ceil(p99 {_fmt(base)} × {1 + policy.headroom:g} headroom) = "
                       f"{max(math.ceil(base * (1 + policy.headroom) - 1e-9), 1)}{floor_note}")
     if current is None:
-        why = "max 0 is unlimited" if p.unlimited else "no exporter gives this pool's max"
-        return Recommendation(p, SET_LIMIT if p.unlimited else NO_LIMIT_KNOWN, None, size, size,
-                              f"{why}: set it to {size} per process so the budget can be added up.", math_lines)
+        if p.unlimited:
+            return Recommendation(p, SET_LIMIT, None, size, size,
+                                  f"max 0 is unlimited: set it to {size} per process so the budget can be added up.",
+                                  math_lines)
+        # The pool has a limit (asyncpg's, say); only its exporter does not say it: setting it in
+        # the code would change nothing here.
+        return Recommendation(p, NO_LIMIT_KNOWN, None, size, size,
+                              f"No exporter gives this pool's max, so the ledger cannot count it: demand asks for "
+                              f"{size} per process (p99 {_fmt(base)} + {policy.headroom * 100:g} % headroom{floor_note}); export "
+                              "the pool's max to have it counted.", math_lines)
     pressure = d.waited or d.timeouts > 0
     if size > current:
         # The comparison made is p99 plus headroom against max: say that one, not "p99 above max".

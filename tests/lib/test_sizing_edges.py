@@ -74,3 +74,14 @@ def test_a_service_configured_to_zero_replicas_counts_zero_not_what_was_seen():
     assert off.instances() == (0, "configured")
     assert sz.build_ledger(SERVER, [off], NO_SURGE).committed == 0
     assert sz.PoolInput("worker", max=10, instances_seen=3).instances() == (3, "seen in 24 h")
+
+
+def test_a_pool_whose_max_no_exporter_gives_is_not_told_that_setting_it_makes_the_budget_add_up():
+    # asyncpg's pool has a max; its exporter does not give it. Setting the max in the code changes nothing here.
+    rec = sz.wanted_size(sz.PoolInput("asyncpg-svc", max=None, instances_seen=1, demand=week(4)))
+    assert rec.action == sz.NO_LIMIT_KNOWN and rec.recommended == 5
+    assert "so the budget can be added up" not in rec.reason
+    assert rec.reason == ("No exporter gives this pool's max, so the ledger cannot count it: demand asks for 5 per "
+                          "process (p99 4 + 20 % headroom); export the pool's max to have it counted.")
+    unlimited = sz.wanted_size(sz.PoolInput("gosvc", max=0, instances_seen=1, demand=week(4)))
+    assert unlimited.reason == "max 0 is unlimited: set it to 5 per process so the budget can be added up."
