@@ -144,8 +144,9 @@ class StatementQuerySet(models.QuerySet):
           id, server_id, server (name), datname, rolname, queryid, toplevel,
           query_id (databases.QueryFingerprint pk, or None), fingerprint, text (normalised; HTML-escape it),
           calls, calls_per_s (over the whole range), total_ms, total_share (0..1 of the total of every
-          statement matching the filters), mean_ms (None without calls), max_ms (highest per-interval
-          maximum known, None if none known: pg_stat_statements keeps only a lifetime maximum),
+          top-level statement matching the filters; a nested one's time is inside its caller's),
+          mean_ms (None without calls), max_ms (highest per-interval maximum known, None if none
+          known: pg_stat_statements keeps only a lifetime maximum),
           rows, rows_per_call, shared_blks_hit, shared_blks_read, hit_ratio (None without blocks),
           held_conn_s (connection-seconds its sessions held: Σ active sessions seen per snapshot ×
           DATABASE_SNAPSHOT_INTERVAL; holds carry no role, so every role's row of one queryid shows
@@ -170,8 +171,11 @@ class StatementQuerySet(models.QuerySet):
         sums = _sums(self, since, until, server_id, datname, None)
         if service_id is not None:
             sums = {k: v for k, v in sums.items() if (v["server_id"], v["datname"], v["queryid"]) in holds}
-        grand_total = sum(v["total_ms"] for v in sums.values())
-        pools = _pool_max({sid for by_service in holds.values() for sid in by_service})
+        # Top-level statements only: with pg_stat_statements.track = all a function's inner statements
+        # are counted again inside their caller's time, and would inflate the total every share is of.
+        grand_total = sum(v["total_ms"] for v in sums.values() if v["toplevel"]) or sum(
+            v["total_ms"] for v in sums.values())
+        pools = _pool_max({sid for by_service in holds.values() for sid in by_service}, until)
         rows = []
         for pk, v in sums.items():
             held = holds.get((v["server_id"], v["datname"], v["queryid"]), {})
@@ -307,14 +311,28 @@ def _holds(since, until, server_id, datname, service_id, queryids=None) -> dict[
     return out
 
 
-def _pool_max(service_ids: set[int]) -> dict[int, int | None]:
+def _pool_max(service_ids: set[int], until: datetime) -> dict[int, int | None]:
+    """Per service: the connections its pools may open, Σ (max + the service's configured overflow),
+    over the instances sampled in the 24 h before `until` (all its pools when none was).
+
+    Pool rows are never deleted and every deploy on Kubernetes brings new instance names: summed
+    over every row a service ever had, the "of N in its pool" would grow with each deploy and the
+    share shrink (sizing's ledger counts live instances the same way)."""
     from poolboard.fleet.models import Pool
 
-    found: dict[int, list] = {sid: [] for sid in service_ids if sid is not None}
-    if found:
-        for sid, mx in Pool.objects.filter(service_id__in=list(found)).values_list("service_id", "max"):
-            found[sid].append(mx)
-    return {sid: sum_present(values) for sid, values in found.items()}
+    if not any(sid is not None for sid in service_ids):
+        return {}
+    since = until - timedelta(hours=24)
+    every: dict[int, list] = {}
+    recent: dict[int, list] = {}
+    rows = Pool.objects.filter(service_id__in=[sid for sid in service_ids if sid is not None]).values_list(
+        "service_id", "max", "sampled_at", "service__pool_overflow")
+    for sid, mx, sampled_at, overflow in rows:
+        size = mx + (overflow or 0) if mx is not None else None
+        every.setdefault(sid, []).append(size)
+        if sampled_at is not None and since <= sampled_at:
+            recent.setdefault(sid, []).append(size)
+    return {sid: sum_present(recent.get(sid) or sizes) for sid, sizes in every.items()}
 
 
 class Statement(models.Model):

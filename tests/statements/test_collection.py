@@ -236,6 +236,35 @@ def test_it_ranks_statements_by_total_time_with_their_services(fleet_rows) -> No
     assert rows[1]["last_week_mean_ms"] == 0.5 and rows[1]["trend_vs_last_week"] == pytest.approx(1.0)
 
 
+def test_a_nested_statements_time_is_not_counted_twice_in_the_shares(fleet_rows) -> None:
+    server, reports, billing, slow, fast = fleet_rows
+    # track = all: the function's inner SELECT ran 4 000 ms of the caller's 6 000 ms.
+    inner = Statement.objects.create(server=server, datname="shop", rolname="app", queryid=303, toplevel=False,
+                                     first_seen=T0, last_seen=T0)
+    interval(inner, 5, 10, 4000.0)
+    rows = {r["id"]: r for r in Statement.objects.top(T0, T0 + timedelta(minutes=30))}
+    # Of the 9 000 ms the top-level statements took, not of 13 000.
+    assert rows[slow.pk]["total_share"] == pytest.approx(6000 / 9000)
+    assert rows[inner.pk]["total_share"] == pytest.approx(4000 / 9000)
+
+
+def test_the_pool_a_statement_holds_is_the_services_live_instances_with_their_overflow(fleet_rows) -> None:
+    from poolboard.fleet.models import Pool
+
+    server, reports, billing, slow, fast = fleet_rows
+    until = T0 + timedelta(minutes=30)
+    Pool.objects.filter(service=reports).update(sampled_at=until - timedelta(minutes=1))
+    # A pod of last week's deploy, with a bigger pool: gone, not part of today's pool.
+    gone = Pool.objects.filter(service=reports).first()
+    Pool.objects.create(service=reports, instance="old-pod:8080", name=gone.name, max=20,
+                        sampled_at=until - timedelta(days=6))
+    reports.pool_overflow = 2
+    reports.save()
+    top = Statement.objects.top(T0, until)[0]
+    # 2 instances × (5 + 2 overflow), not 5 + 5 + 20.
+    assert top["services"][0]["name"] == "reports" and top["services"][0]["pool_max"] == 14
+
+
 def test_ranges_over_48_hours_read_held_time_from_the_hourly_rollup_after_the_snapshots_are_pruned(fleet_rows) -> None:
     from poolboard.statements import holds
     from poolboard.statements.models import HoldHourly
