@@ -157,7 +157,9 @@ class Thresholds:
     # episodes see it: a lower bound, since a query seen by no snapshot past the episode
     # threshold is not an episode)...
     slow_share: float = 0.15
-    # ... and at their peak this share of the pool (or 2 connections when max is unknown).
+    # ... and at their peak this share of the pool (or 2 connections when max is unknown):
+    # of its max, or of the most it had in use over the window with at least 2 at once (a
+    # pool of 40 that never uses more than 8 is held by 4 long queries all the same).
     slow_pool_share: float = 0.25
     # Look-back for slow queries' share of held connection-time.
     slow_window_s: float = 600.0
@@ -1147,6 +1149,10 @@ def _slow_queries(ctx: _Context) -> Finding | None:
         peak = max(peak, max(p.long_queries for p in snaps))
     mx = ctx.max_now()
     enough = peak >= th.slow_pool_share * mx if mx else peak >= 2
+    if not enough and in_use_now:
+        # Against max alone the verdict would hang on how generously the pool is sized, not
+        # on what the queries do to it; 2 at once keeps one occasional long query out.
+        enough = peak >= 2 and peak >= th.slow_pool_share * max(in_use_now)
     if share < th.slow_share or not enough:
         return None
     by_fp: dict[str, float] = {}

@@ -55,6 +55,10 @@ SPECS: tuple[Spec, ...] = (
          checks=((15 * MIN, F({"saturation"})),)),
     Spec("slow_queries", F({"slow_queries"}), interval_s=60, duration_s=40 * MIN, seed=8, rate=flat(1.0),
          hold_s=0.1, max_size=10, slow_rate=flat(0.1), snapshot_s=30, no_leak_ever=True),
+    # The same traffic in a pool sized 4x larger: the long queries hold as much of what it
+    # uses, so the verdict must not hang on the configured max.
+    Spec("slow_queries_roomy_pool", F({"slow_queries"}), interval_s=15, duration_s=40 * MIN, seed=23, rate=flat(1.0),
+         hold_s=0.1, max_size=40, min_size=4, slow_rate=flat(0.1), snapshot_s=30, no_leak_ever=True),
     Spec("healthy_occasional_long_query", F({"healthy"}), interval_s=15, duration_s=40 * MIN, seed=22,
          rate=flat(2.0), hold_s=0.1, max_size=10, slow_rate=flat(1 / 400), slow_hold=(40.0, 90.0), no_leak_ever=True),
     Spec("churn", F({"churn"}), interval_s=15, duration_s=30 * MIN, seed=9, rate=flat(5.0), hold_s=0.05,
