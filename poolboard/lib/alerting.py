@@ -247,7 +247,7 @@ class Episode:
     pending_at: datetime
     firing_at: datetime | None = None
     resolved_at: datetime | None = None  # None: still active at the end of the range
-    peak: float | None = None
+    peak: float | None = None  # the most breaching value (the lowest for < and <=)
 
     def firing_s(self, end: datetime) -> float:
         if self.firing_at is None:
@@ -327,11 +327,19 @@ def backtest(
             elif after == INACTIVE and episode is not None:
                 episode.resolved_at = at
                 episode = None
-        if episode is not None and has_value(value) and (episode.peak is None or value > episode.peak):
+        if episode is not None and has_value(value) and (
+            episode.peak is None or _further(value, episode.peak, comparator)
+        ):
             episode.peak = value
         cur = out.state
         result.end = at
     return result
+
+
+def _further(value: float, than: float, comparator: str) -> bool:
+    """Whether `value` breaches further than `than`: lower for < and <= (the fewest free
+    connections is the worst of "available < 3"), higher otherwise."""
+    return value < than if comparator in ("<", "<=") else value > than
 
 
 def _evaluation_times(points: Sequence[tuple[datetime, float | None]], step_s: float | None, lookback_s: float):

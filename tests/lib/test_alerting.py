@@ -201,3 +201,15 @@ def test_backtest_with_for_zero_counts_each_firing_as_an_episode() -> None:
     assert len(result.fired) == 2
     assert result.notifications == 4
     assert result.firing_s == 3 * MINUTE
+
+
+@pytest.mark.parametrize(("comparator", "values", "worst"), [
+    (">", [0, 5, 9, 7, 0], 9),
+    ("<", [4, 2, 0, 1, 4], 0),  # "available < 3": the worst is the fewest free connections
+    ("<=", [4, 2, 0, 1, 4], 0),
+])
+def test_backtest_peak_is_the_most_breaching_value(comparator, values, worst) -> None:
+    points = [(T0 + timedelta(minutes=i), float(v)) for i, v in enumerate(values)]
+    result = backtest(points, comparator=comparator, threshold=3, for_s=0)
+    (episode,) = result.episodes
+    assert episode.peak == worst
