@@ -31,6 +31,12 @@ RULE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Labels poolboard sets itself: a rule label of the same name would change the instance identity.
 RESERVED_LABELS = ("alertname", "service", "server", "database", "severity")
 DATASOURCE_ALERTNAME = "PoolboardDatasourceError"
+# The age signals read the monitored servers' open episodes, and an episode starts only past
+# its server's own threshold (MonitoredServer.query_s / idle_in_transaction_s): below it the
+# signal reads 0, so a lower rule threshold would silently act as the server's.
+EPISODE_THRESHOLD = {"query_s": "query_s", "db_query_s": "query_s",
+                     "idle_in_transaction_s": "idle_in_transaction_s",
+                     "db_idle_in_transaction_s": "idle_in_transaction_s"}
 
 
 def validate_rule_name(value: str) -> None:
@@ -176,6 +182,9 @@ class AlertRule(models.Model):
                 add(field_name, message)
         if self.threshold is not None and self.threshold != self.threshold:  # NaN
             add("threshold", "Give a number.")
+        else:
+            for message in self._episode_threshold_errors():
+                add("threshold", message)
         if self.keep_firing_for_s and self.keep_firing_for_s > 7 * 86400:
             add("keep_firing_for_s", "At most 7 days.")
         if self.for_s and self.for_s > 7 * 86400:
@@ -184,6 +193,21 @@ class AlertRule(models.Model):
             add("max_instances", "At least 1.")
         if errors:
             raise ValidationError(errors)
+
+    def _episode_threshold_errors(self) -> list[str]:
+        field_name = EPISODE_THRESHOLD.get(self.signal)
+        if field_name is None or self.threshold is None or self.comparator not in (">", ">="):
+            return []
+        from poolboard.databases.models import MonitoredServer
+
+        above = list(MonitoredServer.objects.enabled().filter(**{f"{field_name}__gt": self.threshold})
+                     .order_by(f"-{field_name}", "name").values_list("name", field_name))
+        if not above:
+            return []
+        what = "long-query" if field_name == "query_s" else "idle-in-transaction"
+        starts = ", ".join(f"{name} starts at {seconds} s" for name, seconds in above[:3])
+        return [f"Ages are tracked only past each server's {what} threshold ({starts}), so below it this rule "
+                f"would act as > {above[0][1]} s: raise it to {above[0][1]} or lower the server's threshold."]
 
     def threshold_for(self, service_id: int | None, overrides: dict[int, float] | None = None) -> float:
         if overrides is None:

@@ -75,6 +75,22 @@ def test_a_finding_rule_needs_its_kind_and_a_database_signal_refuses_service_sel
     assert "is per server: select with 'databases'" in errors_by_field(r.content.decode())["service_glob"]
 
 
+def test_an_age_rule_below_a_servers_episode_threshold_is_refused(admin_client) -> None:
+    # Query and idle-in-transaction ages come from episodes, which start only past each
+    # server's own threshold: "query > 10 s" would silently act as "> 30 s".
+    from poolboard.databases.models import MonitoredServer
+
+    MonitoredServer.objects.create(name="orders", host="orders.internal", query_s=30, idle_in_transaction_s=120)
+    slow = {**FORM, "name": "Slow10", "signal": "query_s", "threshold": "10", "service_glob": ""}
+    r = admin_client.post("/admin/alerts/alertrule/add/", slow)
+    assert "orders starts at 30 s" in errors_by_field(r.content.decode())["threshold"]
+    idle = {**FORM, "name": "DbIdle60", "signal": "db_idle_in_transaction_s", "threshold": "60", "service_glob": ""}
+    r = admin_client.post("/admin/alerts/alertrule/add/", idle)
+    assert "orders starts at 120 s" in errors_by_field(r.content.decode())["threshold"]
+    r = admin_client.post("/admin/alerts/alertrule/add/", {**slow, "threshold": "30"})
+    assert r.status_code == 302, errors_by_field(r.content.decode())
+
+
 def test_the_rule_list_and_form_load(admin_client) -> None:
     assert admin_client.get("/admin/alerts/alertrule/").status_code == 200
     rule = AlertRule.objects.create(name="Shown", signal="waiting", threshold=0, origin="DESIGN.md §7")
