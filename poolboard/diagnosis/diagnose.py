@@ -33,7 +33,12 @@ def window() -> timedelta:
     return timedelta(seconds=settings.DIAGNOSIS_WINDOW)
 
 
-def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.DiagnosisInput]:
+def sources_of(services: list[Service]) -> dict[int, PrometheusSource]:
+    return {p.pk: p for p in PrometheusSource.objects.filter(id__in={s.source_id for s in services})}
+
+
+def build_inputs(services: list[Service], now: datetime, sources: dict[int, PrometheusSource] | None = None,
+                 ) -> dict[int, engine.DiagnosisInput]:
     """The engine's input for each service, in a fixed number of queries."""
     ids = [s.id for s in services]
     start = now - window()
@@ -43,9 +48,8 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
     server = inputs.server_points(thresholds, start, now)
     episodes = inputs.episodes(ids, start, now)
     agent = inputs.agent_reports(services, now)
-    rate_windows = dict(
-        PrometheusSource.objects.filter(id__in={s.source_id for s in services}).values_list("id", "rate_window")
-    )
+    if sources is None:
+        sources = sources_of(services)
     out = {}
     for service in services:
         out[service.id] = engine.DiagnosisInput(
@@ -60,7 +64,7 @@ def build_inputs(services: list[Service], now: datetime) -> dict[int, engine.Dia
             thresholds=thresholds[service.id],
             # The per-window counts (acquisitions, opened, timeouts) and mean times are over
             # the source's rate window, not over one collection interval.
-            rate_window_s=duration_seconds(rate_windows[service.source_id]),
+            rate_window_s=duration_seconds(sources[service.source_id].rate_window),
         )
     return out
 
@@ -71,11 +75,17 @@ def diagnose_services(services, now: datetime) -> PassResult:
     if not services:
         return result
     verdicts = {}
-    for service_id, data in build_inputs(services, now).items():
+    sources = sources_of(services)
+    for service_id, data in build_inputs(services, now, sources).items():
         verdicts[service_id] = engine.diagnose(data)
         for finding in verdicts[service_id]:
             result.kinds[finding.kind] = result.kinds.get(finding.kind, 0) + 1
-    counts = Finding.objects.record(verdicts, now)
+    # Error is not no data (reliability.md R1.2): while a service's source fails, its pool
+    # rules see stale data and cannot judge, so nothing they found is closed (a leak closed
+    # and reopened would resolve and re-send its alert and split its history). A service
+    # whose series are gone while its source answers is no data, and closes as usual.
+    failing = {s.id for s in services if sources[s.source_id].stale_since(now) is not None}
+    counts = Finding.objects.record(verdicts, now, keep_open=failing)
     result.opened, result.updated, result.closed = counts["opened"], counts["updated"], counts["closed"]
     return result
 

@@ -50,13 +50,14 @@ class FindingQuerySet(models.QuerySet):
             findings.sort(key=Finding.rank)
         return out
 
-    def record(self, verdicts: dict[int, list], now: datetime) -> dict[str, int]:
+    def record(self, verdicts: dict[int, list], now: datetime, keep_open=frozenset()) -> dict[str, int]:
         """Store one diagnosis pass: open new findings, refresh ongoing ones, close the rest.
 
         `verdicts` maps service id → the engine's findings for it ("healthy" ones are not
         stored: a service with no open finding is healthy). Services not in `verdicts` are
-        left alone. A fixed number of queries whatever the number of services: one read of
-        the open rows, one INSERT, one bulk UPDATE, one UPDATE closing.
+        left alone, and so are the open findings of services in `keep_open` (their source is
+        failing: what could not be judged is not over). A fixed number of queries whatever the
+        number of services: one read of the open rows, one INSERT, one bulk UPDATE, one UPDATE closing.
         """
         with transaction.atomic():
             # select_for_update: two overlapping passes (a redelivered task) must not both
@@ -94,7 +95,7 @@ class FindingQuerySet(models.QuerySet):
                     ["severity", "peak_severity", "confidence", "last_seen_at", "evidence", "fix",
                      "suspected_leaked", "detail", "summary"],
                 )
-            closing = [f.pk for key, f in current.items() if key not in seen]
+            closing = [f.pk for key, f in current.items() if key not in seen and key[0] not in keep_open]
             if closing:
                 self.filter(pk__in=closing).update(closed_at=now)
         return {"opened": len(to_create), "updated": len(to_update), "closed": len(closing)}

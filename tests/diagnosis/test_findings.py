@@ -43,6 +43,28 @@ def test_it_leaves_services_it_did_not_judge_alone(billing, make_service):
     assert list(Finding.objects.open().values_list("service__name", flat=True)) == ["search"]
 
 
+def test_a_failing_source_closes_no_finding_and_the_series_gone_with_a_healthy_source_does(billing):
+    # Error is not no data (reliability.md R1.2), for findings as for alerts: while the
+    # source fails the pool rules cannot judge, so what they found stays open (a leak that
+    # closed and reopened would resolve and re-send LeakSuspected, and split its history).
+    from poolboard.diagnosis.diagnose import diagnose_services, services_to_diagnose
+    from poolboard.fleet.models import PrometheusSource
+
+    now = timezone.now()
+    Finding.objects.record({billing.id: [verdict("leak", now - timedelta(minutes=14), leaked=6)]}, now)
+    source = billing.source
+    later = now + timedelta(minutes=2)
+    PrometheusSource.objects.filter(pk=source.pk).update(
+        last_success_at=now - timedelta(minutes=1), last_error_at=later, last_error="connection refused")
+    diagnose_services(services_to_diagnose(later), later)
+    assert list(Finding.objects.open().filter(service=billing, kind="leak").values_list("opened_at", flat=True)) == [
+        now - timedelta(minutes=14)]
+    # The source answers again but billing's series are gone: now that is no data, and it closes.
+    PrometheusSource.objects.filter(pk=source.pk).update(last_success_at=later + timedelta(minutes=1))
+    diagnose_services(services_to_diagnose(later + timedelta(minutes=1)), later + timedelta(minutes=1))
+    assert not Finding.objects.open().filter(service=billing, kind="leak").exists()
+
+
 def test_it_records_many_services_in_a_fixed_number_of_queries(make_service, django_assert_max_num_queries):
     services = [make_service(f"svc{i}") for i in range(30)]
     now = timezone.now()
