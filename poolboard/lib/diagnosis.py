@@ -444,7 +444,7 @@ def diagnose(inp: DiagnosisInput) -> list[Finding]:
             fix="Fix the leak first: a bigger pool only delays the next exhaustion. " + saturation.fix,
         )
     if not any(f.severity in ("crit", "warn", "info") for f in findings):
-        findings.append(_healthy(ctx))
+        findings.append((_full_unjudged(ctx) if pool_usable and shortage is None else None) or _healthy(ctx))
     findings.sort(key=lambda f: (SEVERITIES.index(f.severity), KIND_PRIORITY.index(f.kind), -f.confidence))
     return findings
 
@@ -522,6 +522,41 @@ def _unchecked(ctx: _Context) -> dict[str, str]:
     if not ctx.server and not ctx.inp.episodes:
         out["slow_queries"] = "no server snapshots"
     return out
+
+
+def _full_unjudged(ctx: _Context) -> Finding | None:
+    """A pool full for longer than the stuck span that neither saturation nor stuck could judge:
+    the exporter gives no waiting gauge, acquire time or timeouts (whether callers wait), and
+    no checkouts or server snapshots tell progress. Not healthy: not enough data, saying which."""
+    th = ctx.th
+    span = max(th.stuck_s, 2 * ctx.interval)
+    for series in ctx.live:
+        if any(series.has(name) for name in ("pending", "acquire_s", "timeouts")):
+            continue
+        cols, last = series.cols, series.n - 1
+        if any(u is not None and m is not None and u > m + 0.5 for u, m in zip(cols["in_use"], cols["max"])):
+            continue  # in use above max: max is not the limit (SQLAlchemy's pool_size, with overflow above it)
+        first = last
+        while first >= 0 and cols["in_use"][first] is not None and cols["max"][first] is not None \
+                and cols["in_use"][first] >= cols["max"][first] - 0.5:
+            first -= 1
+        first += 1
+        if first > last or series.ts[last] - series.ts[first] < span:
+            continue
+        lacking = ["a waiting gauge, acquire time or timeouts"]
+        if not series.has("acquisitions") and not ctx.server_fresh:
+            lacking.append("checkouts or server snapshots")
+        text = (f"on {series.name} all {_fmt(cols['max'][last])} connections in use for "
+                f"{_dur(series.ts[last] - series.ts[first])}, and the data has no {' and no '.join(lacking)}: "
+                + ("busy cannot be told from stuck" if len(lacking) > 1 else "whether callers wait cannot be told"))
+        return Finding(
+            NOT_ENOUGH_DATA, "warn", 0.7, _ts(series.ts[first]),
+            (Evidence(text, _ts(series.ts[first]), _ts(series.ts[last])),),
+            "Export the pool's waiting count or acquire time (or monitor its database) so poolboard can tell "
+            "saturation from a stuck pool; meanwhile treat a pool full this long as exhausted.",
+            detail={"reason": "fields", "missing": _missing_fields(ctx), "instance": series.name},
+        )
+    return None
 
 
 def _healthy(ctx: _Context) -> Finding:

@@ -219,3 +219,16 @@ def test_it_does_not_call_a_pool_full_of_idle_sessions_saturated() -> None:
                           idle_over_threshold=10, young_sessions=0) for i in range(21)]
     kinds = {f.kind for f in diagnose(DiagnosisInput("billing", now, 15.0, points, server=server, rate_window_s=60.0))}
     assert "saturation" not in kinds and "leak" in kinds
+
+
+def test_a_pool_above_its_reported_max_is_not_called_full_without_data() -> None:
+    # SQLAlchemy's preset reports pool_size as max, with max_overflow more above it: a pool
+    # seen above "max" has room, and is not called full for want of a waiting gauge.
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    points = [PoolPoint(t0 + timedelta(seconds=15 * i), max=5, in_use=7 if i == 3 else 5, idle=0) for i in range(20)]
+    kinds = {f.kind for f in diagnose(DiagnosisInput("app", points[-1].ts, 15, points))}
+    assert kinds == {HEALTHY}
+    pinned = [PoolPoint(p.ts, max=5, in_use=5, idle=0) for p in points]
+    (finding,) = diagnose(DiagnosisInput("app", points[-1].ts, 15, pinned))
+    assert (finding.kind, finding.severity, finding.detail["reason"]) == (NOT_ENOUGH_DATA, "warn", "fields")
+    assert "busy cannot be told from stuck" in finding.evidence[0].text

@@ -89,6 +89,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("stuck_go_no_waiting_gauge", F({"stuck", "leak"}), interval_s=15, duration_s=25 * MIN, seed=16,
          rate=flat(3.0), hold_s=0.1, max_size=8, exporter="go", leak="all", leak_start_s=12 * MIN,
          leak_deadline=True),
+    # The same stuck pool with an exporter of sizes only and no server snapshots: nothing can
+    # tell busy from stuck, and a pool full for 13 minutes is not healthy.
+    Spec("full_pool_sizes_only_no_server", F({"not_enough_data"}), interval_s=15, duration_s=25 * MIN, seed=24,
+         rate=flat(3.0), hold_s=0.1, max_size=8, exporter="sizes", snapshot_s=None, leak="all", leak_start_s=12 * MIN,
+         checks=((10 * MIN, F({"healthy"})),)),
     Spec("stale_data", F({"not_enough_data"}), interval_s=15, duration_s=30 * MIN, seed=17, rate=flat(3.0),
          hold_s=0.1, max_size=10, data_until_s=22 * MIN, no_leak_ever=True),
     Spec("agent_only_leak", F({"leak"}), interval_s=5, duration_s=20 * MIN, seed=18, rate=flat(4.0), hold_s=0.1,
