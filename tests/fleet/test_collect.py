@@ -7,23 +7,34 @@ import pytest
 from poolboard.fleet.collection import collect_source, current_slot
 from poolboard.fleet.models import CollectionRun, Pool, PrometheusSource, Service
 from tests.fleet.factories import raw_sample_count
-from tests.prom import exposition, free_port
+from tests.prom import ExpositionServer, PrometheusServer, exposition, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus, pytest.mark.usefixtures("empty_raw_samples")]
 
 
+@pytest.fixture(scope="module")
+def three_dialect_prometheus():
+    """One Prometheus for the module (about 7 s to start and scrape enough): the exposition texts never change."""
+    exporters = {"orders": exposition("db_pool"), "search": exposition("hikaricp"), "ledger": exposition("otel")}
+    servers = {job: ExpositionServer(text) for job, text in exporters.items()}
+    prom = PrometheusServer({job: [s.address] for job, s in servers.items()}, scrape_interval="1s")
+    prom.exporters = servers
+    try:
+        # Wait until every dialect has enough scrapes for rate() over a 10 s window.
+        prom.wait_for("db_pool_in_use_connections")
+        prom.wait_for("hikaricp_connections_active")
+        prom.wait_for("db_client_connection_count", count=2)
+        prom.wait_for("rate(hikaricp_connections_acquire_seconds_count[10s])")
+        yield prom
+    finally:
+        prom.close()
+        for server in servers.values():
+            server.close()
+
+
 @pytest.fixture
-def three_dialects(prometheus_with, make_source):
-    prom = prometheus_with(
-        {"orders": exposition("db_pool"), "search": exposition("hikaricp"), "ledger": exposition("otel")}
-    )
-    # Wait until every dialect has enough scrapes for rate() over a 10 s window.
-    prom.wait_for("db_pool_in_use_connections")
-    prom.wait_for("hikaricp_connections_active")
-    prom.wait_for("db_client_connection_count", count=2)
-    prom.wait_for("rate(hikaricp_connections_acquire_seconds_count[10s])")
-    source = make_source(url=prom.url, rate_window="10s")
-    return prom, source
+def three_dialects(three_dialect_prometheus, make_source):
+    return three_dialect_prometheus, make_source(url=three_dialect_prometheus.url, rate_window="10s")
 
 
 def test_it_collects_every_dialect_into_canonical_pools(three_dialects) -> None:
