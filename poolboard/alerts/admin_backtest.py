@@ -188,7 +188,8 @@ def rollup_sides(signal: str, comparator: str) -> dict[str, str]:
 
 
 def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end: datetime,
-                       step_s: int | None, comparator: str = ">") -> tuple[dict[int, list[tuple[datetime, float | None]]], datetime]:
+                       step_s: int | None, comparator: str = ">", overflows: dict[int, float] | None = None,
+                       ) -> tuple[dict[int, list[tuple[datetime, float | None]]], datetime]:
     """({service_id: [(at, value), ...]}, the first raw sample's time): the signal at each stored tick, computed by the live
     evaluation's own `alerting.pool_signal` from every pool's newest values at that tick.
 
@@ -199,7 +200,12 @@ def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end
     longer than the outage tolerance (1 h: poolboard was not running, or not yet) ends with
     one no-data evaluation, so an alert active when the data stopped is not counted as
     firing across days of nothing.
+
+    `overflows`: each service's configured pool overflow (Service.pool_overflow), added to
+    every pool's max for utilization and available as live does; the rollups keep the max,
+    so replayed rollups get the same capacity.
     """
+    overflows = overflows or {}
     params = {"services": service_ids, "start": start, "end": end, "step": step_s}
     with connection.cursor() as cursor:
         cursor.execute(FIRST_RAW_SQL, params)
@@ -227,7 +233,8 @@ def pool_signal_points(signal: str, service_ids: list[int], start: datetime, end
         if i + 1 < len(ticks) and ticks[i + 1][2] == at:
             continue  # more pools of this tick to come
         for sid in service_ids:
-            points[sid].append((at, alerting.pool_signal(signal, newest[sid].values(), at, fresh_s)))
+            points[sid].append((at, alerting.pool_signal(signal, newest[sid].values(), at, fresh_s,
+                                                          overflow=overflows.get(sid, 0))))
     return points, first_raw
 
 
@@ -282,7 +289,8 @@ def run_backtest(rule, params: Params, now: datetime) -> Run:
     step_s = None if params.range_s <= TICK_RANGE_S else LONG_STEP_S
     service_ids = [s.id for s in services]
     points, run.first_raw = pool_signal_points(rule.signal if rule.signal in POOL_REPLAYED else "waiting", service_ids,
-                                               start, now, step_s, params.comparator)
+                                               start, now, step_s, params.comparator,
+                                               overflows={s.id: s.overflow for s in services})
     if rule.signal in INTERVAL_REPLAYED:
         points = interval_signal_points(rule, points, start, now)
     for service in services:

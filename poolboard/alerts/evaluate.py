@@ -275,6 +275,10 @@ def _change(rule: AlertRule, p: _Planned, now: datetime) -> transitions.Change:
         "service": p.labels.get("service", ""), "database": p.labels.get("database", ""),
         "server": p.labels.get("server", ""), "value": p.step.state.value, "threshold": p.threshold,
         "rule": rule.name, "severity": p.labels.get("severity", rule.severity),
+        # utilization and available come from one pool (the worst): which one, for the message.
+        # Not labels: the worst instance changes, the alert's identity (its service) must not.
+        "instance": p.reading.pool.get("instance", "") if p.reading else "",
+        "pool": p.reading.pool.get("pool", "") if p.reading else "",
     }
     if p.labels.get("alertname") == DATASOURCE_ALERTNAME:
         summary = (f"The data for rule {rule.name} has failed for {rule.failing_evaluations} evaluations"
@@ -295,8 +299,9 @@ def _default_summary(rule: AlertRule, variables: dict) -> str:
     subject = variables["service"] or (
         f"{variables['database']} on {variables['server']}" if variables["database"] else variables["server"])
     unit = info.unit if info else ""
+    where = f" (instance {variables['instance']}, pool {variables['pool']})" if variables["instance"] else ""
     return (f"{subject}: {info.label if info else rule.signal} {alerting.format_value(variables['value'])}{unit} "
-            f"{rule.comparator} {alerting.format_value(float(variables['threshold']))}{unit}")
+            f"{rule.comparator} {alerting.format_value(float(variables['threshold']))}{unit}{where}")
 
 
 def _update_values(updates: list[tuple[AlertInstance, alerting.InstanceState]], now: datetime) -> None:

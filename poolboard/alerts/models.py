@@ -100,7 +100,8 @@ class AlertRule(models.Model):
     labels = models.JSONField(default=dict, blank=True, help_text='Extra labels, e.g. {"team": "payments"}.')
     summary = models.CharField(
         max_length=300, blank=True, help_text="Variables: {{ service }}, {{ database }}, {{ server }}, {{ value }}, "
-        "{{ threshold }}, {{ rule }}, {{ severity }}."
+        "{{ threshold }}, {{ rule }}, {{ severity }}, and for utilization and free connections {{ instance }} "
+        "and {{ pool }} (the worst pool the value comes from)."
     )
     description = models.TextField(blank=True, help_text="Same variables as the summary.")
     no_data = models.CharField(

@@ -30,6 +30,8 @@ class Reading:
     datname: str = ""
     # What service selectors match: service, source, preset (and Service.labels where it exists).
     selector_labels: dict[str, str] = field(default_factory=dict)
+    # utilization and available: the pool the value comes from, {"instance": .., "pool": ..}.
+    pool: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +40,8 @@ class ServiceRow:
     name: str
     labels: dict[str, str]
     error: str
+    # Connections each pool may open above its reported max (Service.pool_overflow).
+    overflow: int = 0
 
 
 def service_labels(service) -> dict[str, str]:
@@ -80,24 +84,28 @@ class Tick:
                     )
             extra = ["labels"] if any(f.name == "labels" for f in Service._meta.get_fields()) else []
             rows = []
-            for pk, name, source_id, preset, *more in Service.objects.order_by("pk").values_list(
-                "pk", "name", "source_id", "preset", *extra
+            for pk, name, source_id, preset, overflow, *more in Service.objects.order_by("pk").values_list(
+                "pk", "name", "source_id", "preset", "pool_overflow", *extra
             ):
                 labels = {"service": name, "source": names.get(source_id, ""), "preset": preset}
                 if more and isinstance(more[0], dict):
                     labels.update({str(k): str(v) for k, v in more[0].items()})
-                rows.append(ServiceRow(pk, name, labels, errors.get(source_id, "")))
+                rows.append(ServiceRow(pk, name, labels, errors.get(source_id, ""), overflow or 0))
             return rows
 
         return self._once("services", load)
 
-    def pools(self) -> dict[int, list[tuple[dict, datetime | None]]]:
+    def pools(self) -> dict[int, list[tuple[dict, datetime | None, tuple[str, str]]]]:
+        """Per service: (values, sampled_at, (instance, pool name)) of each pool, in instance order."""
+
         def load():
             from poolboard.fleet.models import Pool
 
             out: dict[int, list] = {}
-            for service_id, sampled_at, *values in Pool.objects.values_list("service_id", "sampled_at", *FIELDS):
-                out.setdefault(service_id, []).append((dict(zip(FIELDS, values)), sampled_at))
+            rows = Pool.objects.order_by("service_id", "instance", "name").values_list(
+                "service_id", "instance", "name", "sampled_at", *FIELDS)
+            for service_id, instance, name, sampled_at, *values in rows:
+                out.setdefault(service_id, []).append((dict(zip(FIELDS, values)), sampled_at, (instance, name)))
             return out
 
         return self._once("pools", load)
@@ -169,10 +177,14 @@ class Tick:
 
             stale_s = stale_after().total_seconds()
             pools = self.pools()
-            return [
-                self._service_reading(s, alerting.pool_signal(signal, pools.get(s.id, []), self.now, stale_s))
-                for s in self.services()
-            ]
+            out = []
+            for s in self.services():
+                value, key = alerting.worst_pool(signal, pools.get(s.id, []), self.now, stale_s, overflow=s.overflow)
+                reading = self._service_reading(s, value)
+                if key is not None:
+                    reading.pool = {"instance": key[0], "pool": key[1]}
+                out.append(reading)
+            return out
         if signal == "finding":
             findings = self.open_findings()
             return [self._service_reading(s, 1.0 if finding_kind in findings.get(s.id, ()) else 0.0) for s in self.services()]

@@ -188,7 +188,9 @@ def fingerprint(labels: Mapping[str, str]) -> str:
 # --- templates -----------------------------------------------------------------------
 
 TEMPLATE_VAR_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-TEMPLATE_VARIABLES = ("service", "database", "server", "value", "threshold", "rule", "severity")
+# instance and pool: the pool a utilization or available value comes from (the worst one);
+# empty for the other signals.
+TEMPLATE_VARIABLES = ("service", "database", "server", "value", "threshold", "rule", "severity", "instance", "pool")
 
 
 def template_errors(text: str, allowed: Iterable[str] = TEMPLATE_VARIABLES) -> list[str]:
@@ -375,8 +377,8 @@ SERVICE, DATABASE, SERVER = "service", "database", "server"
 SIGNALS: Mapping[str, Signal] = {
     s.name: s
     for s in (
-        Signal("utilization", "pool utilization (in use ÷ max, %)", SERVICE, "%"),
-        Signal("available", "free connections (max − in use)", SERVICE, ""),
+        Signal("utilization", "pool utilization, worst pool (in use ÷ (max + overflow), %)", SERVICE, "%"),
+        Signal("available", "free connections, fewest in one pool (max + overflow − in use)", SERVICE, ""),
         Signal("waiting", "callers waiting for a connection", SERVICE, ""),
         Signal("timeouts", "acquire timeouts per rate window", SERVICE, ""),
         Signal("acquire_s", "acquire time, worst pool (s)", SERVICE, "s"),
@@ -393,37 +395,80 @@ SIGNALS: Mapping[str, Signal] = {
 POOL_SIGNALS = ("utilization", "available", "waiting", "timeouts", "acquire_s", "hold_s", "stale_s")
 
 
-def pool_signal(
+def pool_capacity(values: Mapping[str, float | None], overflow: float = 0.0) -> float | None:
+    """How many connections one pool may open: its reported max plus the service's configured
+    overflow (SQLAlchemy reports pool_size as max and opens up to max_overflow more), or None
+    when the max is absent, NaN or 0 (Go's "unlimited")."""
+    limit = values.get("max")
+    if limit is None or math.isnan(limit) or limit <= 0:
+        return None
+    return limit + max(0.0, overflow or 0.0)
+
+
+def worst_pool(
     signal: str,
-    pools: Iterable[tuple[Mapping[str, float | None], datetime | None]],
+    pools: Iterable[tuple],
     now: datetime,
     stale_after_s: float,
-) -> float | None:
-    """One service's value of a pool signal from its pools' newest (values, sampled_at).
+    *,
+    overflow: float = 0.0,
+) -> tuple[float | None, object]:
+    """(value, key of the pool that gives it) of a pool signal over one service's pools.
+
+    `pools` are (values, sampled_at) or (values, sampled_at, key); the key (the live
+    evaluation passes (instance, pool name)) comes back for utilization and available, the
+    signals taken from one pool, so an alert can say which instance is exhausted.
 
     Only fresh pools count (a pool whose series vanished is absent, as in Prometheus after
-    its lookback); absent fields are absent, never 0 (DESIGN §4). Gauges add up over pools,
-    times take the worst pool. Utilization is Σin_use ÷ Σmax over the pools that give both
-    with max > 0 (max 0 means unlimited), as the overview computes it.
+    its lookback); absent fields are absent, never 0 (DESIGN §4).
+
+    - utilization: the highest in_use ÷ capacity of any one pool (capacity = max + the
+      service's configured overflow), over the pools that give both with max > 0 (max 0 means
+      unlimited). Not the service total: one instance at 100 % among ten idle ones is 100 %
+      here (its callers are failing) but ~10 % summed, and a saturation alert on the sum
+      never fires. The overview's utilization column is the total (its status, the worst
+      pool's); the service page's per-pool rows are what this signal takes the highest of.
+    - available: the fewest free connections (capacity − in use) in any one pool, for the
+      same reason: free slots on another instance serve none of this one's callers.
+    - waiting, timeouts: added up over pools; acquire and hold time: the worst pool.
     """
-    pools = list(pools)
+    items = [(item[0], item[1], item[2] if len(item) > 2 else None) for item in pools]
     if signal == "stale_s":
-        newest = [sampled for _, sampled in pools if sampled is not None]
-        return (now - max(newest)).total_seconds() if newest else None
-    fresh = [v for v, sampled in pools if sampled is not None and (now - sampled).total_seconds() <= stale_after_s]
+        newest = [sampled for _, sampled, _ in items if sampled is not None]
+        return ((now - max(newest)).total_seconds() if newest else None), None
+    fresh = [(v, key) for v, sampled, key in items
+             if sampled is not None and (now - sampled).total_seconds() <= stale_after_s]
     if signal in ("utilization", "available"):
-        both = [(v.get("in_use"), v.get("max")) for v in fresh]
-        both = [(u, m) for u, m in both if u is not None and m is not None and m > 0]
-        if not both:
-            return None
-        used, limit = sum(u for u, _ in both), sum(m for _, m in both)
-        return 100.0 * used / limit if signal == "utilization" else limit - used
+        per_pool = []
+        for v, key in fresh:
+            in_use, capacity = v.get("in_use"), pool_capacity(v, overflow)
+            if in_use is None or math.isnan(in_use) or capacity is None:
+                continue
+            value = 100.0 * in_use / capacity if signal == "utilization" else capacity - in_use
+            per_pool.append((value, key))
+        if not per_pool:
+            return None, None
+        # The first of equals wins: the caller's order (instance, pool name) makes it stable.
+        pick = max if signal == "utilization" else min
+        return pick(per_pool, key=lambda pair: pair[0])
     field_name = {"waiting": "pending"}.get(signal, signal)
-    values = [v.get(field_name) for v in fresh]
+    values = [v.get(field_name) for v, _ in fresh]
     values = [x for x in values if x is not None and not math.isnan(x)]
     if not values:
-        return None
-    return max(values) if signal in ("acquire_s", "hold_s") else float(sum(values))
+        return None, None
+    return (max(values) if signal in ("acquire_s", "hold_s") else float(sum(values))), None
+
+
+def pool_signal(
+    signal: str,
+    pools: Iterable[tuple],
+    now: datetime,
+    stale_after_s: float,
+    *,
+    overflow: float = 0.0,
+) -> float | None:
+    """One service's value of a pool signal from its pools' newest (values, sampled_at): `worst_pool`'s value."""
+    return worst_pool(signal, pools, now, stale_after_s, overflow=overflow)[0]
 
 
 def glob_matches(pattern: str, name: str) -> bool:
@@ -455,31 +500,78 @@ _EXPORT_AGGREGATION = {"waiting": ("sum", "pending"), "timeouts": ("sum", "timeo
                        "acquire_s": ("max", "acquire_s"), "hold_s": ("max", "hold_s")}
 
 
-def prometheus_expr(signal: str, preset, *, window: str, sel: str = "") -> str | None:
+def prometheus_expr(signal: str, preset, *, window: str, sel: str = "", overflow: float = 0.0) -> str | None:
     """The PromQL giving one series per service (label `service`) with the signal's value, or None.
 
     `preset` is a lib.presets.Preset (its templates render with `$sel` = the service matchers).
     Only signals the preset's own metrics give are exportable: the staleness, diagnosis and
     server-side signals are poolboard's (pg_stat_activity snapshots, findings).
-    """
-    def field(name: str) -> str | None:
-        if name not in preset.queries:
-            return None
-        query = preset.query(name, window=window, sel=sel)
-        return f'label_replace({query}, "service", "$1", {promql.quote(preset.service_label)}, "(.*)")'
 
+    utilization and available are per pool first (the preset's series are one per pool), then
+    the worst pool by service, as `worst_pool`. `overflow` (Service.pool_overflow, no metric
+    gives it) is written into the expression as a constant: the exported file is right for the
+    overflow configured when it was written.
+    """
     if signal in ("utilization", "available"):
-        in_use, limit = field("in_use"), field("max")
-        if in_use is None or limit is None:
+        per_pool = _prometheus_per_pool(signal, preset, window=window, sel=sel, overflow=overflow)
+        if per_pool is None:
             return None
-        if signal == "available":
-            return f"sum by (service) (({limit} > 0) - {in_use})"
-        return f"100 * sum by (service) ({in_use} and ({limit} > 0)) / sum by (service) (({limit} > 0) and {in_use})"
+        return f"{'max' if signal == 'utilization' else 'min'} by (service) ({per_pool})"
     if signal in _EXPORT_AGGREGATION:
         how, name = _EXPORT_AGGREGATION[signal]
-        inner = field(name)
+        inner = _prometheus_field(preset, name, window=window, sel=sel)
         return f"{how} by (service) ({inner})" if inner is not None else None
     return None
+
+
+def _prometheus_field(preset, name: str, *, window: str, sel: str) -> str | None:
+    if name not in preset.queries:
+        return None
+    query = preset.query(name, window=window, sel=sel)
+    return f'label_replace({query}, "service", "$1", {promql.quote(preset.service_label)}, "(.*)")'
+
+
+def _prometheus_per_pool(signal: str, preset, *, window: str, sel: str, overflow: float) -> str | None:
+    """utilization or available of each pool (one series per pool, with a `service` label)."""
+    in_use = _prometheus_field(preset, "in_use", window=window, sel=sel)
+    limit = _prometheus_field(preset, "max", window=window, sel=sel)
+    if in_use is None or limit is None:
+        return None
+    capacity = f"({limit} > 0)"
+    if overflow:
+        capacity = f"({capacity} + {format_threshold(overflow)})"
+    return f"100 * {in_use} / {capacity}" if signal == "utilization" else f"{capacity} - {in_use}"
+
+
+def prometheus_pool_lookups(signal: str, preset, *, window: str, sel: str = "", overflow: float = 0.0) -> dict[str, str]:
+    """Annotation snippets for `{{ instance }}` and `{{ pool }}` of an exported rule ({} when none).
+
+    The exported alert is one per service (its labels must not change when another instance
+    becomes the worst), so the worst pool is looked up with Prometheus' `query` template
+    function: the same per-pool expression, topk (bottomk for available) by service, picked
+    for the alert's service. Between equal pools Prometheus picks any one (poolboard the first
+    by instance name).
+    """
+    if signal not in ("utilization", "available"):
+        return {}
+    per_pool = _prometheus_per_pool(signal, preset, window=window, sel=sel, overflow=overflow)
+    if per_pool is None or "`" in per_pool:
+        return {}
+    pick = "topk" if signal == "utilization" else "bottomk"
+
+    def lookup(snippet: str) -> str:
+        return (f"{{{{ range query `{pick} by (service) (1, {per_pool})` }}}}"
+                f'{{{{ if eq (index .Labels "service") $labels.service }}}}{snippet}{{{{ end }}}}{{{{ end }}}}')
+
+    if preset.instance_label == "instance":
+        instance = '{{ or (index .Labels "exported_instance") (index .Labels "instance") }}'
+    else:
+        instance = f'{{{{ index .Labels "{preset.instance_label}" }}}}'
+    if preset.pool_labels:
+        pool = "/".join(f'{{{{ index .Labels "{label}" }}}}' for label in preset.pool_labels)
+    else:
+        pool = "default"
+    return {"instance": lookup(instance), "pool": lookup(pool)}
 
 
 def format_threshold(value: float) -> str:
@@ -489,11 +581,17 @@ def format_threshold(value: float) -> str:
     return repr(float(value)) if value != int(value) else str(int(value))
 
 
-def prometheus_template(text: str, threshold: float) -> str:
-    """A poolboard template as a Prometheus annotation template ({{ $labels.x }}, {{ $value }})."""
+def prometheus_template(text: str, threshold: float, lookups: Mapping[str, str] | None = None) -> str:
+    """A poolboard template as a Prometheus annotation template ({{ $labels.x }}, {{ $value }}).
+
+    `lookups`: what `{{ instance }}` and `{{ pool }}` become (`prometheus_pool_lookups`); without
+    one they are empty, as in poolboard for signals that do not come from one pool.
+    """
 
     def sub(match: re.Match) -> str:
         name = match.group(1)
+        if name in ("instance", "pool"):
+            return (lookups or {}).get(name, "")
         if name == "value":
             return "{{ $value }}"
         if name == "threshold":

@@ -213,3 +213,77 @@ def test_backtest_peak_is_the_most_breaching_value(comparator, values, worst) ->
     result = backtest(points, comparator=comparator, threshold=3, for_s=0)
     (episode,) = result.episodes
     assert episode.peak == worst
+
+
+# --- utilization and available: the worst pool, with the configured overflow ----------------
+
+FRESH = 30.0
+
+
+def pools_of(*readings):
+    """(values, sampled_at, (instance, pool)) per (in_use, max), sampled at T0."""
+    return [({"in_use": float(u), "max": float(m)}, T0, (f"10.0.0.{i}:8080", "main"))
+            for i, (u, m) in enumerate(readings)]
+
+
+def test_one_exhausted_instance_among_idle_ones_is_the_services_utilization() -> None:
+    from poolboard.lib.alerting import pool_signal
+
+    # One instance at 10 of 10 while nine others are idle: its callers are failing. Summed over
+    # the service it read 10 % (and 90 free connections): PoolSaturated (> 90 %) never fired.
+    pools = [(values, sampled) for values, sampled, _ in pools_of((10, 10), *[(0, 10)] * 9)]
+    assert pool_signal("utilization", pools, T0, FRESH) == 100.0
+    assert pool_signal("available", pools, T0, FRESH) == 0.0
+
+
+def test_the_worst_pool_says_which_instance_and_pool_it_is() -> None:
+    from poolboard.lib.alerting import worst_pool
+
+    pools = pools_of((2, 10), (9, 10), (9, 10), (4, 20))
+    assert worst_pool("utilization", pools, T0, FRESH) == (90.0, ("10.0.0.1:8080", "main"))  # first of equals
+    assert worst_pool("available", pools, T0, FRESH) == (1.0, ("10.0.0.1:8080", "main"))
+    # A pool with a larger max has more free connections although it is fuller.
+    pools = pools_of((5, 10), (17, 20))
+    assert worst_pool("utilization", pools, T0, FRESH) == (85.0, ("10.0.0.1:8080", "main"))
+    assert worst_pool("available", pools, T0, FRESH) == (3.0, ("10.0.0.1:8080", "main"))
+    # Stale pools, max 0 (unlimited) and absent fields do not count; none left: no data.
+    stale = [({"in_use": 10.0, "max": 10.0}, T0 - timedelta(seconds=FRESH + 1), ("old:1", "main"))]
+    unlimited = [({"in_use": 10.0, "max": 0.0}, T0, ("go:1", "main")), ({"in_use": None, "max": 10.0}, T0, ("x:1", "main"))]
+    assert worst_pool("utilization", stale + unlimited + pools_of((1, 10)), T0, FRESH) == (10.0, ("10.0.0.0:8080", "main"))
+    assert worst_pool("utilization", stale + unlimited, T0, FRESH) == (None, None)
+    # Summed signals name no pool.
+    assert worst_pool("waiting", [({"pending": 2.0}, T0), ({"pending": 1.0}, T0)], T0, FRESH) == (3.0, None)
+
+
+def test_sqlalchemy_overflow_counts_in_the_capacity() -> None:
+    from poolboard.lib.alerting import pool_signal
+
+    # SQLAlchemy reports pool_size (10) as max; with max_overflow 5 it may hold 15. 12 in use is
+    # 80 % of what it may open (not 120 %), with 3 more free; 15 in use is full.
+    pools = pools_of((12, 10))
+    assert pool_signal("utilization", pools, T0, FRESH, overflow=5) == 80.0
+    assert pool_signal("available", pools, T0, FRESH, overflow=5) == 3.0
+    assert pool_signal("utilization", pools_of((15, 10)), T0, FRESH, overflow=5) == 100.0
+    assert pool_signal("available", pools_of((15, 10)), T0, FRESH, overflow=5) == 0.0
+    # Without a configured overflow the max is the capacity; max 0 stays unlimited with one.
+    assert pool_signal("utilization", [(v, at) for v, at, _ in pools], T0, FRESH) == 120.0
+    assert pool_signal("utilization", [({"in_use": 3.0, "max": 0.0}, T0)], T0, FRESH, overflow=5) is None
+
+
+def test_instance_and_pool_are_template_variables() -> None:
+    assert template_errors("{{ service }} full on {{ instance }} ({{ pool }})") == []
+    assert render_template("{{ instance }}/{{ pool }}", {"instance": "10.0.0.3:8080", "pool": "main"}) == "10.0.0.3:8080/main"
+
+
+def test_the_exported_expression_takes_the_worst_pool_with_the_overflow() -> None:
+    from poolboard.lib.alerting import prometheus_expr, prometheus_pool_lookups
+    from poolboard.lib.presets import SQLALCHEMY
+
+    sqlalchemy = SQLALCHEMY
+    expr = prometheus_expr("utilization", sqlalchemy, window="5m", overflow=5)
+    assert expr.startswith("max by (service) (100 * ") and "> 0) + 5)" in expr
+    assert prometheus_expr("available", sqlalchemy, window="5m").startswith("min by (service) ((")
+    lookups = prometheus_pool_lookups("utilization", sqlalchemy, window="5m", overflow=5)
+    assert lookups["instance"].startswith("{{ range query `topk by (service) (1, 100 * ")
+    assert '(index .Labels "exported_instance")' in lookups["instance"] and '"pool_name"' in lookups["pool"]
+    assert prometheus_pool_lookups("waiting", sqlalchemy, window="5m") == {}
