@@ -76,16 +76,16 @@ class EpisodeKey(NamedTuple):
     started: datetime
 
 
-@dataclass(frozen=True)
-class OpenEpisode:
+class OpenEpisode(NamedTuple):
     """What the caller remembers about an episode still open."""
 
     key: EpisodeKey
     peak_age_s: float
 
 
-@dataclass(frozen=True)
-class Observation:
+# Observation and Closed are NamedTuples too: a snapshot makes one per ongoing episode
+# (hundreds), and a frozen dataclass's __init__ sets each field through object.__setattr__.
+class Observation(NamedTuple):
     """An episode seen in this snapshot: to open or to update."""
 
     key: EpisodeKey
@@ -94,8 +94,7 @@ class Observation:
     session: Session
 
 
-@dataclass(frozen=True)
-class Closed:
+class Closed(NamedTuple):
     key: EpisodeKey
     ended: datetime
 
@@ -108,23 +107,28 @@ class Changes:
 
 
 def candidates(session: Session, thresholds: Thresholds, now: datetime) -> list[tuple[EpisodeKey, float]]:
-    """The episodes this session is in right now, with their ages in seconds."""
+    """The episodes this session is in right now, with their ages in seconds.
+
+    Written out per kind (no helper closure, no per-call threshold lookup): it runs
+    for every session row of every snapshot.
+    """
 
     found: list[tuple[EpisodeKey, float]] = []
-
-    def add(kind: str, start: datetime | None) -> None:
-        if start is None:
-            return
-        age = (now - start).total_seconds()
-        if age >= thresholds.for_kind(kind):
-            found.append((EpisodeKey(kind, session.pid, session.backend_start, start), age))
-
-    if session.state in IDLE_IN_TX_STATES:
-        add(IDLE_IN_TRANSACTION, session.state_change)
-    if session.state and session.state != "idle":
-        add(LONG_TRANSACTION, session.xact_start)
-    if session.state == "active":
-        add(LONG_QUERY, session.query_start)
+    state = session.state
+    if not state or state == "idle":
+        return found
+    if state in IDLE_IN_TX_STATES and session.state_change is not None:
+        age = (now - session.state_change).total_seconds()
+        if age >= thresholds.idle_in_transaction_s:
+            found.append((EpisodeKey(IDLE_IN_TRANSACTION, session.pid, session.backend_start, session.state_change), age))
+    if session.xact_start is not None:
+        age = (now - session.xact_start).total_seconds()
+        if age >= thresholds.transaction_s:
+            found.append((EpisodeKey(LONG_TRANSACTION, session.pid, session.backend_start, session.xact_start), age))
+    if state == "active" and session.query_start is not None:
+        age = (now - session.query_start).total_seconds()
+        if age >= thresholds.query_s:
+            found.append((EpisodeKey(LONG_QUERY, session.pid, session.backend_start, session.query_start), age))
     return found
 
 
@@ -150,19 +154,20 @@ def track(
     that started before it would have been in the rows, so it is closed.
     """
 
-    previous = {e.key: e for e in open_episodes}
+    previous = {e.key: e.peak_age_s for e in open_episodes}
     changes = Changes()
+    opened, updated = changes.opened, changes.updated
     seen: set[EpisodeKey] = set()
     for session in sessions:
         for key, age in candidates(session, thresholds, now):
             if key in seen:
                 continue
             seen.add(key)
-            before = previous.get(key)
-            if before is None:
-                changes.opened.append(Observation(key, age, age, session))
+            peak = previous.get(key)
+            if peak is None:
+                opened.append(Observation(key, age, age, session))
             else:
-                changes.updated.append(Observation(key, age, max(age, before.peak_age_s), session))
+                updated.append(Observation(key, age, age if age > peak else peak, session))
     for key in previous:
         if key in seen:
             continue

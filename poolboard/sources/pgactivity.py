@@ -197,6 +197,12 @@ def connection_kwargs(
         f"-c statement_timeout={int(limits.statement_timeout_ms)}"
         f" -c lock_timeout={int(limits.lock_timeout_ms)}"
         " -c idle_in_transaction_session_timeout=10000"
+        # Timestamps in UTC, as poolboard's own connection has them: psycopg then gives both
+        # datetime.timezone.utc, and comparing or hashing a snapshot's timestamps against
+        # stored ones (the open episodes' keys, every snapshot) takes datetime's same-tzinfo
+        # fast path instead of working out two UTC offsets each time (~2 us a key; a server
+        # in Etc/UTC or Europe/Berlin gives a ZoneInfo).
+        " -c TimeZone=UTC"
     )
     if read_only:
         options += " -c default_transaction_read_only=on"

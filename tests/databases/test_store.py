@@ -182,6 +182,13 @@ def test_outside_a_transaction_it_commits_or_rolls_back_as_a_whole(orders):
 
     snap = snapshot(at(200), [session(1, "idle in transaction", at(150), A)])
     assert store_snapshot(orders, snap).status == "ok"
+    # Committed (the COMMIT goes in the store's pipeline): another connection sees it.
+    import psycopg
+
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        assert other.execute(
+            "SELECT count(*) FROM databases_snapshot WHERE server_id = %s", [orders.pk]
+        ).fetchone()[0] == 1
     assert store_snapshot(orders, snap).status == "skipped"  # a redelivered slot
     assert Snapshot.objects.filter(server=orders).count() == 1
     assert SessionCount.objects.filter(snapshot__server=orders).count() == 2
