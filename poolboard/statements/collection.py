@@ -189,7 +189,7 @@ def store_reading(server: MonitoredServer, reading: pgstatements.Reading, interv
         StatementInterval.objects.bulk_create(intervals, batch_size=1000)
         StatementSample.objects.filter(pk=sample.pk).update(intervals=len(intervals), notes=notes)
         status = reading.status
-        if status is not None:
+        if status is not None and reading.status_checked:  # a reused status was stored when it was asked for
             _set_status(server, status.state, status.message, status)
     return CollectResult(
         server.name, "ok", entries=len(reading.entries), intervals=len(intervals),

@@ -120,6 +120,28 @@ def test_it_reports_a_database_without_the_extension(pg_cluster, cluster_db) -> 
     assert raised.value.message == status.message
 
 
+def test_it_reuses_what_it_learnt_of_the_extension_and_asks_again_every_so_often(pg_cluster, cluster_db) -> None:
+    t = target(pg_cluster, cluster_db)
+    ps.forget_status(t)
+    readings = [ps.read(t) for _ in range(ps.STATUS_RECHECK_READINGS + 1)]
+    assert [r.status_checked for r in readings] == [True] + [False] * (ps.STATUS_RECHECK_READINGS - 1) + [True]
+    assert all(r.status.ok and r.entries for r in readings)
+
+
+def test_a_reused_status_is_asked_again_when_the_extension_is_gone(pg_cluster, cluster_db) -> None:
+    t = target(pg_cluster, cluster_db)
+    ps.forget_status(t)
+    assert ps.read(t).status_checked
+    with pg_cluster.connect(cluster_db) as conn:
+        conn.execute("DROP EXTENSION pg_stat_statements")
+    with pytest.raises(ps.Unavailable) as raised:
+        ps.read(t)
+    assert raised.value.status.state == ps.NOT_INSTALLED
+    with pg_cluster.connect(cluster_db) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+    assert ps.read(t).status_checked  # nothing was kept from the failed reading
+
+
 def test_it_reports_a_server_that_does_not_preload_it(target_dbname) -> None:
     # The machine's own server: pg_stat_statements is not in shared_preload_libraries there.
     from tests.pg import HOST, PORT, SUPERUSER
