@@ -219,6 +219,13 @@ def _judge(target, version_num, compute_query_id, track, max_entries, schema, ex
             "compute_query_id is off: pg_stat_statements tracks nothing and sessions carry no query_id;"
             " set compute_query_id = auto (or on) in postgresql.conf and reload."
         )
+    if state in (OK, UNREADABLE) and version_num and int(version_num) < 140000:
+        # pg_stat_activity.query_id arrived in PostgreSQL 14: before it, a snapshot cannot tell
+        # which statement a session runs, so the "held by" columns would be empty without a word.
+        message = (message + " " if message else "") + (
+            f"PostgreSQL {int(version_num) // 10000} has no pg_stat_activity.query_id (14 and later): statements are"
+            " collected, but which services' sessions run them, and how many connections they hold, cannot be told."
+        )
     return Status(
         state=state,
         message=message,

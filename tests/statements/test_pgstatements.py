@@ -3,6 +3,8 @@ and lib.statements' deltas over real readings: what was run is what is counted."
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from poolboard.lib import statements as st
@@ -189,3 +191,17 @@ def test_it_marks_its_connection_as_poolboards(pg_cluster, cluster_db) -> None:
             (cluster_db,),
         ).fetchone()[0]
     assert apps > 0
+
+
+def test_before_postgresql_14_it_says_sessions_cannot_be_tied_to_statements() -> None:
+    from poolboard.sources.pgstatements import OK, _judge
+
+    target = types.SimpleNamespace(dbname="shop", user="monitor")
+    args = dict(compute_query_id=None, track="top", max_entries=5000, schema="public", ext_version="1.8",
+                available=True, read_all=True, superuser=False, columns=(), has_info=True, installed=True,
+                preloaded=True)
+    old = _judge(target, 130011, **args)
+    assert old.state == OK
+    assert "PostgreSQL 13 has no pg_stat_activity.query_id" in old.message
+    assert "how many connections they hold, cannot be told" in old.message
+    assert "query_id" not in _judge(target, 160002, **{**args, "compute_query_id": "auto"}).message
