@@ -18,6 +18,8 @@ These used to start a demo each, one after the other (4.7 minutes between them).
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import re
 import socket
@@ -87,6 +89,36 @@ def test_make_demo_brings_up_the_fleet_on_its_own_cluster(running_demo: RunningD
     assert "pg_stat_statements" in preloaded and fleet_sessions > 0
     health = get_json(f"{running_demo.base}/healthz")
     assert health["status"] == "ok", health
+
+
+def test_last_weeks_report_is_on_the_reports_page_and_in_the_demo_mail(running_demo: RunningDemo) -> None:
+    """Issue 12's "done when": the Reports page has last week's (demo) report with its charts, and
+    its email (file backend, var/mail/) went to the demo's team subscription with the same figures."""
+    browser = Browser(running_demo.base)
+    browser.login(*LOGIN)
+    listing = browser.get("/reports/")
+    week = re.search(r'href="/reports/(\d{4}-W\d{2})/"', listing)
+    assert week, text_of(listing)[:500]
+    page = browser.get(f"/reports/{week[1]}/")
+    assert "Demo data" in page and "<svg" in page, text_of(page)[:500]
+    search_row = text_of(re.search(r'<tr id="row-search">.*?</tr>', page, re.S).group())
+    saturated = re.search(r"([\d,]+) min", search_row)
+    assert saturated and int(saturated[1].replace(",", "")) > 0, search_row
+    def report_mail():
+        # The file backend writes each message's MIME source, separated by a line of 79 dashes.
+        for source in mail_text(running_demo.var).split("-" * 79):
+            message = email.message_from_string(source.strip(), policy=email.policy.default)
+            if "capacity-team@example.org" in str(message.get("To", "")) and week[1] in str(message.get("Subject", "")):
+                return message
+        return None
+
+    message = wait_until(report_mail, timeout=running_demo.left(60), interval=2, what="the report email in var/mail/")
+    text = " ".join(message.get_body(("plain",)).get_content().split())
+    html = message.get_body(("html",)).get_content()
+    attachments = [part.get_filename() for part in message.iter_attachments()]
+    assert f"poolboard-report-{week[1]}-v1.pdf" in attachments, attachments  # the PDF attached
+    assert f"saturated {saturated[1]} min" in text, (search_row, text[:800])
+    assert saturated[1] in text_of(html) and 'src="cid:' in html  # the charts inline
 
 
 def test_the_slow_queries_page_shows_the_reports_pg_sleep_with_its_share_of_the_pool(running_demo: RunningDemo) -> None:
