@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from . import promql
+from .pools import effective_max
 
 INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
 STATES = (INACTIVE, PENDING, FIRING)
@@ -399,8 +400,8 @@ def pool_capacity(values: Mapping[str, float | None], overflow: float = 0.0) -> 
     """How many connections one pool may open: its reported max plus the service's configured
     overflow (SQLAlchemy reports pool_size as max and opens up to max_overflow more), or None
     when the max is absent, NaN or 0 (Go's "unlimited")."""
-    limit = values.get("max")
-    if limit is None or math.isnan(limit) or limit <= 0:
+    limit = effective_max(values.get("max"))
+    if limit is None or math.isnan(limit):
         return None
     return limit + max(0.0, overflow or 0.0)
 
