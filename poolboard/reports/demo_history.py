@@ -162,10 +162,10 @@ def seed(now: datetime, weeks: int = ROLLUP_WEEKS, base_port: int = 9201, seed_v
     ReportSchedule.claim(last)  # the beat must not build last week again
     # Due now: queued at once (the beat's weekly job would only look in up to 10 minutes), then
     # weekly on this weekday like any subscriber's.
+    local_now = now.astimezone(zone)
     Subscription.objects.get_or_create(
         email=DEMO_REPORT_ADDRESS, user=None,
-        defaults={"weekday": now.astimezone(zone).weekday(), "hour": now.astimezone(zone).hour, "time_zone": tz,
-                  "next_send_at": now},
+        defaults={"weekday": local_now.weekday(), "hour": local_now.hour, "time_zone": tz, "next_send_at": now},
     )
     emails = delivery.send_due(now)
     return {"seeded": True, "rollups": rollups, "snapshots": snapshots, "episodes": episodes, "findings": findings,

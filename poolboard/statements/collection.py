@@ -22,6 +22,7 @@ from poolboard.lib import statements as st
 from poolboard.sources import pgstatements
 
 from .models import (
+    HoldHourly,
     Statement,
     StatementHourly,
     StatementInterval,
@@ -308,8 +309,9 @@ def rollup_recent(now: datetime, hours: int = 3) -> int:
 
 
 def expire(now: datetime) -> dict[str, int]:
-    """Intervals and samples after STATEMENTS_INTERVAL_DAYS (14), hours after STATEMENTS_HOURLY_DAYS
-    (400), and statements not seen for as long as their hours are kept."""
+    """Intervals and samples after STATEMENTS_INTERVAL_DAYS (14), hours (the statements' and their
+    holds', holds.py) after STATEMENTS_HOURLY_DAYS (400), and statements not seen for as long as
+    their hours are kept."""
     interval_days = int(getattr(settings, "STATEMENTS_INTERVAL_DAYS", 14))
     hourly_days = int(getattr(settings, "STATEMENTS_HOURLY_DAYS", 400))
     recent = now - timedelta(days=interval_days)
@@ -318,5 +320,6 @@ def expire(now: datetime) -> dict[str, int]:
         "intervals": StatementInterval.objects.filter(end__lt=recent).delete()[0],
         "samples": StatementSample.objects.filter(taken_at__lt=recent).delete()[0],
         "hours": StatementHourly.objects.filter(hour__lt=old).delete()[0],
+        "hold_hours": HoldHourly.objects.filter(hour__lt=old).delete()[0],
         "statements": Statement.objects.filter(last_seen__lt=old).delete()[0],
     }

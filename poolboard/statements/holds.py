@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection
 
 from poolboard.databases.models import QueryHold, Snapshot, snapshot_interval
@@ -41,15 +40,9 @@ def rollup_recent(now: datetime, hours: int = 3) -> int:
 
 
 def rollup_since(start: datetime) -> int:
-    """Recompute every hour from `start` (an hour's start) on: the migration's backfill, and the beat's."""
+    """Recompute every hour from `start` (an hour's start) on. Retention is collection.expire's."""
     sql = ROLLUP_SQL.format(hourly=HoldHourly._meta.db_table, holds=QueryHold._meta.db_table,
                             snapshots=Snapshot._meta.db_table)
     with connection.cursor() as cur:
         cur.execute(sql, {"start": start, "step": snapshot_interval()})
         return cur.rowcount
-
-
-def expire(now: datetime) -> int:
-    """Hours older than STATEMENTS_HOURLY_DAYS (400)."""
-    old = now - timedelta(days=int(getattr(settings, "STATEMENTS_HOURLY_DAYS", 400)))
-    return HoldHourly.objects.filter(hour__lt=old).delete()[0]

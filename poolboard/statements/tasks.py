@@ -36,5 +36,4 @@ def rollup_statements(**kwargs) -> dict:
 
 @shared_task(name="poolboard.statements.expire_statements")
 def expire_statements(**kwargs) -> dict:
-    now = timezone.now()
-    return {**collection.expire(now), "hold_hours": holds.expire(now)}
+    return collection.expire(timezone.now())
