@@ -67,7 +67,7 @@ def _selected(rule: AlertRule, services: list[Service]) -> list[Service]:
 
 def _overflows(rule: AlertRule, services: list[Service]) -> dict[str, int]:
     """{service: configured overflow} of the services whose exported capacity includes one."""
-    if rule.signal not in ("utilization", "available"):
+    if rule.signal not in alerting.CAPACITY_SIGNALS:
         return {}
     return {s.name: s.pool_overflow for s in _selected(rule, services) if s.pool_overflow}
 
@@ -81,7 +81,7 @@ def _rule_entries(rule: AlertRule, services: list[Service]) -> tuple[list[dict],
         note = ""
     chosen = _selected(rule, services)
     overrides = {o.service.name: o.threshold for o in rule.overrides.all()}
-    uses_capacity = rule.signal in ("utilization", "available")
+    uses_capacity = rule.signal in alerting.CAPACITY_SIGNALS
     groups: dict[tuple, list[Service]] = defaultdict(list)
     for s in chosen:
         overflow = s.pool_overflow if uses_capacity else 0

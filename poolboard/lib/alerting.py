@@ -394,6 +394,8 @@ SIGNALS: Mapping[str, Signal] = {
     )
 }
 POOL_SIGNALS = ("utilization", "available", "waiting", "timeouts", "acquire_s", "hold_s", "stale_s")
+# Taken from one pool (the worst) against its capacity (max + configured overflow).
+CAPACITY_SIGNALS = ("utilization", "available")
 
 
 def pool_capacity(values: Mapping[str, float | None], overflow: float = 0.0) -> float | None:
@@ -439,7 +441,7 @@ def worst_pool(
         return ((now - max(newest)).total_seconds() if newest else None), None
     fresh = [(v, key) for v, sampled, key in items
              if sampled is not None and (now - sampled).total_seconds() <= stale_after_s]
-    if signal in ("utilization", "available"):
+    if signal in CAPACITY_SIGNALS:
         per_pool = []
         for v, key in fresh:
             in_use, capacity = v.get("in_use"), pool_capacity(v, overflow)
@@ -513,7 +515,7 @@ def prometheus_expr(signal: str, preset, *, window: str, sel: str = "", overflow
     gives it) is written into the expression as a constant: the exported file is right for the
     overflow configured when it was written.
     """
-    if signal in ("utilization", "available"):
+    if signal in CAPACITY_SIGNALS:
         per_pool = _prometheus_per_pool(signal, preset, window=window, sel=sel, overflow=overflow)
         if per_pool is None:
             return None
@@ -553,7 +555,7 @@ def prometheus_pool_lookups(signal: str, preset, *, window: str, sel: str = "", 
     for the alert's service. Between equal pools Prometheus picks any one (poolboard the first
     by instance name).
     """
-    if signal not in ("utilization", "available"):
+    if signal not in CAPACITY_SIGNALS:
         return {}
     per_pool = _prometheus_per_pool(signal, preset, window=window, sel=sel, overflow=overflow)
     if per_pool is None or "`" in per_pool:
