@@ -289,25 +289,25 @@ def _holds(since, until, server_id, datname, service_id, queryids=None) -> dict[
         where.append("h.query_id = ANY(%s)")
         params.append(queryids)
     if hourly:
-        per_row = f"""SELECT h.server_id, h.datname, h.query_id, h.service_id, h.held_s AS held, h.peak AS n
+        per_row = f"""SELECT h.server_id, h.datname, h.query_id, h.service_id, h.held_s AS held_s, h.peak AS n
                       FROM {HoldHourly._meta.db_table} h WHERE {' AND '.join(where)}"""
-        step = 1
     else:
-        per_row = f"""SELECT s.server_id, h.datname, h.query_id, h.service_id, sum(h.count) AS held, sum(h.count) AS n
+        per_row = f"""SELECT s.server_id, h.datname, h.query_id, h.service_id, sum(h.count) * %s AS held_s,
+                             sum(h.count) AS n
                       FROM {QueryHold._meta.db_table} h JOIN {Snapshot._meta.db_table} s ON s.id = h.snapshot_id
                       WHERE {' AND '.join(where)}
                       GROUP BY s.server_id, h.datname, h.query_id, h.service_id, s.id"""
-        step = snapshot_interval()
+        params.insert(0, snapshot_interval())
     sql = f"""
-        SELECT r.server_id, r.datname, r.query_id, r.service_id, svc.name, sum(r.held), max(r.n)
+        SELECT r.server_id, r.datname, r.query_id, r.service_id, svc.name, sum(r.held_s), max(r.n)
         FROM ({per_row}) r
         LEFT JOIN {Service._meta.db_table} svc ON svc.id = r.service_id
         GROUP BY 1, 2, 3, 4, 5"""
     out: dict[tuple[int, str, int], dict[int | None, tuple]] = {}
     with connection.cursor() as cur:
         cur.execute(sql, params)
-        for sid, db, qid, svc_id, svc_name, total, peak in cur.fetchall():
-            out.setdefault((sid, db, qid), {})[svc_id] = (svc_name or "", float(total) * step, int(peak))
+        for sid, db, qid, svc_id, svc_name, held_s, peak in cur.fetchall():
+            out.setdefault((sid, db, qid), {})[svc_id] = (svc_name or "", float(held_s), int(peak))
     return out
 
 
