@@ -33,13 +33,6 @@ class Thresholds:
     query_s: float = 30.0
     transaction_s: float = 300.0
 
-    def for_kind(self, kind: str) -> float:
-        return {
-            IDLE_IN_TRANSACTION: self.idle_in_transaction_s,
-            LONG_TRANSACTION: self.transaction_s,
-            LONG_QUERY: self.query_s,
-        }[kind]
-
 
 @dataclass(frozen=True)
 class Session:
