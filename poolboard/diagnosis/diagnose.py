@@ -37,7 +37,7 @@ def sources_of(services: list[Service]) -> dict[int, PrometheusSource]:
     return {p.pk: p for p in PrometheusSource.objects.filter(id__in={s.source_id for s in services})}
 
 
-def build_inputs(services: list[Service], now: datetime, sources: dict[int, PrometheusSource] | None = None,
+def build_inputs(services: list[Service], now: datetime, sources: dict[int, PrometheusSource],
                  ) -> dict[int, engine.DiagnosisInput]:
     """The engine's input for each service, in a fixed number of queries."""
     ids = [s.id for s in services]
@@ -48,8 +48,6 @@ def build_inputs(services: list[Service], now: datetime, sources: dict[int, Prom
     server = inputs.server_points(thresholds, start, now)
     episodes = inputs.episodes(ids, start, now)
     agent = inputs.agent_reports(services, now)
-    if sources is None:
-        sources = sources_of(services)
     out = {}
     for service in services:
         out[service.id] = engine.DiagnosisInput(
