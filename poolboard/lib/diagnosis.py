@@ -536,12 +536,8 @@ def _full_unjudged(ctx: _Context) -> Finding | None:
         cols, last = series.cols, series.n - 1
         if any(u is not None and m is not None and u > m + 0.5 for u, m in zip(cols["in_use"], cols["max"])):
             continue  # in use above max: max is not the limit (SQLAlchemy's pool_size, with overflow above it)
-        first = last
-        while first >= 0 and cols["in_use"][first] is not None and cols["max"][first] is not None \
-                and cols["in_use"][first] >= cols["max"][first] - 0.5:
-            first -= 1
-        first += 1
-        if first > last or series.ts[last] - series.ts[first] < span:
+        first = _full_since(series)
+        if first is None or series.ts[last] - series.ts[first] < span:
             continue
         lacking = ["a waiting gauge, acquire time or timeouts"]
         if not series.has("acquisitions") and not ctx.server_fresh:
@@ -978,23 +974,31 @@ def _mean_demand(cols: dict, idx: list[int], window: float) -> float | None:
 # ---------------------------------------------------------------- stuck
 
 
+def _at_max(cols: dict, i: int) -> bool:
+    """Point i has every connection in use (0.5: the gauges are floats)."""
+    u, m = cols["in_use"][i], cols["max"][i]
+    return u is not None and m is not None and u >= m - 0.5
+
+
+def _full_since(series: _Series) -> int | None:
+    """Where the run of points at max that ends with the newest starts; None when the newest is not at max."""
+    last = series.n - 1
+    if last < 0 or not _at_max(series.cols, last):
+        return None
+    first = last
+    while first > 0 and _at_max(series.cols, first - 1):
+        first -= 1
+    return first
+
+
 def _stuck(ctx: _Context) -> Finding | None:
     th = ctx.th
     span = max(th.stuck_s, 2 * ctx.interval)
     for series in ctx.live:
         cols = series.cols
         last = series.n - 1
-        if cols["in_use"][last] is None or cols["max"][last] is None:
-            continue
-
-        def full(i: int, cols=cols) -> bool:
-            u, m = cols["in_use"][i], cols["max"][i]
-            return u is not None and m is not None and u >= m - 0.5
-
-        first = last
-        while first > 0 and full(first - 1):
-            first -= 1
-        if not full(last) or series.ts[last] - series.ts[first] < span:
+        first = _full_since(series)
+        if first is None or series.ts[last] - series.ts[first] < span:
             continue
         acq = cols["acquisitions"][last]
         reasons = []
@@ -1048,8 +1052,7 @@ def _saturated_points(ctx: _Context, series: _Series) -> list[int]:
     has_pending = series.has("pending")
     out = []
     for i in range(series.n):
-        u, m = cols["in_use"][i], cols["max"][i]
-        if u is None or m is None or u < m - 0.5:
+        if not _at_max(cols, i):
             continue
         if has_pending:
             if (cols["pending"][i] or 0) > 0:
